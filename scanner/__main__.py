@@ -1,0 +1,5 @@
+"""``python -m scanner`` runs the portprobe command line."""
+
+from scanner.cli import main
+
+main()

@@ -1,0 +1,29 @@
+"""The one-call library entry point: targets and ports as text in, results out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+from scanner.engine import Scan
+from scanner.models import Result, ScanConfig
+from scanner.ports import parse_ports
+from scanner.targets import build_targets
+
+
+async def scan(
+    targets: Iterable[str],
+    ports: str | Sequence[int],
+    config: ScanConfig = ScanConfig(),
+    *,
+    exclude: Iterable[str] = (),
+) -> AsyncIterator[Result]:
+    """Scan ``targets`` (addresses, networks, ranges, names) on ``ports``.
+
+    ``ports`` is an nmap-style spec (``"22,80,1000-2000"``) or a sequence of numbers.
+    Names that do not resolve are skipped. Raises :class:`~scanner.errors.UsageError`
+    subclasses for malformed targets or ports, before anything is sent.
+    """
+    port_list = parse_ports(ports) if isinstance(ports, str) else list(ports)
+    hosts, _unresolved = await build_targets(targets, exclude=exclude)
+    async for result in Scan(hosts, port_list, config):
+        yield result

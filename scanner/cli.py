@@ -1,0 +1,464 @@
+"""The ``portprobe`` command line: parse, build a config, run the scan, map errors to exits.
+
+This is the only module that imports typer or touches the terminal. It stays thin: every
+decision about probing lives in the engine, every format in ``scanner.report``.
+
+Exit statuses (:class:`ExitStatus`): 0 success, 1 a scan that could not finish, 2 bad
+input (always one line on stderr, never a traceback), 130 interrupted by SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, NoReturn, TextIO
+
+import typer
+from typer.core import TyperGroup
+
+from scanner import __version__
+from scanner.engine import Scan
+from scanner.errors import PortprobeError, ScanError, UsageError
+from scanner.models import PortState, ScanConfig, Timing
+from scanner.ports import format_ports, parse_ports, top_ports
+from scanner.report import (
+    FORMATS,
+    Ending,
+    ScanMeta,
+    Summary,
+    TableReport,
+    Writer,
+    format_for_path,
+    make_writer,
+    printable,
+)
+from scanner.report.files import AtomicOutput
+from scanner.targets import build_targets, parse_target, read_targets_file
+from scanner.units import parse_duration
+
+try:  # Typer >= 0.20 ships its own copy of click.
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older Typer depends on click itself
+    from click.exceptions import ClickException  # type: ignore[no-redef,import-not-found]
+
+
+class ExitStatus(enum.IntEnum):
+    """How ``portprobe`` exits."""
+
+    SUCCESS = 0
+    ERROR = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+@dataclass
+class Environment:
+    """The streams the command line talks to; tests replace them."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def stderr_isatty(self) -> bool:
+        """Whether stderr is a terminal (progress bars go only there)."""
+        return bool(getattr(self.stderr, "isatty", lambda: False)())
+
+    def say(self, message: str) -> None:
+        """One line to stderr, prefixed with the program name."""
+        self.stderr.write(f"portprobe: {message}\n")
+        self.stderr.flush()
+
+
+class _DefaultToScan(TyperGroup):
+    """A group whose default command is ``scan``: ``portprobe HOST -p 22`` just works."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["scan", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultToScan,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Scan TCP ports and report exact states. Usage: portprobe TARGET... [-p PORTS]",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"portprobe {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """portprobe: what really listens on your hosts."""
+
+
+_DEFAULTS = ScanConfig()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanRequest:
+    """The scan command's options, validated."""
+
+    targets: list[str]
+    exclude: list[str]
+    ports: list[int]
+    config: ScanConfig
+    output: str | None
+    format: str
+    show_all: bool
+    quiet: bool
+    command: list[str]
+
+
+@app.command(
+    "scan",
+    help="Scan TARGETs (addresses, CIDRs, ranges like 198.18.0.1-20, host names).",
+)
+def scan_command(
+    targets: Annotated[list[str] | None, typer.Argument(show_default=False)] = None,
+    ports: Annotated[
+        str | None,
+        typer.Option("-p", "--ports", help="Ports: 22,80,1000-2000, or - for 1-65535."),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option("--top-ports", help="The N most common ports (default: 1000)."),
+    ] = None,
+    targets_file: Annotated[
+        str | None,
+        typer.Option("-iL", "--targets-file", help="Read targets from FILE, one per line."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Targets not to scan (repeatable).")
+    ] = None,
+    exclude_file: Annotated[
+        str | None, typer.Option("--exclude-file", help="Read targets not to scan from FILE.")
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("-o", "--output", help="Write a report to FILE (.csv .json .jsonl .txt)."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Report format: table, csv, json or jsonl."),
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show and write closed ports too.")
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Most probes in flight at once.")
+    ] = _DEFAULTS.concurrency,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Most probes sent per second.")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Times an unanswered probe is sent again.")
+    ] = _DEFAULTS.retries,
+    min_rtt: Annotated[
+        str, typer.Option("--min-rtt-timeout", help="Floor of the adaptive timeout.")
+    ] = "100ms",
+    max_rtt: Annotated[
+        str, typer.Option("--max-rtt-timeout", help="Ceiling of the adaptive timeout.")
+    ] = "10s",
+    initial_rtt: Annotated[
+        str, typer.Option("--initial-rtt-timeout", help="Timeout before any answer.")
+    ] = "1s",
+    seed: Annotated[int | None, typer.Option("--seed", help="Fix the random probe order.")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    request = _validate(
+        targets=targets or [],
+        ports=ports,
+        top=top,
+        targets_file=targets_file,
+        exclude=exclude or [],
+        exclude_file=exclude_file,
+        output=output,
+        fmt=fmt,
+        show_all=show_all,
+        concurrency=concurrency,
+        rate=rate,
+        retries=retries,
+        timing=(min_rtt, max_rtt, initial_rtt),
+        seed=seed,
+        quiet=quiet,
+    )
+    raise typer.Exit(run_scan(request, Environment()))
+
+
+def _split_list(values: Sequence[str]) -> Iterator[str]:
+    """Targets given as "a,b" or "a b" in one option value, when every piece is a target."""
+    for value in values:
+        pieces = value.replace(",", " ").split()
+        try:
+            for piece in pieces:
+                parse_target(piece)
+        except UsageError:
+            yield value.strip()
+        else:
+            yield from pieces
+
+
+def _validate(
+    *,
+    targets: list[str],
+    ports: str | None,
+    top: int | None,
+    targets_file: str | None,
+    exclude: list[str],
+    exclude_file: str | None,
+    output: str | None,
+    fmt: str | None,
+    show_all: bool,
+    concurrency: int,
+    rate: float | None,
+    retries: int,
+    timing: tuple[str, str, str],
+    seed: int | None,
+    quiet: bool,
+) -> ScanRequest:
+    """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
+    if ports is not None and top is not None:
+        raise UsageError("use either -p/--ports or --top-ports, not both")
+    port_list = parse_ports(ports) if ports is not None else top_ports(top or 1000)
+    all_targets = list(targets)
+    if targets_file is not None:
+        all_targets += read_targets_file(targets_file)
+    for target in all_targets:
+        parse_target(target)
+    if not all_targets:
+        raise UsageError("no targets given (name them, or use -iL FILE)")
+    excluded = list(_split_list(exclude))
+    if exclude_file is not None:
+        excluded += read_targets_file(exclude_file)
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt is None:
+        fmt = format_for_path(output) if output is not None else "table"
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if rate is not None and not rate > 0:
+        raise UsageError("--rate must be a positive number of probes per second")
+    if retries < 0:
+        raise UsageError("--retries must not be negative")
+    floor, ceiling, initial = (
+        parse_duration(timing[0], option="--min-rtt-timeout"),
+        parse_duration(timing[1], option="--max-rtt-timeout"),
+        parse_duration(timing[2], option="--initial-rtt-timeout"),
+    )
+    if floor > ceiling:
+        raise UsageError("--min-rtt-timeout must not exceed --max-rtt-timeout")
+    config = ScanConfig(
+        concurrency=concurrency,
+        rate=rate,
+        retries=retries,
+        timing=Timing(min_rtt_timeout=floor, max_rtt_timeout=ceiling, initial_rtt_timeout=initial),
+        seed=seed,
+    )
+    return ScanRequest(
+        targets=all_targets,
+        exclude=excluded,
+        ports=port_list,
+        config=config,
+        output=output,
+        format=fmt,
+        show_all=show_all,
+        quiet=quiet,
+        command=["portprobe", *sys.argv[1:]],
+    )
+
+
+def run_scan(request: ScanRequest, env: Environment) -> ExitStatus:
+    """Run one scan as the command line does, writing to ``env``; returns the exit status."""
+    sink: AtomicOutput | None = None
+    if request.output is not None:
+        sink = AtomicOutput(request.output)  # a bad path fails here, before any probe
+    try:
+        status = asyncio.run(_scan(request, env, sink))
+    except KeyboardInterrupt:
+        if sink is not None:
+            sink.discard()
+        env.say("interrupted before the scan started")
+        return ExitStatus.INTERRUPTED
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    return status
+
+
+async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | None) -> ExitStatus:
+    hosts, unresolved = await build_targets(request.targets, exclude=request.exclude)
+    for name in unresolved:
+        env.say(f"warning: cannot resolve {printable(name.name)}: {name.reason}; skipping it")
+    if len(hosts) == 0:
+        if sink is not None:
+            sink.discard()
+        env.say("error: no hosts left to scan")
+        return ExitStatus.ERROR
+    scan = Scan(hosts, request.ports, request.config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, scan.stop)
+
+    meta = ScanMeta(
+        version=__version__,
+        command=request.command,
+        started=time.time(),
+        seed=scan.seed,
+        ports=format_ports(request.ports),
+        hosts=len(hosts),
+    )
+    to_stdout = request.format != "table" and sink is None
+    writer: Writer | None = None
+    stream: TextIO | None = sink.stream if sink is not None else None
+    if request.format != "table":
+        stream = stream if stream is not None else env.stdout
+        writer = make_writer(request.format, stream, meta)
+    table = TableReport(show_all=request.show_all)
+    summary = Summary(ports_per_host=len(request.ports))
+    failure: ScanError | None = None
+    progress = _Progress(scan, env) if env.stderr_isatty and not request.quiet else None
+    last_flush = time.monotonic()
+    try:
+        async for result in scan:
+            summary.add(result)
+            table.add(result)
+            if writer is not None and (request.show_all or result.state != PortState.CLOSED):
+                writer.write(result)
+                now = time.monotonic()
+                if sink is not None and now - last_flush > 0.5:
+                    sink.flush()
+                    last_flush = now
+    except (ScanError, OSError) as exc:
+        failure = exc if isinstance(exc, ScanError) else ScanError(f"writing failed: {exc}")
+        scan.stop()
+    finally:
+        if progress is not None:
+            progress.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    ending = Ending(
+        finished=time.time(),
+        complete=not scan.stats.interrupted and failure is None,
+        summary=summary,
+    )
+    try:
+        if writer is not None:
+            writer.close(ending)
+        elif sink is not None:
+            table.render(summary, sink.stream)
+        if sink is not None:
+            sink.commit()
+    except (ScanError, OSError) as exc:
+        failure = failure or ScanError(f"writing the report failed: {exc}")
+    report = env.stderr if to_stdout else env.stdout
+    if not to_stdout:
+        table.render(summary, env.stdout)
+    elapsed = ending.finished - meta.started
+    up = len(summary.hosts_answered)
+    if failure is not None:
+        env.say(f"error: {failure}")
+        return ExitStatus.ERROR
+    if scan.stats.interrupted:
+        saved = f"; partial results saved to {request.output}" if request.output else ""
+        report.write(
+            f"portprobe interrupted: {scan.stats.done} of {scan.stats.total} probes finished "
+            f"in {elapsed:.2f} s (seed {scan.seed}){saved}\n"
+        )
+        return ExitStatus.INTERRUPTED
+    report.write(
+        f"portprobe done: {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({up} up), "
+        f"{len(request.ports)} port{'s' if len(request.ports) != 1 else ''} each, "
+        f"scanned in {elapsed:.2f} s (seed {scan.seed})\n"
+    )
+    return ExitStatus.SUCCESS
+
+
+class _Progress:
+    """A progress bar with an ETA on stderr, shown once a scan has run for a second."""
+
+    DELAY = 1.0
+
+    def __init__(self, scan: Scan, env: Environment) -> None:
+        self._scan = scan
+        self._env = env
+        self._bar: Any = None
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        await asyncio.sleep(self.DELAY)
+        stats = self._scan.stats
+        self._bar = Progress(
+            TextColumn("scanning"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} probes"),
+            TimeRemainingColumn(),
+            console=Console(file=self._env.stderr),
+            transient=True,
+        )
+        task = self._bar.add_task("scan", total=stats.total)
+        with self._bar:
+            while True:
+                self._bar.update(task, completed=stats.done)
+                await asyncio.sleep(0.2)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+def _configure_logging(env: Environment) -> None:
+    handler = logging.StreamHandler(env.stderr)
+    handler.setFormatter(logging.Formatter("portprobe: warning: %(message)s"))
+    logger = logging.getLogger("scanner")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script: run the command line and exit with its status."""
+    env = Environment()
+    _configure_logging(env)
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="portprobe",
+            standalone_mode=False,
+        )
+    except ClickException as exc:
+        env.say(f"error: {exc.format_message()}")
+        status = ExitStatus.USAGE
+    except PortprobeError as exc:
+        env.say(f"error: {exc}")
+        status = ExitStatus.USAGE if isinstance(exc, UsageError) else ExitStatus.ERROR
+    except (KeyboardInterrupt, typer.Abort):
+        env.say("interrupted")
+        status = ExitStatus.INTERRUPTED
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    sys.exit(int(status) if isinstance(status, int) else 0)

@@ -1,0 +1,462 @@
+"""The scan engine: concurrency, pacing, retries and adaptive timeouts. It never prints.
+
+Rules and theory:
+- Work is a :class:`~scanner.plan.Plan` (the seeded host x port order) plus a queue of
+  attempts to send again. Nothing proportional to hosts x ports is held: only the attempts
+  in flight, a heap of their deadlines, RTT estimates of hosts that answered, and the
+  results the consumer has not taken yet (bounded: the engine stops sending when too many
+  wait).
+- No coroutine, future or ``wait_for`` is spent per probe. Sends happen in one loop
+  callback, in batches; the transport reports answers through a callback; one timer, set
+  to the earliest deadline, expires unanswered attempts. The consumer is an async iterator
+  woken once per batch of results.
+- The timeout of an attempt adapts as in nmap and RFC 6298: ``srtt + 4 * rttvar`` of the
+  host (or of the whole scan, before the host has answered), clamped to the configured
+  floor and ceiling. Before any answer the initial timeout applies.
+- An unanswered attempt is sent again up to ``retries`` times, then the port gets the
+  transport's silent state (``filtered``/``no-response`` for TCP). Before expiring anything
+  the engine first harvests answers that already arrived, so a busy event loop cannot turn
+  an answered port into a filtered one.
+- Local resource errors (out of descriptors or ephemeral ports) are never port states: the
+  probe is queued again, and running out of descriptors lowers the concurrency for good.
+- Concurrency is capped below RLIMIT_NOFILE, after raising the soft limit toward the hard
+  one; the cap is logged (logger ``scanner``) so the command line can say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import resource
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
+
+from scanner.models import PortState, Reason, Result, ScanConfig
+from scanner.plan import Plan, Shard
+from scanner.transport import Answer, Backpressure, TcpConnectTransport, Transport
+
+__all__ = ["HostTable", "Scan", "ScanStats", "fit_concurrency"]
+
+log = logging.getLogger("scanner")
+
+# File descriptors kept free for the process itself (output files, DNS, stdio, epoll).
+FD_RESERVE = 32
+# Results allowed to wait for the consumer before the engine stops sending.
+MAX_BUFFERED = 8192
+# Sends per loop callback, so that the consumer and timers get a turn on fast-failing scans.
+SEND_BATCH = 512
+# How long to wait before sending again after a local resource error, and how many
+# times one probe may be put off that way before it is given up as an error.
+BACKOFF = 0.02
+MAX_DEFERRALS = 250
+
+
+class HostLike(TypingProtocol):
+    """A scanned host as the engine needs it (``scanner.targets.Host`` fits)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def family(self) -> int: ...
+    @property
+    def hostname(self) -> str | None: ...
+
+
+class HostTable(TypingProtocol):
+    """Hosts addressable by index (``scanner.targets.TargetSet`` fits)."""
+
+    def __len__(self) -> int: ...
+    def host(self, index: int) -> HostLike: ...
+
+
+@dataclass(slots=True)
+class ScanStats:
+    """Counters of a scan, readable while it runs (for progress) and after it."""
+
+    total: int = 0
+    done: int = 0
+    sent: int = 0
+    retransmitted: int = 0
+    deferred: int = 0
+    concurrency: int = 0
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    interrupted: bool = False
+
+
+def fit_concurrency(requested: int, reserve: int = FD_RESERVE) -> int:
+    """Return the concurrency the descriptor limit allows, raising the soft limit if needed.
+
+    Logs a warning when the requested concurrency must be lowered.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = requested + reserve
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+            soft = ceiling
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return requested
+    allowed = max(1, soft - reserve)
+    log.warning(
+        "concurrency lowered from %d to %d: the open-file limit is %d (raise it with ulimit -n)",
+        requested,
+        allowed,
+        soft,
+    )
+    return allowed
+
+
+class _Rtt:
+    """Smoothed RTT and its variance (RFC 6298), with the timeout they give."""
+
+    __slots__ = ("rttvar", "srtt", "timeout")
+
+    def __init__(self, sample: float, floor: float, ceiling: float) -> None:
+        self.srtt = sample
+        self.rttvar = sample / 2
+        self.timeout = min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
+
+    def update(self, sample: float, floor: float, ceiling: float) -> None:
+        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+        self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self.timeout = min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
+
+
+class _Attempt:
+    """One probe in flight."""
+
+    __slots__ = ("deadline", "deferrals", "handle", "host", "live", "port", "sent", "tries")
+
+    def __init__(self, host: int, port: int, tries: int, deferrals: int, sent: float) -> None:
+        self.host = host
+        self.port = port
+        self.tries = tries
+        self.deferrals = deferrals
+        self.sent = sent
+        self.deadline = 0.0
+        self.handle: object = None
+        self.live = True
+
+
+# (host index, port, tries already made, deferrals so far)
+_Item = tuple[int, int, int, int]
+
+
+class Scan:
+    """One scan of ``hosts`` x ``ports``, consumed as an async iterator of results.
+
+    >>> async def open_ports(hosts, ports):           # doctest: +SKIP
+    ...     return [r async for r in Scan(hosts, ports) if r.state == "open"]
+
+    Results come in the order they are final. :meth:`stop` ends the scan early: the
+    iterator then yields what is already final and ends, with ``stats.interrupted`` set.
+    """
+
+    def __init__(
+        self,
+        hosts: HostTable,
+        ports: Sequence[int],
+        config: ScanConfig = ScanConfig(),
+        *,
+        transport: Transport | None = None,
+        shard: Shard = Shard(),
+        skip: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        self.hosts = hosts
+        self.config = config
+        self.transport: Transport = transport if transport is not None else TcpConnectTransport()
+        seed = config.seed if config.seed is not None else secrets.randbits(64)
+        self.seed = seed
+        self.plan = Plan(len(hosts), ports, seed=seed, shard=shard)
+        self.stats = ScanStats(total=self.plan.expected)
+        self._skip = skip
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._work = iter(self.plan)
+        self._requeued: deque[_Item] = deque()
+        self._plan_done = False
+        self._stopping = False
+        self._inflight = 0
+        self._cap = config.concurrency
+        self._heap: list[tuple[float, int, _Attempt]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = float("inf")
+        self._send_scheduled = False
+        self._resume_at = 0.0
+        self._buffer: list[Result] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._host_rtt: dict[int, _Rtt] = {}
+        self._scan_rtt: _Rtt | None = None
+        self._host_cache: dict[int, HostLike] = {}
+        self._allowance = 1.0
+        self._last_refill = 0.0
+
+    # -- the consumer's side ------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        return self._results()
+
+    async def _results(self) -> AsyncIterator[Result]:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._cap = fit_concurrency(self.config.concurrency)
+        self.stats.concurrency = self._cap
+        self.stats.started = time.time()
+        self._last_refill = loop.time()
+        self.transport.open(loop, self._deliver)
+        try:
+            self._send()
+            while True:
+                if self._buffer:
+                    batch, self._buffer = self._buffer, []
+                    for result in batch:
+                        yield result
+                    if not self._send_scheduled:
+                        self._schedule_send()
+                elif self._finished():
+                    break
+                else:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    self._waiter = None
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Stop sending, abandon what is in flight, and let the iterator end."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.stats.interrupted = True
+        self._wake()
+
+    def _finished(self) -> bool:
+        if self._stopping:
+            return True
+        return self._plan_done and not self._requeued and self._inflight == 0
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _shutdown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.close()
+        self._inflight = 0
+        self._heap.clear()
+        self.stats.finished = time.time()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _host(self, index: int) -> HostLike:
+        cache = self._host_cache
+        host = cache.get(index)
+        if host is None:
+            if len(cache) >= 65536:
+                cache.clear()
+            host = cache[index] = self.hosts.host(index)
+        return host
+
+    def _schedule_send(self, delay: float = 0.0) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._send_scheduled:
+            return
+        self._send_scheduled = True
+        if delay > 0:
+            loop.call_later(delay, self._send)
+        else:
+            loop.call_soon(self._send)
+
+    def _next_item(self) -> _Item | None:
+        if self._requeued:
+            return self._requeued.popleft()
+        if self._plan_done:
+            return None
+        skip = self._skip
+        for host, port in self._work:
+            if skip is not None and skip(self._host(host).address, port):
+                self.stats.done += 1
+                continue
+            return host, port, 0, 0
+        self._plan_done = True
+        return None
+
+    def _send(self) -> None:
+        """Send probes while concurrency, rate and the consumer allow; one batch per call."""
+        self._send_scheduled = False
+        loop = self._loop
+        if self._stopping or loop is None:
+            return
+        now = loop.time()
+        if now < self._resume_at:
+            self._schedule_send(self._resume_at - now)
+            return
+        rate = self.config.rate
+        transport, heap, stats = self.transport, self._heap, self.stats
+        rtts, scan_rtt = self._host_rtt, self._scan_rtt
+        initial = self.config.timing.initial_rtt_timeout
+        sent = 0
+        while self._inflight < self._cap and len(self._buffer) < MAX_BUFFERED:
+            if sent >= SEND_BATCH:
+                self._schedule_send()
+                break
+            if rate is not None:
+                self._allowance = min(
+                    max(1.0, rate / 100), self._allowance + (now - self._last_refill) * rate
+                )
+                self._last_refill = now
+                if self._allowance < 1.0:
+                    self._schedule_send((1.0 - self._allowance) / rate)
+                    break
+            item = self._next_item()
+            if item is None:
+                break
+            host_index, port, tries, deferrals = item
+            host = self._host(host_index)
+            attempt = _Attempt(host_index, port, tries + 1, deferrals, now)
+            try:
+                handle = transport.send(attempt, host.family, host.address, port)
+            except Backpressure as exc:
+                self._defer(attempt, exc)
+                break
+            sent += 1
+            stats.sent += 1
+            if rate is not None:
+                self._allowance -= 1.0
+            if tries:
+                stats.retransmitted += 1
+            if isinstance(handle, Answer):
+                self._final(attempt, handle, None)
+                continue
+            rtt = rtts.get(host_index) or scan_rtt
+            attempt.deadline = now + (rtt.timeout if rtt is not None else initial)
+            attempt.handle = handle
+            self._inflight += 1
+            heapq.heappush(heap, (attempt.deadline, next(self._seq), attempt))
+        if heap and heap[0][0] < self._timer_when:
+            self._arm_timer(heap[0][0])
+        if self._buffer or self._finished():
+            self._wake()
+
+    def _defer(self, attempt: _Attempt, exc: Backpressure) -> None:
+        """Put a probe off after a local resource error, lowering concurrency if needed."""
+        self.stats.deferred += 1
+        if attempt.deferrals >= MAX_DEFERRALS:
+            self._final(attempt, Answer(PortState.FILTERED, Reason.ERROR), None)
+            return
+        item = (attempt.host, attempt.port, attempt.tries - 1, attempt.deferrals + 1)
+        self._requeued.appendleft(item)
+        if exc.descriptors and self._inflight > 0 and self._inflight < self._cap:
+            log.warning(
+                "out of file descriptors (%s): concurrency lowered from %d to %d",
+                exc,
+                self._cap,
+                self._inflight,
+            )
+            self._cap = self._inflight
+            self.stats.concurrency = self._cap
+        assert self._loop is not None
+        self._resume_at = self._loop.time() + BACKOFF
+        self._schedule_send(BACKOFF)
+
+    # -- answers and timeouts ---------------------------------------------------------
+
+    def _deliver(self, key: object, answer: Answer | None) -> None:
+        attempt: _Attempt = key  # type: ignore[assignment]
+        if not attempt.live:
+            return
+        attempt.live = False
+        self._inflight -= 1
+        if answer is None:
+            self._defer(attempt, Backpressure(0))
+            return
+        loop = self._loop
+        assert loop is not None
+        self._final(attempt, answer, loop.time() - attempt.sent)
+        if not self._send_scheduled:
+            self._schedule_send()
+
+    def _final(self, attempt: _Attempt, answer: Answer, rtt: float | None) -> None:
+        if rtt is not None:
+            timing = self.config.timing
+            floor, ceiling = timing.min_rtt_timeout, timing.max_rtt_timeout
+            host_rtt = self._host_rtt.get(attempt.host)
+            if host_rtt is None:
+                self._host_rtt[attempt.host] = _Rtt(rtt, floor, ceiling)
+            else:
+                host_rtt.update(rtt, floor, ceiling)
+            if self._scan_rtt is None:
+                self._scan_rtt = _Rtt(rtt, floor, ceiling)
+            else:
+                self._scan_rtt.update(rtt, floor, ceiling)
+        host = self._host(attempt.host)
+        self._buffer.append(
+            Result(
+                host.address,
+                attempt.port,
+                self.transport.protocol,
+                answer.state,
+                answer.reason,
+                host.hostname,
+                rtt,
+                attempt.tries,
+                time.time(),
+            )
+        )
+        self.stats.done += 1
+
+    def _arm_timer(self, when: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_timer)
+        self._timer_when = when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = float("inf")
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        # Harvest what has already been answered before declaring anything unanswered.
+        self.transport.flush()
+        now = loop.time()
+        heap, retries, transport = self._heap, self.config.retries, self.transport
+        silent = _SILENT[transport.protocol]
+        while heap and (heap[0][0] <= now or not heap[0][2].live):
+            attempt = heapq.heappop(heap)[2]
+            if not attempt.live:
+                continue
+            attempt.live = False
+            self._inflight -= 1
+            transport.cancel(attempt.handle)
+            if attempt.tries <= retries:
+                self._requeued.append((attempt.host, attempt.port, attempt.tries, 0))
+            else:
+                self._final(attempt, silent, None)
+        if heap:
+            self._arm_timer(heap[0][0])
+        self._send_scheduled = False
+        self._send()
+        if self._buffer or self._finished():
+            self._wake()
+
+
+_SILENT = {
+    "tcp": Answer(PortState.FILTERED, Reason.NO_RESPONSE),
+    "udp": Answer(PortState.OPEN_FILTERED, Reason.NO_RESPONSE),
+}

@@ -1,0 +1,109 @@
+"""The data portprobe passes around: frozen, typed, and free of I/O.
+
+Rules:
+- A port's outcome is data: a :class:`PortState` with a :class:`Reason`, never an exception.
+- Settings travel as one frozen keyword-only :class:`ScanConfig`.
+- Nothing here imports anything else from the package, so every module may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Proto(enum.StrEnum):
+    """Transport protocol of a probed port."""
+
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class PortState(enum.StrEnum):
+    """What a port was found to be, with nmap's names."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+    OPEN_FILTERED = "open|filtered"
+
+
+class Reason(enum.StrEnum):
+    """Why a port got its state; the names are nmap's ``--reason`` names."""
+
+    SYN_ACK = "syn-ack"  # TCP connect completed
+    CONN_REFUSED = "conn-refused"  # TCP RST in answer to our SYN
+    NO_RESPONSE = "no-response"  # nothing came back before the last timeout
+    HOST_UNREACH = "host-unreach"  # ICMP host unreachable (or no ARP/NDP answer)
+    NET_UNREACH = "net-unreach"  # ICMP net unreachable, or no route at all
+    ADMIN_PROHIBITED = "admin-prohibited"  # ICMP administratively prohibited
+    PORT_UNREACH = "port-unreach"  # ICMP port unreachable (UDP closed)
+    PROTO_UNREACH = "proto-unreach"  # ICMP protocol unreachable
+    UDP_RESPONSE = "udp-response"  # a datagram came back
+    HOST_DOWN = "host-down"  # the host was given up on (e.g. it never resolved)
+    ERROR = "error"  # a local error the scanner could not map to the network
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The final outcome of probing one port of one host.
+
+    ``host`` is the address as text; ``hostname`` is the name the user gave, if any.
+    ``rtt`` is the round-trip time of the answering try in seconds (None without an answer).
+    ``tries`` counts the probes sent. ``timestamp`` is a Unix time (UTC) when the result was final.
+    """
+
+    host: str
+    port: int
+    protocol: Proto
+    state: PortState
+    reason: Reason
+    hostname: str | None = None
+    rtt: float | None = None
+    tries: int = 1
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """Adaptive per-probe timeout bounds, in seconds (nmap's ``--*-rtt-timeout`` options).
+
+    The timeout of a probe is ``srtt + 4 * rttvar`` (RFC 6298) of the host it goes to,
+    clamped to ``[min_rtt_timeout, max_rtt_timeout]``; before the first answer from a host
+    the scan-wide estimate is used, and before any answer at all ``initial_rtt_timeout``.
+    """
+
+    initial_rtt_timeout: float = 1.0
+    min_rtt_timeout: float = 0.1
+    max_rtt_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_rtt_timeout <= self.max_rtt_timeout:
+            raise ValueError("need 0 < min_rtt_timeout <= max_rtt_timeout")
+        if self.initial_rtt_timeout <= 0:
+            raise ValueError("initial_rtt_timeout must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanConfig:
+    """Everything that shapes a scan except what to scan.
+
+    ``concurrency`` is the most probes in flight at once; the engine lowers it below the
+    process's file-descriptor limit. ``rate`` caps probes sent per second (None: no cap).
+    ``retries`` is how many times an unanswered probe is sent again. ``seed`` fixes the
+    probe order (None: a random order).
+    """
+
+    concurrency: int = 1024
+    rate: float | None = None
+    retries: int = 2
+    timing: Timing = Timing()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+        if self.retries < 0:
+            raise ValueError("retries must not be negative")

@@ -1,0 +1,90 @@
+"""The probe order: a seedable permutation of the host x port space.
+
+Rules and theory:
+- Probes are spread over the whole space so that no host is hit port after port. Cell ``c``
+  of the space is host ``c // len(ports)`` and port ``ports[c % len(ports)]``.
+- The order is a bijection on ``[0, 2**k)`` (``2**k`` >= the size of the space) applied to a
+  counter; values outside the space are skipped ("cycle walking"), so fewer than two counter
+  steps are spent per cell. Nothing proportional to the space is stored.
+- The bijection is a few rounds of add / xor-shift / multiply-by-odd modulo ``2**k``; each
+  step is invertible, so the whole is. Its constants come from the seed, so a seed fixes the
+  order on every machine and Python version (``random.Random`` with an int seed is stable).
+- Shard ``K/N`` takes the counter values congruent to ``K`` modulo ``N``: shards of one seed
+  are disjoint and together cover the space exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Part ``index`` (0-based) of ``count`` equal parts of a plan."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index + 1}/{self.count} is out of range")
+
+
+class Plan:
+    """The seeded order in which ``(host_index, port)`` pairs are probed.
+
+    >>> plan = Plan(2, [22, 80, 443], seed=1)
+    >>> sorted(plan) == [(h, p) for h in range(2) for p in (22, 80, 443)]
+    True
+    """
+
+    def __init__(
+        self, host_count: int, ports: Sequence[int], *, seed: int, shard: Shard = Shard()
+    ) -> None:
+        if host_count < 0:
+            raise ValueError("host_count must not be negative")
+        self.host_count = host_count
+        self.ports = tuple(ports)
+        self.seed = seed
+        self.shard = shard
+        self.size = host_count * len(self.ports)
+        self._bits = max(1, (self.size - 1).bit_length())
+        rng = random.Random(seed)
+        mask = (1 << self._bits) - 1
+        self._mask = mask
+        self._add = rng.getrandbits(self._bits)
+        self._mul1 = rng.getrandbits(self._bits) | 1
+        self._mul2 = rng.getrandbits(self._bits) | 1
+        self._shift = max(1, self._bits // 2)
+
+    def cell(self, counter: int) -> int:
+        """The permuted image of ``counter`` in ``[0, 2**k)``; a bijection on that range."""
+        mask, shift = self._mask, self._shift
+        x = (counter + self._add) & mask
+        x ^= x >> shift
+        x = (x * self._mul1) & mask
+        x ^= x >> shift
+        x = (x * self._mul2) & mask
+        x ^= x >> shift
+        return x
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        size, ports, nports = self.size, self.ports, len(self.ports)
+        if size == 0:
+            return
+        cell = self.cell
+        for counter in range(self.shard.index, 1 << self._bits, self.shard.count):
+            c = cell(counter)
+            if c < size:
+                host, port_index = divmod(c, nports)
+                yield host, ports[port_index]
+
+    @property
+    def expected(self) -> int:
+        """How many pairs this plan yields: exact unsharded, within a few per cent for a shard.
+
+        Counting a shard exactly would mean walking it, so progress uses this estimate.
+        """
+        return self.size if self.shard.count == 1 else -(-self.size // self.shard.count)

@@ -1,0 +1,144 @@
+"""Port specifications: nmap-style port lists, the shipped top-ports lists, compact formatting.
+
+Rules:
+- A spec is comma-separated items, each ``N``, ``N-M``, ``N-`` (to 65535), ``-M`` (from 1) or
+  ``-`` (1-65535); whitespace around an item is ignored. Overlaps and duplicates merge; the
+  result is always sorted and unique.
+- A number is ASCII digits only (no sign, exponent or other scripts' digits), 1-65535.
+- Every bad spec raises :class:`~scanner.errors.PortSpecError` with one line naming the item.
+- Protocol prefixes (``T:``/``U:``) belong to a later version and are refused explicitly.
+- The only I/O is reading the package's own data files, once per protocol.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+import reprlib
+from collections.abc import Sequence
+
+from scanner.errors import PortSpecError
+from scanner.models import Proto
+
+__all__ = ["MAX_PORT", "MIN_PORT", "format_ports", "parse_ports", "top_ports"]
+
+MIN_PORT = 1
+MAX_PORT = 65535
+
+_NUMBER = re.compile(r"[0-9]+")  # explicit class: ASCII digits only, unlike \d or str.isdigit
+_PROTOCOL_PREFIX = re.compile(r"[A-Za-z]:")  # nmap's T:, U:, S:, P:
+
+# Quotes user text in messages: one line (repr escapes newlines), bounded in length.
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+
+
+def parse_ports(spec: str) -> list[int]:
+    """Parse an nmap-style port list such as ``"22,80,1000-2000"`` into sorted unique ports.
+
+    ``"-"`` means every port (1-65535), ``"1000-"`` runs to 65535, ``"-1024"`` starts at 1.
+
+    >>> parse_ports("80, 22,20-23")
+    [20, 21, 22, 23, 80]
+
+    Raises :class:`~scanner.errors.PortSpecError` naming the offending item.
+    """
+    if not spec.strip():
+        raise PortSpecError("empty port specification")
+    ranges: list[tuple[int, int]] = []
+    for position, raw in enumerate(spec.split(","), start=1):
+        item = raw.strip()
+        if not item:
+            raise PortSpecError(f"empty item #{position} in port list {_repr.repr(spec)}")
+        ranges.append(_parse_item(item))
+    ranges.sort()
+    ports: list[int] = []
+    next_free = MIN_PORT  # ports below this are already in the result
+    for low, high in ranges:
+        start = max(low, next_free)
+        if start <= high:
+            ports.extend(range(start, high + 1))
+            next_free = high + 1
+    return ports
+
+
+def _parse_item(item: str) -> tuple[int, int]:
+    """One stripped, non-empty item of a port list as an inclusive (low, high) range."""
+    if _PROTOCOL_PREFIX.match(item):
+        raise PortSpecError(
+            f"protocol prefixes T:/U: are not supported yet (in {_repr.repr(item)})"
+        )
+    if "-" not in item:
+        port = _parse_number(item, item)
+        return port, port
+    low_text, _, high_text = item.partition("-")
+    if "-" in high_text:
+        raise PortSpecError(f"malformed port range {_repr.repr(item)}")
+    low = _parse_number(low_text, item) if low_text else MIN_PORT
+    high = _parse_number(high_text, item) if high_text else MAX_PORT
+    if low > high:
+        raise PortSpecError(f"reversed port range {_repr.repr(item)} ({low} > {high})")
+    return low, high
+
+
+def _parse_number(text: str, item: str) -> int:
+    """A port number from ``text``, part of ``item`` (named in errors)."""
+    if not _NUMBER.fullmatch(text):
+        raise PortSpecError(f"{_repr.repr(item)} is not a port number or range")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_PORT)) or not MIN_PORT <= int(digits) <= MAX_PORT:
+        raise PortSpecError(
+            f"port {_repr.repr(text)} in {_repr.repr(item)} is out of range {MIN_PORT}-{MAX_PORT}"
+        )
+    return int(digits)
+
+
+def top_ports(n: int, protocol: Proto = Proto.TCP) -> list[int]:
+    """The ``n`` most frequently open ports of ``protocol``, sorted ascending.
+
+    The ports are the first ``n`` of the shipped list ``scanner/data/top-ports-<proto>.txt``
+    (ordered most common first), but they are returned in ascending port order, not in the
+    list's order: the scan planner randomises the probe order anyway. An ``n`` larger than
+    the list gives the whole list. ``n`` below 1 raises :class:`~scanner.errors.PortSpecError`.
+    """
+    if n < 1:
+        raise PortSpecError(f"the number of top ports must be at least 1, not {n}")
+    return sorted(_top_list(protocol)[:n])
+
+
+@functools.cache
+def _top_list(protocol: Proto) -> tuple[int, ...]:
+    """The shipped top-ports list of ``protocol``, most common first; read once."""
+    name = f"top-ports-{protocol.value}.txt"
+    text = (importlib.resources.files("scanner") / "data" / name).read_text(encoding="utf-8")
+    ports: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not _NUMBER.fullmatch(line) or not MIN_PORT <= int(line) <= MAX_PORT:
+            raise ValueError(f"scanner/data/{name}:{number}: not a port number: {line!r}")
+        ports.append(int(line))
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"scanner/data/{name}: a port is listed twice")
+    return tuple(ports)
+
+
+def format_ports(ports: Sequence[int]) -> str:
+    """Ports in compact, sorted form with runs collapsed: ``[7, 1, 3, 4, 6]`` -> ``"1,3-4,6-7"``.
+
+    Duplicates are ignored; an empty sequence gives ``""``. The result parses back with
+    :func:`parse_ports` to the same ports.
+    """
+    items: list[str] = []
+    unique = sorted(set(ports))
+    index = 0
+    while index < len(unique):
+        start = end = unique[index]
+        index += 1
+        while index < len(unique) and unique[index] == end + 1:
+            end = unique[index]
+            index += 1
+        items.append(str(start) if start == end else f"{start}-{end}")
+    return ",".join(items)

@@ -1,0 +1,79 @@
+"""The terminal report: a table of open ports and an nmap-style summary.
+
+Rules:
+- Only the rows shown are kept (open ports, or every port with ``--all``), never the rest.
+- Every string from outside (host names now, banners later) passes :func:`printable`
+  before it reaches a terminal, so no control character or escape sequence gets through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import TextIO
+
+from tabulate import tabulate
+
+from scanner.models import PortState, Result
+from scanner.report.summary import Summary
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+SHOWN_BY_DEFAULT = frozenset({PortState.OPEN})
+MAX_UNREACHABLE_LISTED = 10
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (C0, C1, bidi overrides) shown as ``\\xNN`` escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _host_key(result: Result) -> tuple[int, bytes, str, int]:
+    try:
+        address = ipaddress.ip_address(result.host)
+        return address.version, address.packed, result.protocol.value, result.port
+    except ValueError:
+        return 9, result.host.encode(), result.protocol.value, result.port
+
+
+class TableReport:
+    """Collects the rows to show and renders them with the summary at the end."""
+
+    def __init__(self, *, show_all: bool = False) -> None:
+        self.show_all = show_all
+        self.rows: list[Result] = []
+
+    @property
+    def shown(self) -> frozenset[PortState]:
+        """The states that get a row."""
+        return frozenset(PortState) if self.show_all else SHOWN_BY_DEFAULT
+
+    def add(self, result: Result) -> None:
+        """Keep ``result`` if its state is shown."""
+        if self.show_all or result.state in SHOWN_BY_DEFAULT:
+            self.rows.append(result)
+
+    def render(self, summary: Summary, stream: TextIO) -> None:
+        """Write the table, the "Not shown" line and the unreachable hosts to ``stream``."""
+        if self.rows:
+            table = [
+                (
+                    printable(f"{r.hostname} ({r.host})" if r.hostname else r.host),
+                    f"{r.port}/{r.protocol.value}",
+                    r.state.value,
+                    r.reason.value,
+                )
+                for r in sorted(self.rows, key=_host_key)
+            ]
+            stream.write(tabulate(table, headers=("HOST", "PORT", "STATE", "REASON")) + "\n")
+        elif summary.total:
+            stream.write("No open ports found.\n")
+        line = summary.not_shown(self.shown)
+        if line:
+            stream.write(line + "\n")
+        unreachable = summary.unreachable_hosts()
+        for host, reason in unreachable[:MAX_UNREACHABLE_LISTED]:
+            stream.write(f"Host {host} is unreachable ({reason.value})\n")
+        if len(unreachable) > MAX_UNREACHABLE_LISTED:
+            more = len(unreachable) - MAX_UNREACHABLE_LISTED
+            stream.write(f"... and {more} more unreachable hosts\n")

@@ -1,0 +1,176 @@
+"""Streaming report writers: CSV, JSON and JSON Lines. Each takes an open text stream.
+
+Rules:
+- Every writer writes one complete record per result as it comes, and :meth:`close`
+  finishes the document, so an interrupted scan still leaves a valid file (see
+  :mod:`scanner.report.files` for the atomic rename).
+- Columns are fixed and documented (``CSV_COLUMNS``); a change to them bumps
+  ``SCHEMA_VERSION``.
+- Times are ISO-8601 in UTC. CSV cells that a spreadsheet would run as a formula are
+  neutralised with a leading apostrophe (OWASP's advice against CSV injection).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
+
+from scanner.models import Result
+from scanner.report.summary import Summary
+
+SCHEMA_VERSION = 1
+
+CSV_COLUMNS = (
+    "host",
+    "port",
+    "protocol",
+    "state",
+    "reason",
+    "hostname",
+    "rtt_ms",
+    "tries",
+    "time",
+)
+"""The CSV header, in order. ``rtt_ms`` is empty when nothing answered."""
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def isotime(timestamp: float) -> str:
+    """A Unix time as ISO-8601 UTC with milliseconds, e.g. ``2026-11-23T04:15:00.123Z``."""
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def safe_cell(value: str) -> str:
+    """Neutralise a CSV cell that a spreadsheet would evaluate as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def result_record(result: Result) -> dict[str, Any]:
+    """A result as plain data with the CSV column names (for JSON and JSON Lines)."""
+    return {
+        "host": result.host,
+        "port": result.port,
+        "protocol": result.protocol.value,
+        "state": result.state.value,
+        "reason": result.reason.value,
+        "hostname": result.hostname,
+        "rtt_ms": None if result.rtt is None else round(result.rtt * 1000, 3),
+        "tries": result.tries,
+        "time": isotime(result.timestamp),
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanMeta:
+    """What a report says about the scan itself."""
+
+    version: str
+    command: list[str]
+    started: float
+    seed: int
+    ports: str
+    hosts: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The metadata as plain data."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "portprobe_version": self.version,
+            "command": self.command,
+            "started": isotime(self.started),
+            "seed": self.seed,
+            "ports": self.ports,
+            "hosts": self.hosts,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ending:
+    """How a scan ended, for the closing part of a report."""
+
+    finished: float
+    complete: bool
+    summary: Summary
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ending as plain data."""
+        return {
+            "finished": isotime(self.finished),
+            "complete": self.complete,
+            "summary": self.summary.as_dict(),
+        }
+
+
+class Writer(Protocol):
+    """A report format: ``write`` each result as it comes, then ``close`` once."""
+
+    def write(self, result: Result) -> None:
+        """Write one result as a complete record."""
+
+    def close(self, ending: Ending) -> None:
+        """Finish the document (it stays valid however the scan ended)."""
+
+
+class CsvWriter:
+    """CSV with a header row and the columns of ``CSV_COLUMNS``."""
+
+    def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        self._csv = csv.writer(stream, lineterminator="\n")
+        self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, result: Result) -> None:
+        hostname = result.hostname
+        self._csv.writerow(
+            (
+                result.host,
+                result.port,
+                result.protocol.value,
+                result.state.value,
+                result.reason.value,
+                "" if hostname is None else safe_cell(hostname),
+                "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
+                result.tries,
+                isotime(result.timestamp),
+            )
+        )
+
+    def close(self, ending: Ending) -> None:
+        pass
+
+
+class JsonWriter:
+    """One JSON document: ``{"scan": {...}, "results": [...], "end": {...}}``."""
+
+    def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        self._stream = stream
+        self._first = True
+        stream.write('{"scan": ' + json.dumps(meta.as_dict()) + ',\n "results": [')
+
+    def write(self, result: Result) -> None:
+        sep = "\n  " if self._first else ",\n  "
+        self._first = False
+        self._stream.write(sep + json.dumps(result_record(result)))
+
+    def close(self, ending: Ending) -> None:
+        self._stream.write('\n ],\n "end": ' + json.dumps(ending.as_dict()) + "\n}\n")
+
+
+class JsonLinesWriter:
+    """JSON Lines: a ``scan`` line, a ``result`` line per result, an ``end`` line."""
+
+    def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        self._stream = stream
+        stream.write(json.dumps({"type": "scan", **meta.as_dict()}) + "\n")
+
+    def write(self, result: Result) -> None:
+        self._stream.write(json.dumps({"type": "result", **result_record(result)}) + "\n")
+
+    def close(self, ending: Ending) -> None:
+        self._stream.write(json.dumps({"type": "end", **ending.as_dict()}) + "\n")

@@ -1,0 +1,268 @@
+"""The only module that touches sockets: TCP connect probes, and OS errors mapped to states.
+
+Rules and theory:
+- A transport starts one probe attempt at a time with :meth:`Transport.send` and reports
+  how it ended through the ``deliver`` callback it was opened with. It never times
+  anything out: the engine owns time, and calls :meth:`Transport.cancel` when it gives up.
+- The TCP connect transport does not spend a coroutine, a future or an asyncio handle per
+  probe. Its non-blocking sockets are registered with an epoll instance of its own, and only
+  that epoll descriptor is registered with the event loop: one loop callback then harvests
+  every connect that finished, in a plain loop. (Where there is no epoll, each socket is
+  registered with ``loop.add_writer`` instead: slower, same results.)
+- A finished connect is read with ``SO_ERROR``. ``classify_errno`` is the one place where
+  an errno becomes a port state; errors that say nothing about the port (out of file
+  descriptors, out of ephemeral ports) raise :class:`Backpressure` so that the engine sends
+  the probe again later instead of recording a false state.
+- An open port's socket is closed with ``SO_LINGER`` 0, which sends a RST: no TIME_WAIT
+  socket is left behind, and the server sees an aborted connection.
+- Linux can connect a socket to itself when the ephemeral port equals the probed port on a
+  local address; such a "self-connect" is retried, never reported as open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import select
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from scanner.models import PortState, Proto, Reason
+
+__all__ = [
+    "Answer",
+    "Backpressure",
+    "Deliver",
+    "TcpConnectTransport",
+    "Transport",
+    "classify_errno",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one probe attempt established about a port."""
+
+    state: PortState
+    reason: Reason
+
+
+OPEN = Answer(PortState.OPEN, Reason.SYN_ACK)
+CLOSED = Answer(PortState.CLOSED, Reason.CONN_REFUSED)
+
+# errno -> Answer for a TCP connect. Linux maps ICMP unreachables to these errnos
+# (net/ipv4/icmp.c icmp_err_convert, net/ipv6/icmp.c icmpv6_err_convert).
+_TCP_ERRNO: dict[int, Answer] = {
+    0: OPEN,
+    errno.ECONNREFUSED: CLOSED,
+    errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
+    errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
+    errno.ENONET: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
+    errno.ENETUNREACH: Answer(PortState.FILTERED, Reason.NET_UNREACH),
+    errno.ENETDOWN: Answer(PortState.FILTERED, Reason.NET_UNREACH),
+    errno.EACCES: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
+    errno.EPERM: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
+    errno.ENOPROTOOPT: Answer(PortState.FILTERED, Reason.PROTO_UNREACH),
+    errno.ETIMEDOUT: Answer(PortState.FILTERED, Reason.NO_RESPONSE),
+}
+
+# Errors of the local machine, not of the port: send again later.
+_BACKPRESSURE = frozenset(
+    {
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOBUFS,
+        errno.ENOMEM,
+        errno.EADDRNOTAVAIL,
+        errno.EAGAIN,
+        errno.EADDRINUSE,
+        errno.EINTR,
+    }
+)
+
+
+class Backpressure(Exception):
+    """The local machine is out of a resource (``errno``); send the probe again later.
+
+    ``descriptors`` is true when the resource is file descriptors, so that the engine lowers
+    its concurrency rather than only waiting.
+    """
+
+    def __init__(self, err: int) -> None:
+        super().__init__(errno.errorcode.get(err, str(err)))
+        self.errno = err
+        self.descriptors = err in (errno.EMFILE, errno.ENFILE)
+
+
+def classify_errno(err: int) -> Answer:
+    """Map the errno that ended a TCP connect attempt to the port's state and reason.
+
+    Raises :class:`Backpressure` for errors of the local machine that say nothing about the
+    port. An errno with no known meaning for the port is reported as filtered with reason
+    ``error`` rather than guessed at.
+    """
+    answer = _TCP_ERRNO.get(err)
+    if answer is not None:
+        return answer
+    if err in _BACKPRESSURE:
+        raise Backpressure(err)
+    return Answer(PortState.FILTERED, Reason.ERROR)
+
+
+Deliver = Callable[[object, "Answer | None"], None]
+"""``deliver(key, answer)``: how a transport reports that an attempt has ended.
+
+``answer`` is None when the attempt failed for a local reason (:class:`Backpressure`) and
+must be sent again without counting as a try.
+"""
+
+
+class Transport(Protocol):
+    """The seam between the engine and the network.
+
+    ``send`` either returns an :class:`Answer` at once (the outcome was known without
+    waiting) or returns an opaque handle and later calls ``deliver(key, answer)`` exactly
+    once, unless the engine cancels the handle first.
+    """
+
+    protocol: Proto
+
+    def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        """Attach to ``loop``; ``deliver`` receives the answers of later sends."""
+
+    def send(self, key: object, family: int, address: str, port: int) -> object:
+        """Start one attempt; return an :class:`Answer` or a handle for :meth:`cancel`."""
+
+    def cancel(self, handle: object) -> None:
+        """Abandon the attempt behind ``handle``; ``deliver`` is not called for it."""
+
+    def flush(self) -> None:
+        """Deliver every answer that has already arrived (called before timing out)."""
+
+    def close(self) -> None:
+        """Abandon every attempt and release every resource."""
+
+
+_LINGER_RST = struct.pack("ii", 1, 0)
+_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+_SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
+_EINPROGRESS = errno.EINPROGRESS
+_BATCH = 4096
+
+
+class TcpConnectTransport:
+    """TCP connect probes on non-blocking sockets, harvested through one epoll instance."""
+
+    protocol = Proto.TCP
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Deliver | None = None
+        # fd -> (key, socket, address, port) of every attempt in flight.
+        self._pending: dict[int, tuple[object, socket.socket, str, int]] = {}
+        self._epoll: select.epoll | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._loop, self._deliver = loop, deliver
+        if hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            loop.add_reader(self._epoll.fileno(), self.flush)
+
+    def send(self, key: object, family: int, address: str, port: int) -> object:
+        try:
+            sock = socket.socket(family, _STREAM_NONBLOCK)
+        except OSError as exc:
+            raise Backpressure(exc.errno or errno.EMFILE) from exc
+        err = sock.connect_ex((address, port))
+        if err == _EINPROGRESS:
+            fd = sock.fileno()
+            self._pending[fd] = (key, sock, address, port)
+            if self._epoll is not None:
+                self._epoll.register(fd, select.EPOLLOUT)
+            else:
+                assert self._loop is not None
+                self._loop.add_writer(fd, self._on_writable, fd)
+            return fd
+        try:
+            return self._finish(sock, err, address, port)
+        except Backpressure:
+            sock.close()
+            raise
+
+    def cancel(self, handle: object) -> None:
+        entry = self._pending.pop(handle, None)  # type: ignore[call-overload]
+        if entry is not None:
+            self._forget(handle, entry[1])  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        if self._epoll is None:
+            return
+        pending, deliver, finish = self._pending, self._deliver, self._finish
+        assert deliver is not None
+        while True:
+            events = self._epoll.poll(0, _BATCH)
+            for fd, _ in events:
+                entry = pending.pop(fd, None)
+                if entry is None:
+                    continue
+                key, sock, address, port = entry
+                # Closing the socket also removes it from the epoll set.
+                err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                answer: Answer | None
+                try:
+                    answer = finish(sock, err, address, port)
+                except Backpressure:
+                    answer = None
+                deliver(key, answer)
+            if len(events) < _BATCH:
+                return
+
+    def close(self) -> None:
+        for fd, entry in list(self._pending.items()):
+            self._forget(fd, entry[1])
+        self._pending.clear()
+        if self._epoll is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            self._epoll = None
+
+    def _on_writable(self, fd: int) -> None:
+        # The portable path: one loop callback per finished connect.
+        entry = self._pending.pop(fd, None)
+        assert self._loop is not None and self._deliver is not None
+        self._loop.remove_writer(fd)
+        if entry is None:
+            return
+        key, sock, address, port = entry
+        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        answer: Answer | None
+        try:
+            answer = self._finish(sock, err, address, port)
+        except Backpressure:
+            answer = None
+        self._deliver(key, answer)
+
+    def _forget(self, fd: int, sock: socket.socket) -> None:
+        if self._epoll is None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_writer(fd)
+        sock.close()
+
+    @staticmethod
+    def _finish(sock: socket.socket, err: int, address: str, port: int) -> Answer:
+        """Turn a finished connect into an Answer and close the socket without TIME_WAIT."""
+        if err == 0:
+            try:
+                selfconnect = sock.getsockname() == sock.getpeername()
+            except OSError:
+                selfconnect = False
+            sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
+            sock.close()
+            if selfconnect:
+                raise Backpressure(errno.EADDRINUSE)
+            return OPEN
+        sock.close()
+        return classify_errno(err)
