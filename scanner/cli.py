@@ -40,7 +40,7 @@ from scanner.report import (
     printable,
 )
 from scanner.report.files import AtomicOutput
-from scanner.targets import build_targets, parse_target, read_targets_file
+from scanner.targets import build_targets, parse_exclude_file, parse_target, read_targets_file
 from scanner.units import parse_duration
 
 try:  # Typer >= 0.20 ships its own copy of click.
@@ -250,7 +250,7 @@ def _validate(
         raise UsageError("no targets given (name them, or use -iL FILE)")
     excluded = list(_split_list(exclude))
     if exclude_file is not None:
-        excluded += read_targets_file(exclude_file)
+        excluded += parse_exclude_file(exclude_file)
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt is None:
@@ -311,7 +311,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     hosts, unresolved = await build_targets(request.targets, exclude=request.exclude)
     for name in unresolved:
         env.say(f"warning: cannot resolve {printable(name.name)}: {name.reason}; skipping it")
-    if len(hosts) == 0:
+    if hosts.size == 0:
         if sink is not None:
             sink.discard()
         env.say("error: no hosts left to scan")
@@ -327,7 +327,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         started=time.time(),
         seed=scan.seed,
         ports=format_ports(request.ports),
-        hosts=len(hosts),
+        hosts=hosts.size,
     )
     to_stdout = request.format != "table" and sink is None
     writer: Writer | None = None
@@ -388,7 +388,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         )
         return ExitStatus.INTERRUPTED
     report.write(
-        f"portprobe done: {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({up} up), "
+        f"portprobe done: {hosts.size} host{'s' if hosts.size != 1 else ''} ({up} up), "
         f"{len(request.ports)} port{'s' if len(request.ports) != 1 else ''} each, "
         f"scanned in {elapsed:.2f} s (seed {scan.seed})\n"
     )

@@ -72,7 +72,11 @@ class HostLike(TypingProtocol):
 class HostTable(TypingProtocol):
     """Hosts addressable by index (``scanner.targets.TargetSet`` fits)."""
 
-    def __len__(self) -> int: ...
+    @property
+    def size(self) -> int:
+        """How many hosts (may exceed ``sys.maxsize``, so not ``len``)."""
+        ...
+
     def host(self, index: int) -> HostLike: ...
 
 
@@ -176,7 +180,7 @@ class Scan:
         self.transport: Transport = transport if transport is not None else TcpConnectTransport()
         seed = config.seed if config.seed is not None else secrets.randbits(64)
         self.seed = seed
-        self.plan = Plan(len(hosts), ports, seed=seed, shard=shard)
+        self.plan = Plan(hosts.size, ports, seed=seed, shard=shard)
         self.stats = ScanStats(total=self.plan.expected)
         self._skip = skip
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,0 +1,140 @@
+"""A scripted transport for engine tests: no sockets, answers on the event loop's clock."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scanner.models import Proto
+from scanner.transport import Answer, Backpressure, Deliver
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer after ``delay`` seconds (0: at once, from ``send``)."""
+
+    answer: Answer
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Never answer."""
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Raise Backpressure(errno) from ``send``."""
+
+    errno: int
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The answer has arrived but is only delivered when the engine calls ``flush``."""
+
+    answer: Answer
+
+
+Step = Reply | Silence | Refuse | Queued
+
+
+@dataclass
+class Host:
+    address: str
+    family: int = socket.AF_INET
+    hostname: str | None = None
+
+
+class Hosts:
+    """A HostTable over a plain list of addresses."""
+
+    def __init__(self, *addresses: str) -> None:
+        self._hosts = [Host(a, socket.AF_INET6 if ":" in a else socket.AF_INET) for a in addresses]
+
+    @property
+    def size(self) -> int:
+        return len(self._hosts)
+
+    def host(self, index: int) -> Host:
+        return self._hosts[index]
+
+
+@dataclass
+class FakeTransport:
+    """Plays ``script[(address, port)]`` one step per attempt (the last step repeats).
+
+    Ports with no script get ``default``. Records every send, cancel and the most
+    attempts in flight at once.
+    """
+
+    script: dict[tuple[str, int], list[Step]] = field(default_factory=dict)
+    default: Step = field(default_factory=Silence)
+    protocol: Proto = Proto.TCP
+    sends: list[tuple[str, int, float]] = field(default_factory=list)
+    cancels: int = 0
+    max_inflight: int = 0
+    closed: bool = False
+    on_send: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Deliver | None = None
+        self._attempts: dict[tuple[str, int], int] = defaultdict(int)
+        self._inflight: dict[int, asyncio.TimerHandle | None] = {}
+        self._queued: list[tuple[int, object, Answer]] = []
+        self._next = 0
+
+    def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._loop, self._deliver = loop, deliver
+
+    def send(self, key: object, family: int, address: str, port: int) -> object:
+        assert self._loop is not None and self._deliver is not None
+        steps = self.script.get((address, port), [self.default])
+        n = self._attempts[address, port]
+        step = steps[min(n, len(steps) - 1)]
+        if isinstance(step, Refuse):
+            raise Backpressure(step.errno)
+        self._attempts[address, port] = n + 1
+        self.sends.append((address, port, self._loop.time()))
+        if self.on_send is not None:
+            self.on_send(len(self.sends))
+        if isinstance(step, Reply) and step.delay == 0:
+            return step.answer
+        handle_id = self._next
+        self._next += 1
+        timer = None
+        if isinstance(step, Reply):
+            timer = self._loop.call_later(step.delay, self._answer, handle_id, key, step.answer)
+        elif isinstance(step, Queued):
+            self._queued.append((handle_id, key, step.answer))
+        self._inflight[handle_id] = timer
+        self.max_inflight = max(self.max_inflight, len(self._inflight))
+        return handle_id
+
+    def _answer(self, handle_id: int, key: object, answer: Answer) -> None:
+        assert self._deliver is not None
+        if self._inflight.pop(handle_id, "gone") != "gone":
+            self._deliver(key, answer)
+
+    def cancel(self, handle: object) -> None:
+        timer = self._inflight.pop(handle, None)  # type: ignore[call-overload]
+        self.cancels += 1
+        if timer is not None:
+            timer.cancel()
+
+    def flush(self) -> None:
+        assert self._deliver is not None
+        queued, self._queued = self._queued, []
+        for handle_id, key, answer in queued:
+            self._answer(handle_id, key, answer)
+
+    def close(self) -> None:
+        self.closed = True
+        for timer in self._inflight.values():
+            if timer is not None:
+                timer.cancel()
+        self._inflight.clear()

@@ -1,0 +1,241 @@
+"""Engine logic against a scripted fake transport: states, retries, timeouts, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+
+import pytest
+from fakes import FakeTransport, Hosts, Queued, Refuse, Reply, Silence
+
+from scanner import engine as engine_module
+from scanner.engine import Scan, fit_concurrency
+from scanner.models import PortState, Reason, Result, ScanConfig, Timing
+from scanner.transport import CLOSED, OPEN, Answer
+
+FAST = Timing(initial_rtt_timeout=0.05, min_rtt_timeout=0.02, max_rtt_timeout=0.5)
+UNREACH = Answer(PortState.FILTERED, Reason.NET_UNREACH)
+HOST_UNREACH = Answer(PortState.FILTERED, Reason.HOST_UNREACH)
+
+
+def run(scan: Scan) -> list[Result]:
+    async def collect() -> list[Result]:
+        return [r async for r in scan]
+
+    return asyncio.run(collect())
+
+
+def states(results: list[Result]) -> dict[tuple[str, int], tuple[str, str, int]]:
+    return {(r.host, r.port): (r.state.value, r.reason.value, r.tries) for r in results}
+
+
+@pytest.mark.parametrize(
+    ("steps", "retries", "expected"),
+    [
+        ([Reply(OPEN, 0.001)], 2, ("open", "syn-ack", 1)),
+        ([Reply(CLOSED, 0.001)], 2, ("closed", "conn-refused", 1)),
+        ([Reply(OPEN)], 2, ("open", "syn-ack", 1)),  # answered from send() itself
+        ([Reply(UNREACH)], 2, ("filtered", "net-unreach", 1)),
+        ([Reply(HOST_UNREACH, 0.01)], 2, ("filtered", "host-unreach", 1)),
+        ([Silence()], 2, ("filtered", "no-response", 3)),
+        ([Silence()], 0, ("filtered", "no-response", 1)),
+        ([Silence(), Reply(OPEN, 0.001)], 2, ("open", "syn-ack", 2)),
+        ([Silence(), Silence(), Reply(CLOSED, 0.001)], 2, ("closed", "conn-refused", 3)),
+        ([Silence(), Silence(), Reply(OPEN, 0.001)], 1, ("filtered", "no-response", 2)),
+        ([Queued(OPEN)], 2, ("open", "syn-ack", 1)),  # harvested before expiry, not lost
+    ],
+)
+def test_state_of_one_port(steps: list, retries: int, expected: tuple[str, str, int]) -> None:
+    fake = FakeTransport(script={("198.18.0.2", 80): steps})
+    results = run(
+        Scan(Hosts("198.18.0.2"), [80], ScanConfig(retries=retries, timing=FAST), transport=fake)
+    )
+    assert states(results) == {("198.18.0.2", 80): expected}
+    assert len(fake.sends) == expected[2]
+    assert fake.closed
+
+
+def test_every_pair_gets_exactly_one_result() -> None:
+    hosts = Hosts("198.18.0.2", "198.18.0.3", "2001:db8::2")
+    script = {
+        ("198.18.0.2", 22): [Reply(OPEN, 0.002)],
+        ("198.18.0.3", 81): [Silence()],
+        ("2001:db8::2", 443): [Reply(OPEN, 0.001)],
+    }
+    fake = FakeTransport(script=script, default=Reply(CLOSED, 0.001))
+    ports = list(range(1, 501))
+    results = run(Scan(hosts, ports, ScanConfig(seed=3, timing=FAST, retries=1), transport=fake))
+    got = states(results)
+    assert len(results) == len(got) == 3 * 500
+    assert got["198.18.0.2", 22] == ("open", "syn-ack", 1)
+    assert got["198.18.0.3", 81] == ("filtered", "no-response", 2)
+    assert got["2001:db8::2", 443] == ("open", "syn-ack", 1)
+    others = {k: v for k, v in got.items() if k not in script}
+    assert set(others.values()) == {("closed", "conn-refused", 1)}
+
+
+def test_concurrency_is_never_exceeded() -> None:
+    fake = FakeTransport(default=Reply(CLOSED, 0.002))
+    run(Scan(Hosts("198.18.0.2"), range(1, 2001), ScanConfig(concurrency=37), transport=fake))
+    assert len(fake.sends) == 2000
+    assert fake.max_inflight == 37
+
+
+def test_probe_order_is_seeded_random_and_interleaves_hosts() -> None:
+    def order(seed: int) -> list[tuple[str, int]]:
+        fake = FakeTransport(default=Reply(CLOSED))
+        hosts = Hosts(*(f"198.18.0.{i}" for i in range(2, 6)))
+        run(Scan(hosts, range(1, 101), ScanConfig(seed=seed), transport=fake))
+        return [(a, p) for a, p, _ in fake.sends]
+
+    first, again, other = order(11), order(11), order(12)
+    assert first == again
+    assert first != other
+    assert sorted(first) == sorted(other)
+    assert first != sorted(first)
+    assert len({address for address, _ in first[:20]}) >= 3
+
+
+def test_timeout_adapts_to_measured_rtt() -> None:
+    # 200 ports answer after 5 ms; port 9 never answers. Its later tries must use a
+    # timeout near the floor (20 ms), not the 300 ms initial timeout.
+    timing = Timing(initial_rtt_timeout=0.3, min_rtt_timeout=0.02, max_rtt_timeout=1.0)
+    fake = FakeTransport(script={("198.18.0.2", 9): [Silence()]}, default=Reply(CLOSED, 0.005))
+    config = ScanConfig(seed=1, retries=3, timing=timing, concurrency=8)
+    results = run(Scan(Hosts("198.18.0.2"), range(1, 201), config, transport=fake))
+    tries = [t for a, p, t in fake.sends if p == 9]
+    assert len(tries) == 4
+    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    assert all(0.02 <= gap < 0.15 for gap in gaps[1:]), gaps
+    assert states(results)["198.18.0.2", 9] == ("filtered", "no-response", 4)
+
+
+def test_first_timeout_is_the_initial_one() -> None:
+    timing = Timing(initial_rtt_timeout=0.2, min_rtt_timeout=0.01, max_rtt_timeout=1.0)
+    fake = FakeTransport()
+    run(Scan(Hosts("198.18.0.2"), [1], ScanConfig(retries=1, timing=timing), transport=fake))
+    (_, _, first), (_, _, second) = fake.sends
+    assert 0.2 <= second - first < 0.4
+
+
+def test_rate_caps_probes_per_second() -> None:
+    fake = FakeTransport(default=Reply(CLOSED))
+    run(Scan(Hosts("198.18.0.2"), range(1, 101), ScanConfig(rate=400.0), transport=fake))
+    times = [t for _, _, t in fake.sends]
+    # 100 probes at 400/s take at least ~0.25 s whatever the machine's speed.
+    assert times[-1] - times[0] >= 0.2
+
+
+def test_descriptor_exhaustion_lowers_concurrency_and_loses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The 21st and later sends fail with EMFILE while 20 attempts are in flight.
+    class Limited(FakeTransport):
+        def send(self, key: object, family: int, address: str, port: int) -> object:
+            if len(self._inflight) >= 20:
+                raise engine_module.Backpressure(errno.EMFILE)
+            return super().send(key, family, address, port)
+
+    fake = Limited(default=Reply(CLOSED, 0.002))
+    caplog.set_level(logging.WARNING, logger="scanner")
+    scan = Scan(Hosts("198.18.0.2"), range(1, 301), ScanConfig(concurrency=100), transport=fake)
+    results = run(scan)
+    assert len(results) == 300
+    assert {r.state for r in results} == {PortState.CLOSED}
+    assert scan.stats.concurrency == 20
+    assert "concurrency lowered from 100 to 20" in caplog.text
+
+
+def test_ephemeral_port_pressure_is_deferred_not_closed() -> None:
+    script = {("198.18.0.2", 80): [Refuse(errno.EADDRNOTAVAIL), Refuse(errno.EADDRNOTAVAIL)]}
+    # Refuse steps do not count as attempts, so the last step repeats forever: replace it.
+    calls = {"n": 0}
+
+    class Recovering(FakeTransport):
+        def send(self, key: object, family: int, address: str, port: int) -> object:
+            if port == 80:
+                calls["n"] += 1
+                if calls["n"] <= 3:
+                    raise engine_module.Backpressure(errno.EADDRNOTAVAIL)
+                return Reply(OPEN).answer
+            return super().send(key, family, address, port)
+
+    fake = Recovering(script=script, default=Reply(CLOSED, 0.001))
+    scan = Scan(Hosts("198.18.0.2"), [79, 80, 81], ScanConfig(timing=FAST), transport=fake)
+    got = states(run(scan))
+    assert got["198.18.0.2", 80] == ("open", "syn-ack", 1)
+    assert scan.stats.deferred == 3
+
+
+def test_stop_ends_the_scan_with_finished_results_only() -> None:
+    fake = FakeTransport(default=Reply(CLOSED, 0.01))
+    scan = Scan(Hosts("198.18.0.2"), range(1, 10001), ScanConfig(concurrency=50), transport=fake)
+
+    async def collect() -> list[Result]:
+        out = []
+        async for result in scan:
+            out.append(result)
+            if len(out) == 120:
+                scan.stop()
+        return out
+
+    results = asyncio.run(collect())
+    assert 120 <= len(results) < 10000
+    assert scan.stats.interrupted
+    assert fake.closed
+    sent = len(fake.sends)
+    assert sent < 10000
+    assert len({(r.host, r.port) for r in results}) == len(results)
+
+
+def test_fast_failing_scan_streams_without_piling_up() -> None:
+    # Everything fails at once (no route): results must flow to the consumer in bounded
+    # batches rather than all being produced before the first one is read.
+    fake = FakeTransport(default=Reply(UNREACH))
+    scan = Scan(Hosts(*(f"198.18.{i}.1" for i in range(40))), range(1, 1001), transport=fake)
+    largest_gap = 0
+
+    async def consume() -> int:
+        nonlocal largest_gap
+        seen = 0
+        async for _ in scan:
+            seen += 1
+            largest_gap = max(largest_gap, len(fake.sends) - seen)
+        return seen
+
+    assert asyncio.run(consume()) == 40_000
+    assert largest_gap <= engine_module.MAX_BUFFERED + engine_module.SEND_BATCH
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "requested", "expected", "warned"),
+    [
+        (20000, 20000, 1024, 1024, False),
+        (256, 4096, 1024, 1024, False),  # soft limit raised toward the hard one
+        (256, 256, 1024, 256 - engine_module.FD_RESERVE, True),
+        (64, 64, 10, 10, False),
+    ],
+)
+def test_fit_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    soft: int,
+    hard: int,
+    requested: int,
+    expected: int,
+    warned: bool,
+) -> None:
+    limits = {"now": (soft, hard)}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits["now"])
+
+    def setrlimit(_: int, value: tuple[int, int]) -> None:
+        if value[0] > limits["now"][1]:
+            raise ValueError("over the hard limit")
+        limits["now"] = value
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    caplog.set_level(logging.WARNING, logger="scanner")
+    assert fit_concurrency(requested) == expected
+    assert ("concurrency lowered" in caplog.text) == warned

@@ -1,0 +1,68 @@
+"""The probe planner: a seeded permutation of host x port, and its shards."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scanner.plan import Plan, Shard
+
+
+@pytest.mark.parametrize(
+    ("hosts", "ports"),
+    [(0, [80]), (1, []), (1, [80]), (1, [22, 80]), (2, [1, 2, 3]), (7, list(range(1, 100))),
+     (1, list(range(1, 65536))), (64, list(range(1, 1001)))],
+)
+def test_plan_is_a_permutation_of_the_space(hosts: int, ports: list[int]) -> None:
+    plan = Plan(hosts, ports, seed=42)
+    order = list(plan)
+    assert sorted(order) == [(h, p) for h in range(hosts) for p in sorted(ports)]
+    assert plan.expected == len(order) == hosts * len(ports)
+
+
+def test_same_seed_same_order_other_seed_other_order() -> None:
+    ports = list(range(1, 1001))
+    assert list(Plan(3, ports, seed=7)) == list(Plan(3, ports, seed=7))
+    assert list(Plan(3, ports, seed=7)) != list(Plan(3, ports, seed=8))
+
+
+def test_order_is_not_sequential_and_spreads_hosts() -> None:
+    order = list(Plan(16, list(range(1, 1001)), seed=1))
+    assert order != sorted(order)
+    # No host is hit port after port: among any 64 consecutive probes, many hosts appear.
+    windows = [len({h for h, _ in order[i : i + 64]}) for i in range(0, len(order) - 64, 64)]
+    assert min(windows) >= 10
+    # No long runs of consecutive ports either.
+    ascending = sum(1 for (h1, p1), (h2, p2) in zip(order, order[1:]) if h1 == h2 and p2 == p1 + 1)
+    assert ascending < len(order) // 100
+
+
+def test_cell_is_a_bijection_on_its_power_of_two_domain() -> None:
+    plan = Plan(3, list(range(1, 301)), seed=99)
+    domain = 1 << plan._bits
+    assert sorted(plan.cell(i) for i in range(domain)) == list(range(domain))
+
+
+@pytest.mark.parametrize(("index", "count"), [(0, 0), (-1, 2), (2, 2), (5, 3)])
+def test_bad_shards_are_refused(index: int, count: int) -> None:
+    with pytest.raises(ValueError, match="shard"):
+        Shard(index, count)
+
+
+@given(
+    hosts=st.integers(min_value=0, max_value=40),
+    ports=st.lists(st.integers(min_value=1, max_value=65535), max_size=60, unique=True),
+    seed=st.integers(min_value=0, max_value=2**64),
+    count=st.integers(min_value=1, max_value=6),
+)
+def test_shards_are_disjoint_and_cover_the_space(
+    hosts: int, ports: list[int], seed: int, count: int
+) -> None:
+    union: Counter[tuple[int, int]] = Counter()
+    for index in range(count):
+        union.update(Plan(hosts, ports, seed=seed, shard=Shard(index, count)))
+    assert sorted(union) == sorted((h, p) for h in range(hosts) for p in ports)
+    assert set(union.values()) <= {1}
