@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import logging
 import resource
 
@@ -107,7 +108,7 @@ def test_timeout_adapts_to_measured_rtt() -> None:
     results = run(Scan(Hosts("198.18.0.2"), range(1, 201), config, transport=fake))
     tries = [t for a, p, t in fake.sends if p == 9]
     assert len(tries) == 4
-    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
     assert all(0.02 <= gap < 0.15 for gap in gaps[1:]), gaps
     assert states(results)["198.18.0.2", 9] == ("filtered", "no-response", 4)
 

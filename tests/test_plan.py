@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -13,8 +14,16 @@ from scanner.plan import Plan, Shard
 
 @pytest.mark.parametrize(
     ("hosts", "ports"),
-    [(0, [80]), (1, []), (1, [80]), (1, [22, 80]), (2, [1, 2, 3]), (7, list(range(1, 100))),
-     (1, list(range(1, 65536))), (64, list(range(1, 1001)))],
+    [
+        (0, [80]),
+        (1, []),
+        (1, [80]),
+        (1, [22, 80]),
+        (2, [1, 2, 3]),
+        (7, list(range(1, 100))),
+        (1, list(range(1, 65536))),
+        (64, list(range(1, 1001))),
+    ],
 )
 def test_plan_is_a_permutation_of_the_space(hosts: int, ports: list[int]) -> None:
     plan = Plan(hosts, ports, seed=42)
@@ -36,7 +45,9 @@ def test_order_is_not_sequential_and_spreads_hosts() -> None:
     windows = [len({h for h, _ in order[i : i + 64]}) for i in range(0, len(order) - 64, 64)]
     assert min(windows) >= 10
     # No long runs of consecutive ports either.
-    ascending = sum(1 for (h1, p1), (h2, p2) in zip(order, order[1:]) if h1 == h2 and p2 == p1 + 1)
+    ascending = sum(
+        1 for (h1, p1), (h2, p2) in itertools.pairwise(order) if h1 == h2 and p2 == p1 + 1
+    )
     assert ascending < len(order) // 100
 
 
