@@ -40,7 +40,13 @@ from scanner.report import (
     printable,
 )
 from scanner.report.files import AtomicOutput
-from scanner.targets import build_targets, parse_exclude_file, parse_target, read_targets_file
+from scanner.targets import (
+    Resolver,
+    build_targets,
+    parse_exclude_file,
+    parse_target,
+    read_targets_file,
+)
 from scanner.units import parse_duration
 
 try:  # Typer >= 0.20 ships its own copy of click.
@@ -64,6 +70,8 @@ class Environment:
 
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    resolver: Resolver | None = None  # None: the system's resolver
+    argv: list[str] = field(default_factory=lambda: sys.argv[1:])
 
     @property
     def stderr_isatty(self) -> bool:
@@ -135,6 +143,7 @@ class ScanRequest:
     help="Scan TARGETs (addresses, CIDRs, ranges like 198.18.0.1-20, host names).",
 )
 def scan_command(
+    ctx: typer.Context,
     targets: Annotated[list[str] | None, typer.Argument(show_default=False)] = None,
     ports: Annotated[
         str | None,
@@ -186,7 +195,9 @@ def scan_command(
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the random probe order.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
     request = _validate(
+        argv=env.argv,
         targets=targets or [],
         ports=ports,
         top=top,
@@ -203,7 +214,7 @@ def scan_command(
         seed=seed,
         quiet=quiet,
     )
-    raise typer.Exit(run_scan(request, Environment()))
+    raise typer.Exit(run_scan(request, env))
 
 
 def _split_list(values: Sequence[str]) -> Iterator[str]:
@@ -221,6 +232,7 @@ def _split_list(values: Sequence[str]) -> Iterator[str]:
 
 def _validate(
     *,
+    argv: list[str],
     targets: list[str],
     ports: str | None,
     top: int | None,
@@ -240,7 +252,7 @@ def _validate(
     """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
     if ports is not None and top is not None:
         raise UsageError("use either -p/--ports or --top-ports, not both")
-    port_list = parse_ports(ports) if ports is not None else top_ports(top or 1000)
+    port_list = parse_ports(ports) if ports is not None else top_ports(1000 if top is None else top)
     all_targets = list(targets)
     if targets_file is not None:
         all_targets += read_targets_file(targets_file)
@@ -284,7 +296,7 @@ def _validate(
         format=fmt,
         show_all=show_all,
         quiet=quiet,
-        command=["portprobe", *sys.argv[1:]],
+        command=["portprobe", *argv],
     )
 
 
@@ -308,7 +320,9 @@ def run_scan(request: ScanRequest, env: Environment) -> ExitStatus:
 
 
 async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | None) -> ExitStatus:
-    hosts, unresolved = await build_targets(request.targets, exclude=request.exclude)
+    hosts, unresolved = await build_targets(
+        request.targets, exclude=request.exclude, resolver=env.resolver
+    )
     for name in unresolved:
         env.say(f"warning: cannot resolve {printable(name.name)}: {name.reason}; skipping it")
     if hosts.size == 0:
@@ -439,9 +453,14 @@ def _configure_logging(env: Environment) -> None:
     logger.propagate = False
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The console script: run the command line and exit with its status."""
-    env = Environment()
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> NoReturn:
+    """The console script: run the command line and exit with its status.
+
+    ``argv`` defaults to ``sys.argv[1:]``; ``env`` (the streams and resolver) to the real ones.
+    """
+    env = env if env is not None else Environment()
+    if argv is not None:
+        env.argv = list(argv)
     _configure_logging(env)
     command = typer.main.get_command(app)
     try:
@@ -449,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             args=list(argv) if argv is not None else None,
             prog_name="portprobe",
             standalone_mode=False,
+            obj=env,
         )
     except ClickException as exc:
         env.say(f"error: {exc.format_message()}")
