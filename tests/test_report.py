@@ -27,12 +27,23 @@ from scanner.report import (
 from scanner.report.files import AtomicOutput
 from scanner.report.writers import isotime, safe_cell
 
-META = ScanMeta(version="0.1.0", command=["portprobe", "198.18.0.2"], started=0.0, seed=5,
-                ports="22,80", hosts=1)
+META = ScanMeta(
+    version="0.1.0",
+    command=["portprobe", "198.18.0.2"],
+    started=0.0,
+    seed=5,
+    ports="22,80",
+    hosts=1,
+)
 
 
-def result(port: int, state: PortState = PortState.OPEN, reason: Reason = Reason.SYN_ACK,
-           host: str = "198.18.0.2", hostname: str | None = None) -> Result:
+def result(
+    port: int,
+    state: PortState = PortState.OPEN,
+    reason: Reason = Reason.SYN_ACK,
+    host: str = "198.18.0.2",
+    hostname: str | None = None,
+) -> Result:
     return Result(host, port, Proto.TCP, state, reason, hostname, 0.0012, 1, 1795406400.5)
 
 
@@ -100,8 +111,14 @@ def test_jsonl_is_one_object_per_line() -> None:
 
 @pytest.mark.parametrize(
     ("path", "fmt"),
-    [("a.csv", "csv"), ("A.CSV", "csv"), ("x.json", "json"), ("x.jsonl", "jsonl"),
-     ("x.ndjson", "jsonl"), ("report.txt", "table")],
+    [
+        ("a.csv", "csv"),
+        ("A.CSV", "csv"),
+        ("x.json", "json"),
+        ("x.jsonl", "jsonl"),
+        ("x.ndjson", "jsonl"),
+        ("report.txt", "table"),
+    ],
 )
 def test_format_from_extension(path: str, fmt: str) -> None:
     assert format_for_path(path) == fmt
@@ -115,8 +132,16 @@ def test_unknown_extension_is_a_usage_error(path: str) -> None:
 
 @pytest.mark.parametrize(
     ("cell", "safe"),
-    [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
-     ("\tx", "'\tx"), ("\rx", "'\rx"), ("host.lab", "host.lab"), ("", "")],
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("host.lab", "host.lab"),
+        ("", ""),
+    ],
 )
 def test_safe_cell(cell: str, safe: str) -> None:
     assert safe_cell(cell) == safe
@@ -135,7 +160,8 @@ def test_isotime_is_utc() -> None:
 def test_summary_not_shown_and_unreachable_hosts() -> None:
     summary = Summary(ports_per_host=2)
     for r in [
-        result(22), result(23, PortState.CLOSED, Reason.CONN_REFUSED),
+        result(22),
+        result(23, PortState.CLOSED, Reason.CONN_REFUSED),
         result(22, PortState.FILTERED, Reason.NET_UNREACH, host="198.19.0.1"),
         result(23, PortState.FILTERED, Reason.NET_UNREACH, host="198.19.0.1"),
         result(22, PortState.FILTERED, Reason.HOST_UNREACH, host="198.18.0.9"),
@@ -150,8 +176,11 @@ def test_summary_not_shown_and_unreachable_hosts() -> None:
 
 def test_table_shows_open_ports_sorted_and_escapes_names() -> None:
     table = TableReport()
-    for r in [result(443), result(22, hostname="evil\x1b[2Jname"),
-              result(23, PortState.CLOSED, Reason.CONN_REFUSED)]:
+    for r in [
+        result(443),
+        result(22, hostname="evil\x1b[2Jname"),
+        result(23, PortState.CLOSED, Reason.CONN_REFUSED),
+    ]:
         table.add(r)
     summary = Summary(ports_per_host=3)
     out = io.StringIO()

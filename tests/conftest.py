@@ -1,0 +1,100 @@
+"""Shared pytest configuration and fixtures for portprobe's tests.
+
+Keep fixtures grouped by owner; add new groups below the existing ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# pytest's default "prepend" import mode already puts tests/ on sys.path for
+# this conftest; this keeps `import netlab` working under other import modes.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+import netlab  # noqa: E402
+
+# =========================================================================
+# Network-namespace lab (tests/netlab.py): `netns` marker, `lab`, `make_lab`
+# =========================================================================
+
+#: Services of the shared session lab; tests may rely on exactly these.
+SESSION_LAB_TCP = {
+    22: "banner", 80: "http", 443: "open", 2451: "http", 3451: "silent", 8080: "open",
+}  # fmt: skip
+SESSION_LAB_UDP = {53: "dns", 123: "ntp", 7: "echo", 9999: "silent"}
+SESSION_LAB_FILTERED_TCP = [81, 444]
+SESSION_LAB_FILTERED_UDP = [162]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``netns`` marker."""
+    config.addinivalue_line(
+        "markers",
+        "netns: needs root, iproute2 (ip), nftables (nft), /dev/net/tun and dnspython to "
+        "build network namespaces; skipped when missing, but FAILS when the CI env var is set",
+    )
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_netns() -> None:
+    """Skip (or, under CI, fail) the current test if the netns lab cannot run here."""
+    missing = netlab.missing_prerequisites()
+    if not missing:
+        return
+    reason = "netns lab prerequisites missing: " + ", ".join(missing)
+    if _in_ci():
+        pytest.fail(reason + " (CI is set, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Gate ``netns``-marked tests before any fixture builds a lab."""
+    if item.get_closest_marker("netns") is not None:
+        require_netns()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[netlab.Lab]:
+    """One shared lab for the whole session (clean path only, standard services)."""
+    require_netns()
+    with netlab.Lab(
+        tcp=SESSION_LAB_TCP,
+        udp=SESSION_LAB_UDP,
+        filtered_tcp=SESSION_LAB_FILTERED_TCP,
+        filtered_udp=SESSION_LAB_FILTERED_UDP,
+    ) as the_lab:
+        yield the_lab
+
+
+@pytest.fixture
+def make_lab() -> Iterator[Callable[..., netlab.Lab]]:
+    """Factory for per-test labs: ``make_lab(delay_ms=50, ...)`` returns an entered Lab.
+
+    Every lab it built is torn down when the test ends, pass or fail.
+    """
+    require_netns()
+    labs: list[netlab.Lab] = []
+
+    def factory(**kwargs: Any) -> netlab.Lab:
+        new_lab = netlab.Lab(**kwargs)
+        labs.append(new_lab)  # before __enter__: close() also covers a failed setup
+        return new_lab.__enter__()
+
+    yield factory
+    for built in reversed(labs):
+        built.close()
+
+
+# ======================= end of netns lab section =========================

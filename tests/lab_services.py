@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""Fake network services for the portprobe test lab (runs in the SERVER netns).
+
+Started by ``netlab.Lab`` as::
+
+    ip netns exec SERVER python3 tests/lab_services.py --spec JSON [--watch-stdin]
+
+where JSON is ``{"tcp": {"22": "banner", ...}, "udp": {"53": "dns", ...},
+"banner": "SSH-2.0-...\\r\\n"}``.  Every port is bound on both 0.0.0.0 and ::
+(IPV6_V6ONLY=1).  Prints ``READY`` on stdout once every socket is bound.
+
+TCP kinds: open (accept, close), banner (send a line, hold), http (minimal
+HTTP/1.1, then close), silent (accept, hold, never send).
+UDP kinds: dns, ntp, echo, silent.
+
+Robustness rules: one asyncio loop, no per-connection buffers beyond a few KiB,
+held connections are capped and time out after HOLD_SECONDS, every callback
+swallows its own errors, and UDP replies leave from the address the request
+was sent to (IP_PKTINFO), so replies from the extra host addresses and from
+the delayed path match the client's connected socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+
+TCP_KINDS = frozenset({"open", "banner", "http", "silent"})
+UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent"})
+DEFAULT_BANNER = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
+HOLD_SECONDS = 30.0  # banner/silent connections are dropped after this
+HTTP_TIMEOUT = 10.0
+HTTP_MAX_REQUEST = 8192
+MAX_HELD = 20000  # concurrent held connections; extra ones are closed at once
+UDP_BATCH = 256  # datagrams handled per wake-up per socket
+LISTEN_BACKLOG = 4096
+DNS_ANSWER = "198.18.0.2"
+NTP_EPOCH_OFFSET = 2208988800  # seconds between 1900-01-01 and 1970-01-01
+PARENT_CHECK_S = 0.5
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+UDP_RCVBUF = 4 << 20
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # socket.IP_PKTINFO only exists from Python 3.12
+
+HTTP_BODY = (
+    b"<!DOCTYPE html>\n<html><head><title>lab page</title></head>\n"
+    b"<body><h1>lab page</h1><p>portprobe test lab</p></body></html>\n"
+)
+
+_errors_logged = 0
+
+
+def log_error(msg: str) -> None:
+    """Log to stderr, at most 100 times (stderr is a file the lab keeps)."""
+    global _errors_logged
+    if _errors_logged < 100:
+        _errors_logged += 1
+        print(f"lab_services: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- TCP
+
+
+class _Held(asyncio.Protocol):
+    """Base for connections held open until the client closes or a timeout."""
+
+    held = 0
+    timeout = HOLD_SECONDS
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if _Held.held >= MAX_HELD:
+            transport.abort()  # bounded resources beat perfect fidelity
+            return
+        _Held.held += 1
+        self.counted = True
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, transport.close)
+        self.started()
+
+    def started(self) -> None:
+        """Hook run once the connection is accepted and counted."""
+
+    def data_received(self, data: bytes) -> None:
+        pass  # discard: nothing is buffered
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.counted:
+            _Held.held -= 1
+            self.counted = False
+
+
+class OpenProto(asyncio.Protocol):
+    """tcp "open": accept and close at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class SilentProto(_Held):
+    """tcp "silent": accept, never send, hold."""
+
+
+class BannerProto(_Held):
+    """tcp "banner": send the banner line on accept, then hold."""
+
+    banner = DEFAULT_BANNER.encode()
+
+    def started(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.banner)
+
+
+class HttpProto(_Held):
+    """tcp "http": read one request, answer it, close."""
+
+    timeout = HTTP_TIMEOUT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = bytearray()
+        self.done = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.buf += data[: HTTP_MAX_REQUEST + 4 - len(self.buf)]
+        if b"\r\n\r\n" in self.buf or b"\n\n" in self.buf or len(self.buf) >= HTTP_MAX_REQUEST:
+            self.respond()
+
+    def eof_received(self) -> bool:
+        if not self.done and self.buf:
+            self.respond()  # half-closed client: still answer what it sent
+        return False
+
+    def respond(self) -> None:
+        """Write the response for the buffered request and close."""
+        assert self.transport is not None
+        self.done = True
+        first = bytes(self.buf.split(b"\n", 1)[0]).strip()
+        parts = first.split()
+        method = parts[0] if parts else b""
+        if parts and method.isalpha() and method.isupper() and len(parts) in (2, 3):
+            status, body = b"200 OK", HTTP_BODY
+        else:
+            status = b"400 Bad Request"
+            body = b"<html><head><title>lab page</title></head><body>bad request</body></html>\n"
+        head = (
+            b"HTTP/1.1 " + status + b"\r\n"
+            b"Server: lab-http/1.0\r\n"
+            b"Content-Type: text/html; charset=utf-8\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        self.transport.write(head if method == b"HEAD" else head + body)
+        self.buf = bytearray()
+        self.transport.close()  # flushes the write first
+
+
+TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
+    "open": OpenProto,
+    "banner": BannerProto,
+    "http": HttpProto,
+    "silent": SilentProto,
+}
+
+
+# --------------------------------------------------------------------------- UDP
+
+
+def dns_reply(data: bytes) -> bytes | None:
+    """Answer a well-formed DNS query: A -> DNS_ANSWER, anything else NXDOMAIN."""
+    import dns.flags
+    import dns.message
+    import dns.opcode
+    import dns.rcode
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rrset
+
+    try:
+        query = dns.message.from_wire(data)
+    except Exception:
+        return None  # malformed: stay silent
+    if query.flags & dns.flags.QR or query.opcode() != dns.opcode.QUERY:
+        return None
+    if len(query.question) != 1:
+        return None
+    resp = dns.message.make_response(query)
+    resp.flags |= dns.flags.AA
+    q = query.question[0]
+    if q.rdtype == dns.rdatatype.A and q.rdclass == dns.rdataclass.IN:
+        resp.answer.append(dns.rrset.from_text(q.name, 60, "IN", "A", DNS_ANSWER))
+    else:
+        resp.set_rcode(dns.rcode.NXDOMAIN)
+    return resp.to_wire()
+
+
+def _ntp_ts(t: float) -> bytes:
+    secs = int(t)
+    frac = int((t - secs) * (1 << 32)) & 0xFFFFFFFF
+    return struct.pack("!II", (secs + NTP_EPOCH_OFFSET) & 0xFFFFFFFF, frac)
+
+
+def ntp_reply(data: bytes) -> bytes | None:
+    """Answer an NTP client (mode 3) request with a stratum-2 server reply."""
+    if len(data) < 48:
+        return None
+    version = (data[0] >> 3) & 7
+    mode = data[0] & 7
+    if mode != 3 or not 1 <= version <= 4:
+        return None
+    received = time.time()
+    poll = max(4, min(17, struct.unpack("!b", data[2:3])[0]))
+    header = struct.pack(
+        "!BBbbII4s",
+        (0 << 6) | (version << 3) | 4,  # LI=0, VN=client's, mode 4 (server)
+        2,  # stratum 2
+        poll,
+        -23,  # precision ~ 119 ns
+        0x00000100,  # root delay ~3.9 ms (16.16 fixed point)
+        0x00000200,  # root dispersion ~7.8 ms
+        socket.inet_aton("198.18.0.254"),  # refid of our pretend upstream
+    )
+    return (
+        header
+        + _ntp_ts(received - 64.0)  # reference: last sync a minute ago
+        + data[40:48]  # originate = client's transmit timestamp
+        + _ntp_ts(received)
+        + _ntp_ts(time.time())
+    )
+
+
+UDP_HANDLERS: dict[str, Callable[[bytes], bytes | None]] = {
+    "dns": dns_reply,
+    "ntp": ntp_reply,
+    "echo": lambda data: data,
+    "silent": lambda data: None,
+}
+
+
+class UdpService:
+    """A UDP socket served with add_reader + recvmsg/sendmsg (for PKTINFO)."""
+
+    def __init__(self, sock: socket.socket, kind: str) -> None:
+        self.sock = sock
+        self.v6 = sock.family == socket.AF_INET6
+        self.handler = UDP_HANDLERS[kind]
+        self.cmsg_space = socket.CMSG_SPACE(64)
+
+    def readable(self) -> None:
+        """Drain up to UDP_BATCH datagrams and answer them."""
+        for _ in range(UDP_BATCH):
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(65535, self.cmsg_space)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log_error(f"udp recvmsg: {exc!r}")
+                return
+            try:
+                reply = self.handler(data)
+            except Exception as exc:  # a handler bug must not kill the service
+                log_error(f"udp handler: {exc!r}")
+                reply = None
+            if reply is None:
+                continue
+            # EPERM from the lab's nft loss rule, ENOBUFS, ...: just drop it.
+            with contextlib.suppress(OSError):
+                self.sock.sendmsg([reply], self._reply_cmsg(anc), 0, addr)
+
+    def _reply_cmsg(self, anc: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+        """Build a PKTINFO cmsg so the reply's source is the request's destination."""
+        for level, ctype, cdata in anc:
+            if not self.v6 and level == socket.IPPROTO_IP and ctype == IP_PKTINFO:
+                _ifindex, _spec, dst = struct.unpack("=I4s4s", cdata[:12])
+                return [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=I4s4s", 0, dst, bytes(4)))]
+            if self.v6 and level == socket.IPPROTO_IPV6 and ctype == socket.IPV6_PKTINFO:
+                dst6, _ifindex = struct.unpack("=16sI", cdata[:20])
+                if ipaddress.IPv6Address(dst6).is_multicast:
+                    return []
+                return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, struct.pack("=16sI", dst6, 0))]
+        return []
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _bind(family: int, type_: int, port: int) -> socket.socket:
+    sock = socket.socket(family, type_)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if type_ == socket.SOCK_DGRAM:
+            _big_rcvbuf(sock)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _big_rcvbuf(sock: socket.socket) -> None:
+    """Let a UDP socket absorb scanner bursts (SO_RCVBUFFORCE ignores rmem_max; we are root)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UDP_RCVBUF)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 1 << 20), hard))
+
+
+def _exception_handler(loop: asyncio.AbstractEventLoop, ctx: dict[str, object]) -> None:
+    log_error(f"loop: {ctx.get('message')} {ctx.get('exception')!r}")
+
+
+async def serve(spec: dict[str, object], watch_stdin: bool) -> None:
+    """Bind every service in ``spec``, print READY and serve until told to stop."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_exception_handler)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+
+    banner = spec.get("banner") or DEFAULT_BANNER
+    assert isinstance(banner, str)
+    if not banner.endswith("\n"):
+        banner += "\r\n"  # a banner is a line
+    BannerProto.banner = banner.encode("utf-8", "surrogateescape")
+
+    tcp = dict(spec.get("tcp") or {})  # type: ignore[call-overload]
+    udp = dict(spec.get("udp") or {})  # type: ignore[call-overload]
+    servers = []
+    udp_socks = []
+    for port, kind in tcp.items():
+        if kind not in TCP_KINDS:
+            raise ValueError(f"unknown tcp kind {kind!r}")
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock = _bind(family, socket.SOCK_STREAM, int(port))
+            servers.append(
+                await loop.create_server(TCP_PROTOCOLS[kind], sock=sock, backlog=LISTEN_BACKLOG)
+            )
+    for port, kind in udp.items():
+        if kind not in UDP_KINDS:
+            raise ValueError(f"unknown udp kind {kind!r}")
+        if kind == "dns":
+            import dns.message  # noqa: F401  # import now: fail before READY, not per query
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock = _bind(family, socket.SOCK_DGRAM, int(port))
+            svc = UdpService(sock, kind)
+            loop.add_reader(sock.fileno(), svc.readable)
+            udp_socks.append(sock)
+
+    if watch_stdin:
+        # The lab holds the other end of our stdin pipe: EOF means it is gone.
+        def on_stdin() -> None:
+            try:
+                if not os.read(0, 4096):
+                    stop.set()
+            except BlockingIOError:
+                pass
+            except OSError:
+                stop.set()
+
+        os.set_blocking(0, False)
+        loop.add_reader(0, on_stdin)
+
+    parent = os.getppid()
+
+    async def watch_parent() -> None:
+        while True:
+            await asyncio.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                stop.set()
+                return
+
+    watcher = asyncio.create_task(watch_parent())
+    print("READY", flush=True)
+    await stop.wait()
+    watcher.cancel()
+    for srv in servers:
+        srv.close()
+    for sock in udp_socks:
+        loop.remove_reader(sock.fileno())
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", required=True, help="JSON service spec")
+    ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin hits EOF")
+    args = ap.parse_args(argv)
+    spec = json.loads(args.spec)
+    _raise_nofile()
+    asyncio.run(serve(spec, args.watch_stdin))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
