@@ -200,23 +200,13 @@ class TcpConnectTransport:
     def flush(self) -> None:
         if self._epoll is None:
             return
-        pending, deliver, finish = self._pending, self._deliver, self._finish
-        assert deliver is not None
+        pending, complete = self._pending, self._complete
         while True:
             events = self._epoll.poll(0, _BATCH)
             for fd, _ in events:
                 entry = pending.pop(fd, None)
-                if entry is None:
-                    continue
-                key, sock, address, port = entry
-                # Closing the socket also removes it from the epoll set.
-                err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
-                answer: Answer | None
-                try:
-                    answer = finish(sock, err, address, port)
-                except Backpressure:
-                    answer = None
-                deliver(key, answer)
+                if entry is not None:
+                    complete(entry)
             if len(events) < _BATCH:
                 return
 
@@ -232,11 +222,14 @@ class TcpConnectTransport:
 
     def _on_writable(self, fd: int) -> None:
         # The portable path: one loop callback per finished connect.
-        entry = self._pending.pop(fd, None)
-        assert self._loop is not None and self._deliver is not None
+        assert self._loop is not None
         self._loop.remove_writer(fd)
-        if entry is None:
-            return
+        entry = self._pending.pop(fd, None)
+        if entry is not None:
+            self._complete(entry)
+
+    def _complete(self, entry: tuple[object, socket.socket, str, int]) -> None:
+        """Read how a connect ended and deliver it (closing the socket drops it from epoll)."""
         key, sock, address, port = entry
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         answer: Answer | None
@@ -244,6 +237,7 @@ class TcpConnectTransport:
             answer = self._finish(sock, err, address, port)
         except Backpressure:
             answer = None
+        assert self._deliver is not None
         self._deliver(key, answer)
 
     def _forget(self, fd: int, sock: socket.socket) -> None:

@@ -43,6 +43,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
 
+from lab_tunfwd import enter_netns
+
 __all__ = [
     "CLIENT4",
     "CLIENT6",
@@ -176,15 +178,9 @@ def _owner_alive(pid: int, start: int | None) -> bool:
 def _setns(path: str | os.PathLike[str]) -> None:
     """Move the calling *thread* into the network namespace bound at ``path``.
 
-    os.setns only exists from Python 3.12, hence ctypes.
+    The forwarder script needs the same call on its own, so it owns the one copy.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
+    enter_netns(os.fspath(path))
 
 
 def _ns_exists(ns: str) -> bool:
