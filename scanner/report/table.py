@@ -28,12 +28,12 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _host_key(result: Result) -> tuple[int, bytes, str, int]:
+def _address_key(host: str) -> tuple[int, bytes]:
     try:
-        address = ipaddress.ip_address(result.host)
-        return address.version, address.packed, result.protocol.value, result.port
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return 9, result.host.encode(), result.protocol.value, result.port
+        return 9, host.encode()
+    return address.version, address.packed
 
 
 class TableReport:
@@ -56,6 +56,9 @@ class TableReport:
     def render(self, summary: Summary, stream: TextIO) -> None:
         """Write the table, the "Not shown" line and the unreachable hosts to ``stream``."""
         if self.rows:
+            # One address parse per host, not per row: --all can mean 65,535 rows a host.
+            keys = {host: _address_key(host) for host in {r.host for r in self.rows}}
+            rows = sorted(self.rows, key=lambda r: (keys[r.host], r.protocol.value, r.port))
             table = [
                 (
                     printable(f"{r.hostname} ({r.host})" if r.hostname else r.host),
@@ -63,9 +66,11 @@ class TableReport:
                     r.state.value,
                     r.reason.value,
                 )
-                for r in sorted(self.rows, key=_host_key)
+                for r in rows
             ]
-            stream.write(tabulate(table, headers=("HOST", "PORT", "STATE", "REASON")) + "\n")
+            # Every cell is text: numparse would cost most of the time on large tables.
+            headers = ("HOST", "PORT", "STATE", "REASON")
+            stream.write(tabulate(table, headers=headers, disable_numparse=True) + "\n")
         elif summary.total:
             stream.write("No open ports found.\n")
         line = summary.not_shown(self.shown)

@@ -13,6 +13,7 @@ Rules:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,10 +40,18 @@ CSV_COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def isotime(timestamp: float) -> str:
-    """A Unix time as ISO-8601 UTC with milliseconds, e.g. ``2026-11-23T04:15:00.123Z``."""
-    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+@functools.lru_cache(maxsize=1024)
+def _isotime_ms(milliseconds: int) -> str:
+    moment = datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def isotime(timestamp: float) -> str:
+    """A Unix time as ISO-8601 UTC with milliseconds, e.g. ``2026-11-23T04:15:00.123Z``.
+
+    Results of one batch finish within the same millisecond, so the text is cached.
+    """
+    return _isotime_ms(int(timestamp * 1000))
 
 
 def safe_cell(value: str) -> str:
