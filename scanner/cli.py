@@ -193,6 +193,10 @@ def scan_command(
         str, typer.Option("--initial-rtt-timeout", help="Timeout before any answer.")
     ] = "1s",
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the random probe order.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Processes sharing the scan (default: one per CPU, max 4)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
@@ -212,6 +216,7 @@ def scan_command(
         retries=retries,
         timing=(min_rtt, max_rtt, initial_rtt),
         seed=seed,
+        workers=workers,
         quiet=quiet,
     )
     raise typer.Exit(run_scan(request, env))
@@ -247,6 +252,7 @@ def _validate(
     retries: int,
     timing: tuple[str, str, str],
     seed: int | None,
+    workers: int | None,
     quiet: bool,
 ) -> ScanRequest:
     """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
@@ -273,6 +279,8 @@ def _validate(
         raise UsageError("--rate must be a positive number of probes per second")
     if retries < 0:
         raise UsageError("--retries must not be negative")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
     floor, ceiling, initial = (
         parse_duration(timing[0], option="--min-rtt-timeout"),
         parse_duration(timing[1], option="--max-rtt-timeout"),
@@ -286,6 +294,7 @@ def _validate(
         retries=retries,
         timing=Timing(min_rtt_timeout=floor, max_rtt_timeout=ceiling, initial_rtt_timeout=initial),
         seed=seed,
+        workers=workers,
     )
     return ScanRequest(
         targets=all_targets,

@@ -27,17 +27,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import logging
+import os
 import resource
 import secrets
+import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from typing import Protocol as TypingProtocol
 
+from scanner.errors import ScanError
+from scanner.fanout import ResultRecord, Worker, encode_counters, encode_result, fork_worker
 from scanner.models import PortState, Reason, Result, ScanConfig
 from scanner.plan import Plan, Shard
 from scanner.transport import Answer, Backpressure, TcpConnectTransport, Transport
@@ -56,6 +62,10 @@ SEND_BATCH = 512
 # times one probe may be put off that way before it is given up as an error.
 BACKOFF = 0.02
 MAX_DEFERRALS = 250
+# Fan out to worker processes (one per CPU, at most this many) only for scans this large:
+# below it, the fork costs more than the second core saves.
+FANOUT_MIN_PROBES = 4096
+MAX_AUTO_WORKERS = 4
 
 
 class HostLike(TypingProtocol):
@@ -205,6 +215,10 @@ class Scan:
         self.seed = seed
         self.plan = Plan(hosts.size, ports, seed=seed, shard=shard)
         self.stats = ScanStats(total=self.plan.expected)
+        self._workers = self._worker_count(transport)
+        self._fan: list[Worker] = []
+        self._paused = False
+        self._errors: list[str] = []
         self._skip = skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._work = iter(self.plan)
@@ -219,7 +233,7 @@ class Scan:
         self._timer_when = float("inf")
         self._send_scheduled = False
         self._resume_at = 0.0
-        self._buffer: list[Result] = []
+        self._buffer: list[Any] = []  # what _emit made of each final result
         self._waiter: asyncio.Future[None] | None = None
         self._host_rtt: dict[int, _Rtt] = {}
         self._scan_rtt: _Rtt | None = None
@@ -233,21 +247,31 @@ class Scan:
         return self._results()
 
     async def _results(self) -> AsyncIterator[Result]:
+        async for batch in self._batches():
+            for result in batch:
+                yield result
+
+    async def _batches(self) -> AsyncIterator[list[Any]]:
+        """Run the scan, yielding what ``_emit`` made of each final result, in batches."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._cap = fit_concurrency(self.config.concurrency)
         self.stats.concurrency = self._cap
         self.stats.started = time.time()
         self._last_refill = loop.time()
-        self.transport.open(loop, self._deliver)
         try:
-            self._send()
+            if self._workers > 1:
+                self._start_workers()
+            else:
+                self.transport.open(loop, self._deliver)
+                self._send()
             while True:
                 if self._buffer:
                     batch, self._buffer = self._buffer, []
-                    for result in batch:
-                        yield result
-                    if not self._send_scheduled:
+                    yield batch
+                    if self._fan:
+                        self._resume_reading()
+                    elif not self._send_scheduled:
                         self._schedule_send()
                 elif self._finished():
                     break
@@ -257,16 +281,25 @@ class Scan:
                     self._waiter = None
         finally:
             self._shutdown()
+        if self._errors:
+            raise ScanError("a scan worker failed: " + "; ".join(self._errors))
 
     def stop(self) -> None:
-        """Stop sending, abandon what is in flight, and let the iterator end."""
+        """Stop sending, abandon what is in flight, and let the iterator end.
+
+        Workers, if any, are asked to stop too; what they finished still comes through.
+        """
         if self._stopping:
             return
         self._stopping = True
         self.stats.interrupted = True
+        for worker in self._fan:
+            worker.stop()
         self._wake()
 
     def _finished(self) -> bool:
+        if self._workers > 1:
+            return not self._fan
         if self._stopping:
             return True
         return self._plan_done and not self._requeued and self._inflight == 0
@@ -283,7 +316,107 @@ class Scan:
         self.transport.close()
         self._inflight = 0
         self._heap.clear()
+        for worker in self._fan:
+            self._close_worker(worker, kill=True)
+        self._fan.clear()
         self.stats.finished = time.time()
+
+    # -- fanning out to worker processes ---------------------------------------------------
+
+    def _worker_count(self, transport: Transport | None) -> int:
+        wanted = self.config.workers
+        if transport is not None or not hasattr(os, "fork"):
+            return 1  # a given transport may not survive a fork (tests' fakes, for one)
+        if wanted is None:
+            if self.plan.expected < FANOUT_MIN_PROBES:
+                return 1
+            wanted = min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS)
+        return max(1, min(wanted, max(1, self.plan.expected)))
+
+    def _start_workers(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        count = self._workers
+        rate = self.config.rate
+        config = dataclasses.replace(
+            self.config,
+            concurrency=max(1, self._cap // count),
+            rate=None if rate is None else rate / count,
+            workers=1,
+            seed=self.seed,
+        )
+        base = self.plan.shard
+        for index in range(count):
+            shard = Shard(base.index + base.count * index, base.count * count)
+            inherited = [worker.fd for worker in self._fan]
+
+            def body(fd: int, shard: Shard = shard, inherited: list[int] = inherited) -> None:
+                for other in inherited:
+                    os.close(other)
+                worker = _WorkerScan(self.hosts, self.plan.ports, config, shard, self._skip)
+                asyncio.run(worker.serve(fd))
+
+            worker = fork_worker(body)
+            self._fan.append(worker)
+            loop.add_reader(worker.fd, self._on_worker_data, worker)
+
+    def _on_worker_data(self, worker: Worker) -> None:
+        try:
+            data = os.read(worker.fd, 1 << 18)
+        except OSError:
+            data = b""
+        if not data:
+            self._close_worker(worker)
+            self._fan.remove(worker)
+            self._wake()
+            return
+        emit, stats = self._emit_record, self.stats
+        for record in worker.decoder.feed(data):
+            self._buffer.append(emit(record))
+            stats.done += 1
+        if len(self._buffer) >= MAX_BUFFERED and not self._paused:
+            # The consumer is behind: stop reading, and the workers block on their pipes.
+            self._paused = True
+            assert self._loop is not None
+            for each in self._fan:
+                self._loop.remove_reader(each.fd)
+        self._wake()
+
+    def _resume_reading(self) -> None:
+        if self._paused and len(self._buffer) < MAX_BUFFERED:
+            self._paused = False
+            assert self._loop is not None
+            for worker in self._fan:
+                self._loop.add_reader(worker.fd, self._on_worker_data, worker)
+
+    def _close_worker(self, worker: Worker, *, kill: bool = False) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(worker.fd)
+        with contextlib.suppress(OSError):
+            os.close(worker.fd)
+        status = worker.reap(kill=kill)
+        sent, retransmitted, deferred, _ = worker.decoder.counters
+        self.stats.sent += sent
+        self.stats.retransmitted += retransmitted
+        self.stats.deferred += deferred
+        self._errors.extend(worker.decoder.errors)
+        if status != 0 and not kill and not worker.decoder.errors and not self._stopping:
+            self._errors.append(f"worker {worker.pid} exited with status {status}")
+
+    def _emit_record(self, record: ResultRecord) -> Result:
+        host = self._host(record.host)
+        return Result(
+            host.address,
+            record.port,
+            self.transport.protocol,
+            record.state,
+            record.reason,
+            host.hostname,
+            record.rtt,
+            record.tries,
+            record.timestamp,
+        )
 
     # -- sending ----------------------------------------------------------------------
 
@@ -429,21 +562,23 @@ class Scan:
                 self._scan_rtt = _Rtt(rtt, floor, ceiling)
             else:
                 self._scan_rtt.add(rtt, floor, ceiling)
-        host = attempt.target
-        self._buffer.append(
-            Result(
-                host.address,
-                attempt.port,
-                self.transport.protocol,
-                answer.state,
-                answer.reason,
-                host.hostname,
-                rtt,
-                attempt.tries,
-                time.time(),
-            )
-        )
+        self._buffer.append(self._emit(attempt, answer, rtt))
         self.stats.done += 1
+
+    def _emit(self, attempt: _Attempt, answer: Answer, rtt: float | None) -> Any:
+        """What the consumer gets for a final result: a :class:`Result`."""
+        host = attempt.target
+        return Result(
+            host.address,
+            attempt.port,
+            self.transport.protocol,
+            answer.state,
+            answer.reason,
+            host.hostname,
+            rtt,
+            attempt.tries,
+            time.time(),
+        )
 
     def _arm_timer(self, when: float) -> None:
         loop = self._loop
@@ -487,3 +622,37 @@ _SILENT = {
     "tcp": Answer(PortState.FILTERED, Reason.NO_RESPONSE),
     "udp": Answer(PortState.OPEN_FILTERED, Reason.NO_RESPONSE),
 }
+
+
+class _WorkerScan(Scan):
+    """The engine inside a worker process: emits encoded records instead of Results."""
+
+    def __init__(
+        self,
+        hosts: HostTable,
+        ports: Sequence[int],
+        config: ScanConfig,
+        shard: Shard,
+        skip: Callable[[str, int], bool] | None,
+    ) -> None:
+        super().__init__(hosts, ports, config, shard=shard, skip=skip)
+
+    def _emit(self, attempt: _Attempt, answer: Answer, rtt: float | None) -> Any:
+        return encode_result(
+            attempt.host, attempt.port, answer.state, answer.reason, rtt, attempt.tries,
+            time.time(),
+        )  # fmt: skip
+
+    async def serve(self, fd: int) -> None:
+        """Scan this worker's shard, writing records to ``fd``; SIGTERM stops it cleanly."""
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.stop)
+        async for batch in self._batches():
+            _write_all(fd, b"".join(batch))
+        stats = self.stats
+        _write_all(fd, encode_counters(stats.sent, stats.retransmitted, stats.deferred, self._cap))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -91,7 +91,9 @@ class ScanConfig:
     ``concurrency`` is the most probes in flight at once; the engine lowers it below the
     process's file-descriptor limit. ``rate`` caps probes sent per second (None: no cap).
     ``retries`` is how many times an unanswered probe is sent again. ``seed`` fixes the
-    probe order (None: a random order).
+    probe order (None: a random order). ``workers`` is how many processes share the scan
+    (None: one per CPU, up to four, for scans large enough to gain from it; 1: this
+    process only).
     """
 
     concurrency: int = 1024
@@ -99,6 +101,7 @@ class ScanConfig:
     retries: int = 2
     timing: Timing = Timing()
     seed: int | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -107,3 +110,5 @@ class ScanConfig:
             raise ValueError("rate must be positive")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers must be at least 1")
