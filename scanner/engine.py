@@ -13,8 +13,11 @@ Rules and theory:
 - The timeout of an attempt adapts as in nmap and RFC 6298: ``srtt + 4 * rttvar`` of the
   host (or of the whole scan, before the host has answered), clamped to the configured
   floor and ceiling. Before any answer the initial timeout applies.
-- An unanswered attempt is sent again up to ``retries`` times, then the port gets the
-  transport's silent state (``filtered``/``no-response`` for TCP). Before expiring anything
+- An unanswered attempt is sent again, then the port gets the transport's silent state
+  (``filtered``/``no-response`` for TCP). As in nmap, ``retries`` is a ceiling: a scan
+  starts with one retry and goes up to the ceiling as soon as a retransmission is answered,
+  the evidence that probes are being lost. A clean network then costs two tries per
+  silent port, a lossy one all of them. Before expiring anything
   the engine first harvests answers that already arrived, so a busy event loop cannot turn
   an answered port into a filtered one.
 - Local resource errors (out of descriptors or ephemeral ports) are never port states: the
@@ -240,6 +243,7 @@ class Scan:
         self._host_cache: dict[int, HostLike] = {}
         self._allowance = 1.0
         self._last_refill = 0.0
+        self._retries = min(1, config.retries)  # raised to config.retries on seeing loss
 
     # -- the consumer's side ------------------------------------------------------------
 
@@ -551,6 +555,8 @@ class Scan:
 
     def _final(self, attempt: _Attempt, answer: Answer, rtt: float | None) -> None:
         if rtt is not None:
+            if attempt.tries > 1:
+                self._retries = self.config.retries  # an answered retry: probes get lost
             timing = self.config.timing
             floor, ceiling = timing.min_rtt_timeout, timing.max_rtt_timeout
             host_rtt = self._host_rtt.get(attempt.host)
@@ -597,7 +603,7 @@ class Scan:
         # Harvest what has already been answered before declaring anything unanswered.
         self.transport.flush()
         now = loop.time()
-        heap, retries, transport = self._heap, self.config.retries, self.transport
+        heap, retries, transport = self._heap, self._retries, self.transport
         silent = _SILENT[transport.protocol]
         while heap and (heap[0][0] <= now or not heap[0][2].live):
             attempt = heapq.heappop(heap)[2]

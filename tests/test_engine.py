@@ -14,6 +14,7 @@ from fakes import FakeTransport, Hosts, Queued, Refuse, Reply, Silence
 from scanner import engine as engine_module
 from scanner.engine import Scan, fit_concurrency
 from scanner.models import PortState, Reason, Result, ScanConfig, Timing
+from scanner.plan import Plan
 from scanner.transport import CLOSED, OPEN, Answer
 
 FAST = Timing(initial_rtt_timeout=0.05, min_rtt_timeout=0.02, max_rtt_timeout=0.5)
@@ -40,10 +41,11 @@ def states(results: list[Result]) -> dict[tuple[str, int], tuple[str, str, int]]
         ([Reply(OPEN)], 2, ("open", "syn-ack", 1)),  # answered from send() itself
         ([Reply(UNREACH)], 2, ("filtered", "net-unreach", 1)),
         ([Reply(HOST_UNREACH, 0.01)], 2, ("filtered", "host-unreach", 1)),
-        ([Silence()], 2, ("filtered", "no-response", 3)),
+        # Without evidence of loss, one retry (as nmap): the ceiling is not reached.
+        ([Silence()], 2, ("filtered", "no-response", 2)),
         ([Silence()], 0, ("filtered", "no-response", 1)),
         ([Silence(), Reply(OPEN, 0.001)], 2, ("open", "syn-ack", 2)),
-        ([Silence(), Silence(), Reply(CLOSED, 0.001)], 2, ("closed", "conn-refused", 3)),
+        ([Silence(), Silence(), Reply(CLOSED, 0.001)], 2, ("filtered", "no-response", 2)),
         ([Silence(), Silence(), Reply(OPEN, 0.001)], 1, ("filtered", "no-response", 2)),
         ([Queued(OPEN)], 2, ("open", "syn-ack", 1)),  # harvested before expiry, not lost
     ],
@@ -56,6 +58,18 @@ def test_state_of_one_port(steps: list, retries: int, expected: tuple[str, str, 
     assert states(results) == {("198.18.0.2", 80): expected}
     assert len(fake.sends) == expected[2]
     assert fake.closed
+
+
+def test_an_answered_retry_raises_retries_to_the_ceiling() -> None:
+    # Port 1 answers its retransmission: evidence of loss. Port 99, silent, then gets every
+    # retry up to the ceiling, where without that evidence it gets one.
+    lossy = {("198.18.0.2", 1): [Silence(), Reply(CLOSED, 0.001)]}
+    for script, tries in [(lossy, 4), ({("198.18.0.2", 1): [Reply(CLOSED, 0.001)]}, 2)]:
+        fake = FakeTransport(script={**script, ("198.18.0.2", 99): [Silence()]})
+        config = ScanConfig(retries=3, timing=FAST, concurrency=2)
+        got = states(run(Scan(Hosts("198.18.0.2"), [1, 99], config, transport=fake)))
+        assert got["198.18.0.2", 99] == ("filtered", "no-response", tries)
+        assert got["198.18.0.2", 1] == ("closed", "conn-refused", len(script[("198.18.0.2", 1)]))
 
 
 def test_every_pair_gets_exactly_one_result() -> None:
@@ -71,7 +85,7 @@ def test_every_pair_gets_exactly_one_result() -> None:
     got = states(results)
     assert len(results) == len(got) == 3 * 500
     assert got["198.18.0.2", 22] == ("open", "syn-ack", 1)
-    assert got["198.18.0.3", 81] == ("filtered", "no-response", 2)
+    assert got["198.18.0.3", 81] == ("filtered", "no-response", 2)  # retries=1 is the ceiling
     assert got["2001:db8::2", 443] == ("open", "syn-ack", 1)
     others = {k: v for k, v in got.items() if k not in script}
     assert set(others.values()) == {("closed", "conn-refused", 1)}
@@ -100,17 +114,27 @@ def test_probe_order_is_seeded_random_and_interleaves_hosts() -> None:
 
 
 def test_timeout_adapts_to_measured_rtt() -> None:
-    # 200 ports answer after 5 ms; port 9 never answers. Its later tries must use a
-    # timeout near the floor (20 ms), not the 300 ms initial timeout.
+    # Every port answers after 5 ms but two. The first port of the (seeded) order answers
+    # only its retransmission, at about 0.3 s: evidence of loss, so the last port of the
+    # order, silent and sent well after that, gets every retry; those must use a timeout
+    # near the 20 ms floor, not the 300 ms initial timeout.
+    ports = range(1, 401)
+    order = [p for _, p in Plan(1, ports, seed=1)]
+    first, silent = order[0], order[-1]
     timing = Timing(initial_rtt_timeout=0.3, min_rtt_timeout=0.02, max_rtt_timeout=1.0)
-    fake = FakeTransport(script={("198.18.0.2", 9): [Silence()]}, default=Reply(CLOSED, 0.005))
-    config = ScanConfig(seed=1, retries=3, timing=timing, concurrency=8)
-    results = run(Scan(Hosts("198.18.0.2"), range(1, 201), config, transport=fake))
-    tries = [t for a, p, t in fake.sends if p == 9]
+    script = {
+        ("198.18.0.2", silent): [Silence()],
+        ("198.18.0.2", first): [Silence(), Reply(CLOSED, 0.005)],
+    }
+    fake = FakeTransport(script=script, default=Reply(CLOSED, 0.005))
+    config = ScanConfig(seed=1, retries=3, timing=timing, concurrency=4)
+    results = run(Scan(Hosts("198.18.0.2"), ports, config, transport=fake))
+    tries = [t for a, p, t in fake.sends if p == silent]
+    assert tries[0] - fake.sends[0][2] > 0.35  # sent after the evidence of loss
     assert len(tries) == 4
     gaps = [b - a for a, b in itertools.pairwise(tries)]
-    assert all(0.02 <= gap < 0.15 for gap in gaps[1:]), gaps
-    assert states(results)["198.18.0.2", 9] == ("filtered", "no-response", 4)
+    assert all(0.02 <= gap < 0.15 for gap in gaps), gaps
+    assert states(results)["198.18.0.2", silent] == ("filtered", "no-response", 4)
 
 
 def test_first_timeout_is_the_initial_one() -> None:
