@@ -12,7 +12,9 @@ Rules and theory:
   woken once per batch of results.
 - The timeout of an attempt adapts as in nmap and RFC 6298: ``srtt + 4 * rttvar`` of the
   host (or of the whole scan, before the host has answered), clamped to the configured
-  floor and ceiling. Before any answer the initial timeout applies.
+  floor and ceiling. Before any answer the initial timeout applies; the attempts sent
+  under it are re-timed with the first measured RTT, so that a filtered port in the very
+  first batch does not hold the whole scan for the initial timeout.
 - An unanswered attempt is sent again, then the port gets the transport's silent state
   (``filtered``/``no-response`` for TCP). As in nmap, ``retries`` is a ceiling: a scan
   starts with one retry and goes up to the ceiling as soon as a retransmission is answered,
@@ -244,6 +246,7 @@ class Scan:
         self._allowance = 1.0
         self._last_refill = 0.0
         self._retries = min(1, config.retries)  # raised to config.retries on seeing loss
+        self._provisional: list[_Attempt] = []  # sent before any RTT was measured
 
     # -- the consumer's side ------------------------------------------------------------
 
@@ -506,6 +509,8 @@ class Scan:
                 self._final(attempt, handle, None)
                 continue
             rtt = rtts.get(host_index) or scan_rtt
+            if rtt is None:
+                self._provisional.append(attempt)
             attempt.deadline = now + (rtt.timeout if rtt is not None else initial)
             attempt.handle = handle
             self._inflight += 1
@@ -566,6 +571,7 @@ class Scan:
                 host_rtt.add(rtt, floor, ceiling)
             if self._scan_rtt is None:
                 self._scan_rtt = _Rtt(rtt, floor, ceiling)
+                self._retime_provisional()
             else:
                 self._scan_rtt.add(rtt, floor, ceiling)
         self._buffer.append(self._emit(attempt, answer, rtt))
@@ -586,6 +592,19 @@ class Scan:
             time.time(),
         )
 
+    def _retime_provisional(self) -> None:
+        """Give the attempts sent under the initial timeout the first measured one."""
+        assert self._scan_rtt is not None
+        timeout, heap = self._scan_rtt.timeout, self._heap
+        for attempt in self._provisional:
+            deadline = attempt.sent + timeout
+            if attempt.live and deadline < attempt.deadline:
+                attempt.deadline = deadline  # the old heap entry is now stale
+                heapq.heappush(heap, (deadline, next(self._seq), attempt))
+        self._provisional = []
+        if heap and heap[0][0] < self._timer_when:
+            self._arm_timer(heap[0][0])
+
     def _arm_timer(self, when: float) -> None:
         loop = self._loop
         assert loop is not None
@@ -605,10 +624,11 @@ class Scan:
         now = loop.time()
         heap, retries, transport = self._heap, self._retries, self.transport
         silent = _SILENT[transport.protocol]
-        while heap and (heap[0][0] <= now or not heap[0][2].live):
-            attempt = heapq.heappop(heap)[2]
-            if not attempt.live:
+        while heap and (heap[0][0] <= now or _stale(heap[0])):
+            entry = heapq.heappop(heap)
+            if _stale(entry):
                 continue
+            attempt = entry[2]
             attempt.live = False
             self._inflight -= 1
             transport.cancel(attempt.handle)
@@ -622,6 +642,12 @@ class Scan:
         self._send()
         if self._buffer or self._finished():
             self._wake()
+
+
+def _stale(entry: tuple[float, int, _Attempt]) -> bool:
+    """A heap entry of an attempt that has ended, or whose deadline has since moved."""
+    attempt = entry[2]
+    return not attempt.live or entry[0] != attempt.deadline
 
 
 _SILENT = {

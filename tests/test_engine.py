@@ -145,6 +145,17 @@ def test_first_timeout_is_the_initial_one() -> None:
     assert 0.2 <= second - first < 0.4
 
 
+def test_first_batch_is_retimed_by_the_first_measured_rtt() -> None:
+    # All 21 probes leave before anything answers, under the 1 s initial timeout. The
+    # answers after 5 ms give a 20 ms timeout, which the silent port's first try must get.
+    timing = Timing(initial_rtt_timeout=1.0, min_rtt_timeout=0.02, max_rtt_timeout=1.0)
+    fake = FakeTransport(script={("198.18.0.2", 21): [Silence()]}, default=Reply(CLOSED, 0.005))
+    config = ScanConfig(retries=1, timing=timing, concurrency=100)
+    run(Scan(Hosts("198.18.0.2"), range(1, 22), config, transport=fake))
+    first, second = [t for _, p, t in fake.sends if p == 21]
+    assert 0.02 <= second - first < 0.3
+
+
 def test_rate_caps_probes_per_second() -> None:
     fake = FakeTransport(default=Reply(CLOSED))
     run(Scan(Hosts("198.18.0.2"), range(1, 101), ScanConfig(rate=400.0), transport=fake))
