@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
+from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from scanner import __version__
@@ -48,11 +49,6 @@ from scanner.targets import (
     read_targets_file,
 )
 from scanner.units import parse_duration
-
-try:  # Typer >= 0.20 ships its own copy of click.
-    from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover - older Typer depends on click itself
-    from click.exceptions import ClickException  # type: ignore[no-redef,import-not-found]
 
 
 class ExitStatus(enum.IntEnum):
