@@ -98,3 +98,20 @@ def make_lab() -> Iterator[Callable[..., netlab.Lab]]:
 
 
 # ======================= end of netns lab section =========================
+
+
+# =========================================================================
+# Loopback helpers for in-process scans (traffic stays on 127.0.0.1)
+# =========================================================================
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP listener on 127.0.0.1 with room for a scan's connects; yields its port."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock.getsockname()[1]
+    sock.close()

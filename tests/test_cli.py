@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,16 +120,6 @@ def test_parse_duration_only_raises_usage_errors(text: str) -> None:
 
 
 # -- real scans of loopback in this process, through main() ----------------------------
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A TCP listener on 127.0.0.1; yields its port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 def free_port() -> int:

@@ -6,10 +6,8 @@ import asyncio
 import csv
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +81,6 @@ def test_decoder_never_raises_on_arbitrary_bytes(chunks: list[bytes]) -> None:
 
 def loopback(count: int = 1) -> TargetSet:
     return TargetSet([parse_target(f"127.0.0.1-{count}")])
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 def collect(scan: Scan) -> dict[tuple[str, int], tuple[str, str]]:
