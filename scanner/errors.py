@@ -8,7 +8,9 @@ for input a scan cannot start with, and for failures of the scanner's own machin
     │   ├── PortSpecError       a port list such as "5-1" or "70000"
     │   ├── TargetError         a target such as "198.18.0.300" or "a..b"
     │   │   └── TargetFileError a targets file that cannot be read or has a bad line
-    │   └── OutputError         an output path that cannot be written
+    │   ├── OutputError         an output path that cannot be written
+    │   └── RegistryError       registry data that cannot be read, parsed or rolled back
+    │                           (defined in scanner.registry)
     └── ScanError               the scan itself failed (e.g. writing results failed midway)
 
 Every message is one line, fit to show the user as it is.

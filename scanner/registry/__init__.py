@@ -1,0 +1,83 @@
+"""IANA's Service Name and Transport Protocol Port Number Registry, and what it attests.
+
+portprobe ships the whole registry in IANA's CSV format
+(``scanner/data/iana-service-names-port-numbers.csv``, provenance in
+``scanner/data/iana-registry.json``) and can replace it with a newer copy
+(:func:`update_registry`, undone by :func:`rollback_registry`)::
+
+    >>> from scanner.registry import attestation, load_registry
+    >>> load_registry().label(2451, "tcp").service
+    'netchat'
+    >>> attestation(2451, "tcp"), attestation(443, "tcp")
+    ('obscure', 'common')
+
+Rules:
+- A registry label is a claim, not evidence: a name in IANA's registry says someone asked for
+  the number, not that the service is deployed or that it is what listens. Attestation says
+  how much the claim is worth, from two documented sources and nothing else.
+- :func:`attestation` of a port on a transport is, in this order:
+
+  ``common``
+      a named IANA assignment covers it AND the port is among the top 1000 ports of that
+      transport in portprobe's shipped lists (``scanner.ports.top_ports(1000, Proto.TCP)``
+      or ``Proto.UDP``), which come from the open-frequency column Nmap measures in large
+      Internet scans: the service is widely deployed in practice. SCTP and DCCP have no
+      such list, so their assignments are never common.
+  ``obscure``
+      a named assignment that is not common, e.g. 2451 netchat or 3451 asam: registered,
+      but rarely seen listening.
+  ``dynamic``
+      no named assignment and the port is in IANA's dynamic range 49152-65535, which
+      anyone may use for ephemeral ports.
+  ``reserved``
+      every record covering it is a Reserved one: IANA's "Reserved" entries (e.g. port 0,
+      1023, 1024, 49151) and the "any private ..." numbers set aside for private systems.
+  ``unassigned``
+      otherwise: only Unassigned (or De-registered, Removed, ...) records cover it, or none.
+- A record with an empty transport covers its ports on every transport; a record's status is
+  ``assigned`` when it has a service name, else ``reserved`` or ``unassigned`` from IANA's
+  description (:attr:`Registration.status`).
+- :func:`port_range` is IANA's split (RFC 6335): system 0-1023, registered 1024-49151,
+  dynamic 49152-65535.
+- Data files and the user copy: :mod:`scanner.registry.store`; the CSV format:
+  :mod:`scanner.registry.parse`. Nothing here opens a socket except an update from a URL.
+"""
+
+from __future__ import annotations
+
+from scanner.registry.attest import Attestation, PortRange, attestation, port_range
+from scanner.registry.index import Registry
+from scanner.registry.parse import (
+    COLUMNS,
+    NO_PORT,
+    Registration,
+    RegistryError,
+    Status,
+    parse_registry_csv,
+)
+from scanner.registry.store import (
+    UpdateResult,
+    default_data_dir,
+    load_registry,
+    rollback_registry,
+    update_registry,
+)
+
+__all__ = [
+    "COLUMNS",
+    "NO_PORT",
+    "Attestation",
+    "PortRange",
+    "Registration",
+    "Registry",
+    "RegistryError",
+    "Status",
+    "UpdateResult",
+    "attestation",
+    "default_data_dir",
+    "load_registry",
+    "parse_registry_csv",
+    "port_range",
+    "rollback_registry",
+    "update_registry",
+]

@@ -1,0 +1,315 @@
+"""Where the registry data lives: the shipped snapshot, the user's updated copy, rollback.
+
+Rules:
+- The shipped snapshot is ``scanner/data/iana-service-names-port-numbers.csv`` with its
+  provenance in ``scanner/data/iana-registry.json``; both are read, never written.
+- A user copy lives in the data directory: ``$PORTPROBE_DATA_DIR`` if set, else
+  ``$XDG_DATA_HOME/portprobe``, else ``~/.local/share/portprobe``. It has the same two files.
+- :func:`load_registry` prefers the user copy, but only one that parses and passes the same
+  checks as an update; any other falls back to the shipped data with a warning on the
+  ``scanner`` logger. The result is cached: ``load_registry.cache_clear()`` forgets it, and
+  update and rollback do that themselves.
+- An update is checked in full (parses, at least :data:`MIN_RECORDS` records, netchat on
+  2451/tcp and http on 80/tcp) before anything on disk changes. Files are replaced
+  atomically (a temporary file, then ``os.replace``); the user copy being replaced is kept
+  as ``<name>.previous``. One level only: rollback restores ``.previous`` (which then is
+  gone), or, when there is none, removes the user copy so the shipped data is used again.
+- The only network access in portprobe's registry code is an update from an http(s) URL
+  (urllib, 30 s timeout, at most :data:`MAX_DOWNLOAD` bytes); tests use local files only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import hashlib
+import importlib.resources
+import json
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from scanner.registry.index import Registry
+from scanner.registry.parse import Registration, RegistryError, parse_registry_csv
+
+__all__ = [
+    "CSV_NAME",
+    "MAX_DOWNLOAD",
+    "MIN_RECORDS",
+    "PROVENANCE_NAME",
+    "UpdateResult",
+    "default_data_dir",
+    "load_registry",
+    "rollback_registry",
+    "update_registry",
+]
+
+CSV_NAME: Final = "iana-service-names-port-numbers.csv"
+PROVENANCE_NAME: Final = "iana-registry.json"
+#: An update with fewer records is refused: IANA's registry has had over 13,000 since 2015.
+MIN_RECORDS: Final = 10_000
+#: The largest download an update accepts (IANA's CSV is about 1.2 MB).
+MAX_DOWNLOAD: Final = 64 * 1024 * 1024
+FETCH_TIMEOUT: Final = 30.0
+_PREVIOUS: Final = ".previous"
+
+log = logging.getLogger("scanner")
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """What :func:`update_registry` installed.
+
+    ``path`` is the new user copy, ``records`` its record count, ``previous_records`` the
+    count of the data it replaced (the user copy kept as ``.previous``, or the shipped data
+    when there was no user copy, or None when the old user copy did not load), and ``source``
+    the path or URL it came from.
+    """
+
+    path: Path
+    records: int
+    previous_records: int | None
+    source: str
+
+
+def default_data_dir() -> Path:
+    """The directory of the user's registry copy (see the module rules)."""
+    override = os.environ.get("PORTPROBE_DATA_DIR")
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative paths
+        return Path(xdg) / "portprobe"
+    return Path.home() / ".local" / "share" / "portprobe"
+
+
+@functools.cache
+def load_registry() -> Registry:
+    """The registry to use: the user's updated copy if it loads, else the shipped snapshot.
+
+    Cached; ``load_registry.cache_clear()`` makes the next call read the files again.
+    """
+    directory = default_data_dir()
+    path = directory / CSV_NAME
+    try:
+        present = path.exists()
+    except OSError:  # e.g. a directory we may not search: reading it will say why
+        present = True
+    if present:
+        try:
+            return _load_user_copy(directory)
+        except RegistryError as exc:
+            log.warning("ignoring the registry copy %s; using the shipped data", exc)
+    return _load_shipped()
+
+
+def _load_shipped() -> Registry:
+    """The snapshot shipped in the package."""
+    data = importlib.resources.files("scanner") / "data"
+    provenance = json.loads((data / PROVENANCE_NAME).read_text(encoding="utf-8"))
+    return Registry(
+        _shipped_records(), source=provenance["source"], date=provenance["snapshot_date"]
+    )
+
+
+def _shipped_records() -> list[Registration]:
+    """The records of the shipped snapshot."""
+    data = importlib.resources.files("scanner") / "data"
+    return parse_registry_csv((data / CSV_NAME).read_text(encoding="utf-8"))
+
+
+def _load_user_copy(directory: Path) -> Registry:
+    """The user copy in ``directory``; RegistryError unless it is complete.
+
+    Its provenance file names the source and date only if its checksum matches the CSV.
+    """
+    path = directory / CSV_NAME
+    text = _read_text(path)
+    records = _checked(text, str(path))
+    provenance = _read_provenance(directory / PROVENANCE_NAME)
+    source, date = provenance.get("source"), provenance.get("snapshot_date")
+    matches = provenance.get("sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if not (matches and isinstance(source, str) and isinstance(date, str)):
+        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        source, date = f"IANA registry copy at {path}", mtime.date().isoformat()
+    return Registry(records, source=source, date=date)
+
+
+def update_registry(source: str, *, data_dir: Path | None = None) -> UpdateResult:
+    """Install a new copy of IANA's registry CSV from a local file or an http(s) URL.
+
+    The new data is checked in full before anything is replaced; a RegistryError leaves the
+    current data as it was. The user copy it replaces (if any) is kept for
+    :func:`rollback_registry`. The cache of :func:`load_registry` is cleared.
+    """
+    directory = data_dir if data_dir is not None else default_data_dir()
+    date = dt.datetime.now(dt.UTC).date().isoformat()
+    if source.startswith(("http://", "https://")):
+        text = _fetch(source)
+        how, basis = f"downloaded from {source}", "the download date"
+    else:
+        path = Path(source)
+        text = _read_text(path)
+        with contextlib.suppress(OSError):
+            date = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date().isoformat()
+        how, basis = f"copied from {path.resolve()}", "the file's modification date"
+    records = _checked(text, source)
+    previous = _record_count(directory)
+    encoded = text.encode("utf-8")
+    provenance = {
+        "source": f"IANA registry copy of {date}, {how}",
+        "snapshot_date": date,
+        "snapshot_date_basis": basis,
+        "newest_record_date": _newest_date(records),
+        "records": len(records),
+        "sha256": hashlib.sha256(encoded).hexdigest(),
+        "installed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    target = directory / CSV_NAME
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            for name in (CSV_NAME, PROVENANCE_NAME):
+                if (directory / name).exists():
+                    _write_atomic(directory / (name + _PREVIOUS), (directory / name).read_bytes())
+                else:
+                    (directory / (name + _PREVIOUS)).unlink(missing_ok=True)
+        else:  # rollback after this update goes back to the shipped data, not a stale copy
+            for name in (CSV_NAME, PROVENANCE_NAME):
+                (directory / (name + _PREVIOUS)).unlink(missing_ok=True)
+        _write_atomic(target, encoded)
+        _write_atomic(directory / PROVENANCE_NAME, _json_bytes(provenance))
+    except OSError as exc:
+        raise RegistryError(f"cannot write the registry copy in {directory}: {exc}") from exc
+    finally:
+        load_registry.cache_clear()
+    return UpdateResult(path=target, records=len(records), previous_records=previous, source=source)
+
+
+def rollback_registry(*, data_dir: Path | None = None) -> Path:
+    """Undo the last update: restore the previous user copy, or fall back to the shipped data.
+
+    Returns the path of the restored copy, or of the shipped CSV when the user copy was
+    removed. Raises RegistryError when there is no user copy to roll back.
+    """
+    directory = data_dir if data_dir is not None else default_data_dir()
+    current, previous = directory / CSV_NAME, directory / (CSV_NAME + _PREVIOUS)
+    try:
+        if previous.exists():
+            for name in (CSV_NAME, PROVENANCE_NAME):
+                kept = directory / (name + _PREVIOUS)
+                if kept.exists():
+                    os.replace(kept, directory / name)
+                else:
+                    (directory / name).unlink(missing_ok=True)
+            return current
+        if current.exists():
+            current.unlink()
+            (directory / PROVENANCE_NAME).unlink(missing_ok=True)
+            return Path(str(importlib.resources.files("scanner") / "data" / CSV_NAME))
+    except OSError as exc:
+        raise RegistryError(f"cannot roll back the registry copy in {directory}: {exc}") from exc
+    finally:
+        load_registry.cache_clear()
+    raise RegistryError(f"nothing to roll back: no updated registry copy in {directory}")
+
+
+def _checked(text: str, origin: str) -> list[Registration]:
+    """Parse ``text`` and check it is a whole registry; RegistryError naming ``origin``."""
+    try:
+        records = parse_registry_csv(text)
+    except RegistryError as exc:
+        raise RegistryError(f"{origin}: {exc}") from exc
+    if len(records) < MIN_RECORDS:
+        raise RegistryError(
+            f"{origin}: only {len(records)} records, a whole registry has over {MIN_RECORDS}"
+        )
+    for service, port, transport in (("netchat", 2451, "tcp"), ("http", 80, "tcp")):
+        if not any(
+            r.service == service and r.covers(port) and r.transport in (transport, "")
+            for r in records
+        ):
+            raise RegistryError(f"{origin}: no {service} record for {port}/{transport}")
+    return records
+
+
+def _read_text(path: Path) -> str:
+    """A local file as UTF-8 text; RegistryError if it cannot be read or decoded."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _fetch(url: str) -> str:
+    """The body of ``url`` as UTF-8 text, at most :data:`MAX_DOWNLOAD` bytes."""
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
+            body: bytes = response.read(MAX_DOWNLOAD + 1)
+    except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+        raise RegistryError(f"cannot fetch {url}: {_reason(exc)}") from exc
+    if len(body) > MAX_DOWNLOAD:
+        raise RegistryError(f"{url}: larger than {MAX_DOWNLOAD} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{url}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for a failed fetch."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return str(exc.reason).replace("\n", " ")
+    return str(exc).replace("\n", " ")
+
+
+def _read_provenance(path: Path) -> dict[str, Any]:
+    """A provenance JSON object, or an empty dict when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _record_count(directory: Path) -> int | None:
+    """How many records the data in use has: the user copy in ``directory`` if there is one,
+    else the shipped data; None when the user copy does not load."""
+    path = directory / CSV_NAME
+    if not path.exists():
+        return len(_shipped_records())
+    try:
+        return len(_checked(_read_text(path), str(path)))
+    except RegistryError:
+        return None
+
+
+def _newest_date(records: list[Registration]) -> str:
+    """The latest registration or modification date in ``records`` ("" if none)."""
+    return max((d for r in records for d in (r.registered, r.modified)), default="")
+
+
+def _json_bytes(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
