@@ -10,7 +10,14 @@ where JSON is ``{"tcp": {"22": "banner", ...}, "udp": {"53": "dns", ...},
 (IPV6_V6ONLY=1).  Prints ``READY`` on stdout once every socket is bound.
 
 TCP kinds: open (accept, close), banner (send a line, hold), http (minimal
-HTTP/1.1, then close), silent (accept, hold, never send).
+HTTP/1.1, then close), silent (accept, hold, never send); and services as real
+servers greet or answer: smtp (a Postfix greeting, hold), vsftpd (its greeting,
+hold), mysql (a MySQL 8 handshake packet, hold), redis (answers inline commands
+as Redis does, PING -> +PONG; drops the client at a "Host:" line), https (TLS with
+a self-signed certificate for CN=lab.test, then the http kind's answer; a plain
+HTTP request gets nginx's "400 The plain HTTP request was sent to HTTPS port"),
+tls (TLS with the same certificate, then silence).  The certificate is made with
+the ``openssl`` CLI at start-up, only when a TLS kind is asked for.
 UDP kinds: dns, ntp, echo, silent.
 
 Robustness rules: one asyncio loop, no per-connection buffers beyond a few KiB,
@@ -29,14 +36,22 @@ import ipaddress
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
+import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
-TCP_KINDS = frozenset({"open", "banner", "http", "silent"})
+TCP_KINDS = frozenset(
+    {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
+)
+TLS_KINDS = frozenset({"https", "tls"})
+TLS_COMMON_NAME = "lab.test"
 UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent"})
 DEFAULT_BANNER = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
 HOLD_SECONDS = 30.0  # banner/silent connections are dropped after this
@@ -51,6 +66,15 @@ PARENT_CHECK_S = 0.5
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 UDP_RCVBUF = 4 << 20
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # socket.IP_PKTINFO only exists from Python 3.12
+
+SMTP_BANNER = b"220 lab.test ESMTP Postfix (Debian/GNU)\r\n"
+FTP_BANNER = b"220 (vsFTPd 3.0.3)\r\n"
+MYSQL_VERSION = b"8.0.36"
+REDIS_MAX_LINE = 4096
+HTTPS_PLAIN_BODY = (
+    b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>"
+    b"\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 HTTP_BODY = (
     b"<!DOCTYPE html>\n<html><head><title>lab page</title></head>\n"
@@ -157,24 +181,226 @@ class HttpProto(_Held):
         """Write the response for the buffered request and close."""
         assert self.transport is not None
         self.done = True
-        first = bytes(self.buf.split(b"\n", 1)[0]).strip()
-        parts = first.split()
-        method = parts[0] if parts else b""
-        if parts and method.isalpha() and method.isupper() and len(parts) in (2, 3):
-            status, body = b"200 OK", HTTP_BODY
-        else:
-            status = b"400 Bad Request"
-            body = b"<html><head><title>lab page</title></head><body>bad request</body></html>\n"
-        head = (
-            b"HTTP/1.1 " + status + b"\r\n"
-            b"Server: lab-http/1.0\r\n"
-            b"Content-Type: text/html; charset=utf-8\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-            b"Connection: close\r\n\r\n"
-        )
-        self.transport.write(head if method == b"HEAD" else head + body)
+        self.transport.write(http_response(bytes(self.buf)))
         self.buf = bytearray()
         self.transport.close()  # flushes the write first
+
+
+def http_request_complete(buf: bytes | bytearray) -> bool:
+    """True once ``buf`` holds a whole request head (or as much as we ever read)."""
+    return b"\r\n\r\n" in buf or b"\n\n" in buf or len(buf) >= HTTP_MAX_REQUEST
+
+
+def http_response(request: bytes) -> bytes:
+    """The lab page for a request line we accept, else a 400; a HEAD gets no body."""
+    first = request.split(b"\n", 1)[0].strip()
+    parts = first.split()
+    method = parts[0] if parts else b""
+    if parts and method.isalpha() and method.isupper() and len(parts) in (2, 3):
+        status, body = b"200 OK", HTTP_BODY
+    else:
+        status = b"400 Bad Request"
+        body = b"<html><head><title>lab page</title></head><body>bad request</body></html>\n"
+    head = (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"Server: lab-http/1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    return head if method == b"HEAD" else head + body
+
+
+class SmtpProto(BannerProto):
+    """tcp "smtp": a Postfix greeting, then hold (commands are ignored)."""
+
+    banner = SMTP_BANNER
+
+
+class FtpProto(BannerProto):
+    """tcp "vsftpd": a vsftpd greeting, then hold (commands are ignored)."""
+
+    banner = FTP_BANNER
+
+
+def mysql_handshake() -> bytes:
+    """A MySQL 8 initial handshake packet (protocol 10), sequence 0."""
+    payload = (
+        b"\x0a" + MYSQL_VERSION + b"\x00"
+        + struct.pack("<I", 8)  # connection id
+        + b"lab-salt"  # auth-plugin-data part 1 (8 bytes)
+        + b"\x00"  # filler
+        + struct.pack("<H", 0xFFFF)  # capability flags, low
+        + b"\xff"  # character set utf8mb4_0900_ai_ci
+        + struct.pack("<H", 0x0002)  # status: autocommit
+        + struct.pack("<H", 0xDFFF)  # capability flags, high (CLIENT_PLUGIN_AUTH ...)
+        + bytes([21])  # auth plugin data length
+        + bytes(10)  # reserved
+        + b"lab-salt-two\x00"  # auth-plugin-data part 2 (13 bytes)
+        + b"caching_sha2_password\x00"
+    )  # fmt: skip
+    return len(payload).to_bytes(3, "little") + b"\x00" + payload
+
+
+class MysqlProto(BannerProto):
+    """tcp "mysql": a MySQL 8 handshake packet, then hold."""
+
+    banner = mysql_handshake()
+
+
+class RedisProto(_Held):
+    """tcp "redis": inline commands answered as Redis answers them.
+
+    PING -> +PONG; GET with the wrong argument count (an HTTP request line) -> the error
+    Redis gives; a "Host:" or "POST" line closes the connection, as Redis does when it
+    sees a cross-protocol attack; anything else -> "unknown command".
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buf += data[: REDIS_MAX_LINE - len(self.buf)]
+        while b"\n" in self.buf:
+            line, _, rest = bytes(self.buf).partition(b"\n")
+            self.buf = bytearray(rest)
+            words = line.strip().split()
+            if not words:
+                continue
+            if line.startswith((b"Host:", b"POST")):
+                self.transport.close()
+                return
+            command = words[0].lower()
+            if command == b"ping":
+                self.transport.write(b"+PONG\r\n")
+            elif command == b"get" and len(words) != 2:
+                self.transport.write(b"-ERR wrong number of arguments for 'get' command\r\n")
+            else:
+                name = command[:64].decode("ascii", "replace")
+                self.transport.write(
+                    f"-ERR unknown command `{name}`, with args beginning with: \r\n".encode()
+                )
+        if len(self.buf) >= REDIS_MAX_LINE:
+            self.transport.close()  # Redis's inline buffer limit, much smaller here
+
+
+class TlsProto(_Held):
+    """tcp "https" and "tls": TLS over memory BIOs, so the first bytes can be sniffed.
+
+    A ClientHello starts the handshake with the lab certificate; then "https" answers one
+    HTTP request as the http kind does and "tls" holds the connection in silence. Plain
+    text (not a TLS record) gets nginx's 400 from "https" and is dropped by "tls".
+    """
+
+    context: ssl.SSLContext | None = None  # set by serve() when a TLS kind is asked for
+    speaks_http = True
+    timeout = HTTP_TIMEOUT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls: ssl.SSLObject | None = None
+        self.plain: bytearray | None = None
+        self.request = bytearray()
+        self.answered = False
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception as exc:  # a lab bug must not kill the service
+            log_error(f"tls: {exc!r}")
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _received(self, data: bytes) -> None:
+        assert self.transport is not None and self.context is not None
+        if self.tls is None and self.plain is None:
+            if data[:1] == b"\x16":
+                self.tls = self.context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+            else:
+                self.plain = bytearray()
+        if self.plain is not None:
+            self._plain(data)
+            return
+        assert self.tls is not None
+        self.incoming.write(data)
+        try:
+            self.tls.do_handshake()
+            if self.speaks_http and not self.answered:
+                self._serve_http(self.tls)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError:
+            self._flush()
+            self.transport.close()
+            return
+        self._flush()
+
+    def _serve_http(self, tls: ssl.SSLObject) -> None:
+        while not http_request_complete(self.request):
+            chunk = tls.read(HTTP_MAX_REQUEST)  # SSLWantReadError when nothing more yet
+            if not chunk:
+                break
+            self.request += chunk[: HTTP_MAX_REQUEST + 4 - len(self.request)]
+        if http_request_complete(self.request):
+            self.answered = True
+            tls.write(http_response(bytes(self.request)))
+            with contextlib.suppress(ssl.SSLError):
+                tls.unwrap()  # our close_notify; the client's never comes before we close
+            self._flush()
+            assert self.transport is not None
+            self.transport.close()
+
+    def _plain(self, data: bytes) -> None:
+        assert self.transport is not None and self.plain is not None
+        if not self.speaks_http:
+            self.transport.close()
+            return
+        self.plain += data[: HTTP_MAX_REQUEST + 4 - len(self.plain)]
+        if http_request_complete(self.plain) and not self.answered:
+            self.answered = True
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\n"
+                b"Server: nginx\r\n"
+                b"Content-Type: text/html\r\n"
+                b"Content-Length: " + str(len(HTTPS_PLAIN_BODY)).encode() + b"\r\n"
+                b"Connection: close\r\n\r\n" + HTTPS_PLAIN_BODY
+            )
+            self.transport.close()
+
+    def _flush(self) -> None:
+        out = self.outgoing.read()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+
+class TlsSilentProto(TlsProto):
+    """tcp "tls": the handshake, then silence."""
+
+    speaks_http = False
+
+
+def make_tls_context() -> ssl.SSLContext:
+    """A server context with a fresh self-signed EC certificate for CN=lab.test.
+
+    Made with the ``openssl`` CLI (the stdlib cannot make certificates); the key and
+    certificate files live in a temporary directory only until they are loaded.
+    """
+    openssl = shutil.which("openssl") or "/usr/bin/openssl"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="portprobe-lab-tls-") as tmp:
+        key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+             "-subj", f"/CN={TLS_COMMON_NAME}", "-addext", f"subjectAltName=DNS:{TLS_COMMON_NAME}"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
@@ -182,6 +408,12 @@ TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
     "banner": BannerProto,
     "http": HttpProto,
     "silent": SilentProto,
+    "smtp": SmtpProto,
+    "vsftpd": FtpProto,
+    "mysql": MysqlProto,
+    "redis": RedisProto,
+    "https": TlsProto,
+    "tls": TlsSilentProto,
 }
 
 
@@ -365,6 +597,8 @@ async def serve(spec: dict[str, object], watch_stdin: bool) -> None:
     udp = dict(spec.get("udp") or {})  # type: ignore[call-overload]
     servers = []
     udp_socks = []
+    if TLS_KINDS & set(tcp.values()):
+        TlsProto.context = make_tls_context()  # before READY: a failure shows in the lab log
     for port, kind in tcp.items():
         if kind not in TCP_KINDS:
             raise ValueError(f"unknown tcp kind {kind!r}")

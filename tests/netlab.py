@@ -78,7 +78,10 @@ MAX_EXTRA_HOSTS = 200
 # default 500 would add burst loss on top of the configured loss_pct.
 TUN_TXQUEUELEN = 10000
 
-TCP_KINDS = frozenset({"open", "banner", "http", "silent"})
+TCP_KINDS = frozenset(
+    {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
+)
+TLS_KINDS = frozenset({"https", "tls"})  # need the openssl CLI (lab_services makes a cert)
 UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent"})
 
 CMD_TIMEOUT = 10.0  # every iproute2/nft call
@@ -424,6 +427,8 @@ class Lab:
         self.extra4: list[str] = [f"198.18.0.{3 + i}" for i in range(extra_hosts)]
 
         missing = missing_prerequisites()
+        if TLS_KINDS & set(self.tcp.values()) and _which("openssl") is None:
+            missing.append("'openssl' executable (for the TLS kinds' certificate)")
         if missing:
             raise LabError("netns lab unavailable, missing: " + ", ".join(missing))
         sweep_stale()

@@ -1,0 +1,252 @@
+"""Evidence from real services: the netns lab's (marker ``netns``), and a few on loopback.
+
+What a user sees: 22 speaks SSH, 80 and 2451 (registered "netchat") speak HTTP, a silent
+port shows nothing after exactly one budget, an accept-and-close port nothing at once,
+TLS services show their certificate, over IPv4 and IPv6 alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+from netlab import Lab
+
+from scanner.evidence import NO_EVIDENCE, Evidence, EvidenceConfig, Prober
+
+LAB_HTTP = Evidence("http", "lab-http/1.0; 200; title 'lab page'", "http")
+LAB_SSH = Evidence("ssh", "OpenSSH_9.2p1 Debian-2", "banner")
+LAB_TLS = "TLSv1.3; CN=lab.test; self-signed"
+
+
+def probe_in(lab: Lab, config: EvidenceConfig, address: str, port: int) -> tuple[Evidence, float]:
+    """Probe one port from the lab's client namespace: (evidence, seconds)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    async def run() -> tuple[Evidence, float]:
+        start = time.perf_counter()
+        found = await Prober(config).probe(address, family, port)
+        return found, time.perf_counter() - start
+
+    outcome: tuple[Evidence, float] = lab.call_in_client(asyncio.run, run())
+    return outcome
+
+
+def probe_many(
+    lab: Lab, config: EvidenceConfig, address: str, ports: list[int]
+) -> tuple[dict[int, Evidence], float]:
+    """Probe ``ports`` at once with one Prober: ({port: evidence}, total seconds)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    async def run() -> tuple[dict[int, Evidence], float]:
+        prober = Prober(config)
+        start = time.perf_counter()
+        found = await asyncio.gather(*(prober.probe(address, family, p) for p in ports))
+        return dict(zip(ports, found, strict=True)), time.perf_counter() - start
+
+    outcome: tuple[dict[int, Evidence], float] = lab.call_in_client(asyncio.run, run())
+    return outcome
+
+
+# --------------------------------------------------------------------------- the session lab
+
+QUICK = EvidenceConfig(timeout=2.0)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [(22, LAB_SSH), (80, LAB_HTTP), (2451, LAB_HTTP)],
+    ids=["ssh-22", "http-80", "http-2451-netchat"],
+)
+def test_identified(lab: Lab, port: int, expected: Evidence) -> None:
+    found, seconds = probe_in(lab, QUICK, lab.server4, port)
+    assert found == expected
+    assert seconds < QUICK.timeout / 2  # a speaking port does not wait out the budget
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize(("port", "expected"), [(22, LAB_SSH), (80, LAB_HTTP)])
+def test_identified_over_ipv6(lab: Lab, port: int, expected: Evidence) -> None:
+    assert lab.server6 == "2001:db8::2"
+    found, _ = probe_in(lab, QUICK, lab.server6, port)
+    assert found == expected
+
+
+@pytest.mark.netns
+def test_silent_port_costs_one_timeout(lab: Lab) -> None:
+    config = EvidenceConfig(timeout=1.0)
+    found, seconds = probe_in(lab, config, lab.server4, 3451)
+    assert found == NO_EVIDENCE
+    assert 0.9 * config.timeout <= seconds < config.timeout + 0.5
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize(
+    "port", [443, 8080, 1], ids=["accept-close-443", "accept-close-8080", "closed-1"]
+)
+def test_nothing_from_accept_and_close_or_closed(lab: Lab, port: int) -> None:
+    found, seconds = probe_in(lab, QUICK, lab.server4, port)
+    assert found == NO_EVIDENCE
+    assert seconds < 0.5  # every attempt ended at once: no need to wait
+
+
+# --------------------------------------------------------------------------- more service kinds
+
+KINDS = {
+    8443: "https", 9443: "tls", 25: "smtp", 21: "vsftpd", 3306: "mysql", 6379: "redis",
+    22: "banner", 80: "http",
+}  # fmt: skip
+KIND_EVIDENCE = {
+    # TLS is proven by the handshake; the nginx-style 400 it gives plain HTTP must not win.
+    8443: Evidence("https", f"{LAB_TLS}; lab-http/1.0; 200; title 'lab page'", "tls+http"),
+    9443: Evidence("tls", LAB_TLS, "tls"),
+    25: Evidence("smtp", "lab.test ESMTP Postfix (Debian/GNU)", "banner"),
+    21: Evidence("ftp", "(vsFTPd 3.0.3)", "banner"),
+    3306: Evidence("mysql", "8.0.36; caching_sha2_password", "banner"),
+    # Redis answers the HTTP probe's request line as a GET command.
+    6379: Evidence("redis", "ERR wrong number of arguments for 'get' command", "redis"),
+    22: LAB_SSH,
+    80: LAB_HTTP,
+}
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_service_kinds(make_lab: Callable[..., Lab], family: str) -> None:
+    lab = make_lab(tcp=KINDS)
+    address = lab.server4 if family == "ipv4" else lab.server6
+    found, seconds = probe_many(lab, EvidenceConfig(timeout=1.5), address, sorted(KINDS))
+    assert found == KIND_EVIDENCE
+    # A TLS service that never answers HTTP is only known as such when the budget ends.
+    assert seconds < 1.5 + 0.5
+
+
+@pytest.mark.netns
+def test_twenty_silent_ports_cost_about_one_timeout(make_lab: Callable[..., Lab]) -> None:
+    ports = list(range(5000, 5020))
+    lab = make_lab(tcp=dict.fromkeys(ports, "silent"))
+    config = EvidenceConfig(timeout=1.0)
+    found, seconds = probe_many(lab, config, lab.server4, ports)
+    assert found == dict.fromkeys(ports, NO_EVIDENCE)
+    assert seconds < 2 * config.timeout
+
+
+@pytest.mark.netns
+def test_concurrency_bounds_ports_in_flight(make_lab: Callable[..., Lab]) -> None:
+    ports = list(range(5000, 5006))
+    lab = make_lab(tcp=dict.fromkeys(ports, "silent"))
+    config = EvidenceConfig(timeout=0.5, concurrency=3)
+    found, seconds = probe_many(lab, config, lab.server4, ports)
+    assert set(found.values()) == {NO_EVIDENCE}
+    assert 2 * config.timeout * 0.9 <= seconds < 3 * config.timeout  # two rounds of three
+
+
+# --------------------------------------------------------------------------- loopback services
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def on_loopback(handler: Handler, config: EvidenceConfig) -> tuple[Evidence, float]:
+    """Serve ``handler`` on 127.0.0.1 and probe it: (evidence, seconds)."""
+
+    async def run() -> tuple[Evidence, float]:
+        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await handler(reader, writer)
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            start = time.perf_counter()
+            found = await Prober(config).probe("127.0.0.1", socket.AF_INET, port)
+            return found, time.perf_counter() - start
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    return _run(run())
+
+
+def _run(coro: Coroutine[Any, Any, tuple[Evidence, float]]) -> tuple[Evidence, float]:
+    return asyncio.run(coro)
+
+
+async def hold(reader: asyncio.StreamReader) -> None:
+    """Keep the connection until the client is gone."""
+    while await reader.read(4096):
+        pass
+
+
+async def only_ping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A Redis that ignores anything but an inline PING (so only the passive probe's PING works)."""
+    while line := await reader.readline():
+        if line == b"PING\r\n":
+            writer.write(b"+PONG\r\n")
+            await writer.drain()
+
+
+async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An HTTP server whose page never ends."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nServer: endless\r\n\r\n<html><title>forever</title>")
+    while True:
+        writer.write(b"x" * 65536)
+        await writer.drain()
+
+
+async def late_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An FTP server that greets after a pause, in two pieces."""
+    await asyncio.sleep(0.2)
+    writer.write(b"220 (vsFTPd ")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(b"3.0.3)\r\n")
+    await writer.drain()
+    await hold(reader)
+
+
+async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A banner made to attack a terminal."""
+    writer.write(b"\x1b]0;owned\x07Evil\x1b[2J \xe2\x80\xaeesrever\r\n")
+    await writer.drain()
+    await hold(reader)
+
+
+def test_redis_answering_only_ping() -> None:
+    config = EvidenceConfig(timeout=1.0)
+    found, seconds = on_loopback(only_ping, config)
+    assert found == Evidence("redis", "PONG", "redis")
+    assert seconds < config.timeout  # PING after half the budget, answered at once
+
+
+def test_endless_page_is_bounded() -> None:
+    config = EvidenceConfig(timeout=1.0, max_bytes=4096)
+    found, seconds = on_loopback(endless, config)
+    assert found == Evidence("http", "endless; 200; title 'forever'", "http")
+    assert seconds < config.timeout
+
+
+def test_banner_in_pieces() -> None:
+    found, seconds = on_loopback(late_banner, EvidenceConfig(timeout=1.0))
+    assert found == Evidence("ftp", "(vsFTPd 3.0.3)", "banner")
+    assert seconds < 0.5
+
+
+def test_hostile_banner_is_cleaned() -> None:
+    found, _ = on_loopback(hostile, EvidenceConfig(timeout=0.5))
+    assert found == Evidence("", "\\x1b]0;owned\\x07Evil\\x1b[2J \\u202eesrever", "banner")
+
+
+def test_config_is_validated() -> None:
+    for bad in ({"timeout": 0}, {"max_bytes": 1}, {"concurrency": 0}):
+        with pytest.raises(ValueError):
+            EvidenceConfig(**bad)
