@@ -11,7 +11,7 @@ is ``1-2000,2451,3451,8080``.  First one nmap run, then ``--runs`` portprobe run
 default ``--retries``::
 
     nmap -sT -p 1-2000,2451,3451,8080 -n -Pn -oX out.xml 198.18.1.2
-    portprobe 198.18.1.2 -p 1-2000,2451,3451,8080 --all -q -o out.csv
+    portprobe 198.18.1.2 -p 1-2000,2451,3451,8080 --all -q --no-evidence -o out.csv
 
 Pass: every open port is reported open in every portprobe run ("no open port missed in K
 of N runs", K == N).  The time ratio median(portprobe) / nmap and the state differences
@@ -93,7 +93,17 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
             csv_path = Path(tmp) / f"portprobe-{i}.csv"
             timed = timed_run(
                 lab,
-                [portprobe, TARGET, "-p", PORTS, "--all", "-q", "-o", str(csv_path)],
+                [
+                    portprobe,
+                    TARGET,
+                    "-p",
+                    PORTS,
+                    "--all",
+                    "-q",
+                    "--no-evidence",
+                    "-o",
+                    str(csv_path),
+                ],
                 timeout=args.timeout,
             )
             states = parse_portprobe_csv(csv_path, notes=notes)

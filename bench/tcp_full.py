@@ -9,7 +9,10 @@ The lab (``tests/netlab.py``) serves 22 (banner), 80 (http), 443 (open), 2451 (h
 and 444 (filtered).  Each run, interleaved, is::
 
     nmap -sT -p- -n -Pn -oX out.xml 198.18.0.2
-    portprobe 198.18.0.2 -p- -q -o out.json
+    portprobe 198.18.0.2 -p- -q --no-evidence -o out.json
+
+``--no-evidence``: ``nmap -sT`` identifies no services, so neither does portprobe here
+(``bench/service_id.py`` compares evidence with ``nmap -sV``).
 
 Pass: all 65,535 states identical in every run and median(portprobe) / median(nmap) <= 1.0.
 Exit status 0 on pass, 1 otherwise.  portprobe is the one next to ``sys.executable``, on
@@ -53,7 +56,15 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
         pair = run_interleaved(
             lab,
             nmap_argv=lambda out: [nmap, "-sT", "-p-", "-n", "-Pn", "-oX", str(out), SERVER],
-            portprobe_argv=lambda out: [portprobe, SERVER, "-p-", "-q", "-o", str(out)],
+            portprobe_argv=lambda out: [
+                portprobe,
+                SERVER,
+                "-p-",
+                "-q",
+                "--no-evidence",
+                "-o",
+                str(out),
+            ],
             runs=args.runs,
             workdir=Path(tmp),
             timeout=args.timeout,

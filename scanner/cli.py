@@ -14,11 +14,13 @@ import contextlib
 import enum
 import logging
 import signal
+import socket
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 from click.exceptions import ClickException
@@ -27,7 +29,7 @@ from typer.core import TyperGroup
 from scanner import __version__
 from scanner.engine import Scan
 from scanner.errors import PortprobeError, ScanError, UsageError
-from scanner.models import PortState, ScanConfig, Timing
+from scanner.models import PortState, Result, ScanConfig, Timing
 from scanner.ports import format_ports, parse_ports, top_ports
 from scanner.report import (
     FORMATS,
@@ -49,6 +51,10 @@ from scanner.targets import (
     read_targets_file,
 )
 from scanner.units import parse_duration
+
+if TYPE_CHECKING:  # imported when first needed: they cost start-up time
+    from scanner.assess import Assessor
+    from scanner.evidence import Evidence
 
 
 class ExitStatus(enum.IntEnum):
@@ -132,6 +138,8 @@ class ScanRequest:
     show_all: bool
     quiet: bool
     command: list[str]
+    evidence: bool = True
+    evidence_timeout: float = 2.0
 
 
 @app.command(
@@ -194,6 +202,13 @@ def scan_command(
         typer.Option("--workers", help="Processes sharing the scan (default: one per CPU, max 4)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+    no_evidence: Annotated[
+        bool,
+        typer.Option("--no-evidence", help="Port states only: do not probe what open ports speak."),
+    ] = False,
+    evidence_timeout: Annotated[
+        str, typer.Option("--evidence-timeout", help="Time to identify one open port.")
+    ] = "2s",
 ) -> None:
     env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
     request = _validate(
@@ -214,8 +229,109 @@ def scan_command(
         seed=seed,
         workers=workers,
         quiet=quiet,
+        evidence=not no_evidence,
+        evidence_timeout=evidence_timeout,
     )
     raise typer.Exit(run_scan(request, env))
+
+
+@app.command("port", help="A reference card for one port: registry, attestation, local listeners.")
+def port_command(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The port number, 0-65535.", show_default=False)],
+) -> None:
+    from scanner.localinfo import listeners
+    from scanner.portcard import build_card
+    from scanner.registry import load_registry
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    if not number.isascii() or not number.isdigit() or int(number) > 65535:
+        raise UsageError(f"port must be a number from 0 to 65535, not {number!r}")
+    port = int(number)
+    try:
+        found, hidden = listeners(port)
+        can_list = True
+    except PermissionError:
+        found, hidden, can_list = [], False, False
+    lines = build_card(port, load_registry(), found, hidden, can_list=can_list)
+    env.stdout.write("\n".join(printable(line) for line in lines) + "\n")
+
+
+@app.command("local", help="This machine's listening TCP and UDP sockets, with labels.")
+def local_command(ctx: typer.Context) -> None:
+    from tabulate import tabulate
+
+    from scanner.localinfo import listeners
+    from scanner.registry import attestation, load_registry
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    registry = load_registry()
+    try:
+        found, hidden = listeners()
+    except PermissionError as exc:
+        raise ScanError(f"{exc}; run as root") from exc
+    rows = []
+    for item in found:
+        label = registry.label(item.port, item.protocol)
+        rows.append(
+            (
+                item.protocol,
+                item.address,
+                str(item.port),
+                str(item.pid or "-"),
+                printable(item.process or "-"),
+                printable(label.service if label is not None else "-"),
+                attestation(item.port, item.protocol, registry),
+            )
+        )
+    headers = ("PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "LABEL", "ATTESTATION")
+    env.stdout.write(tabulate(rows, headers=headers, disable_numparse=True) + "\n")
+    if hidden:
+        env.stdout.write("Some owners are hidden: run as root to see other users' processes.\n")
+
+
+registry_app = typer.Typer(help="The shipped IANA port registry: show, update, roll back.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("info", help="Where the registry data comes from, and how much of it.")
+def registry_info(ctx: typer.Context) -> None:
+    from scanner.registry import load_registry
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    registry = load_registry()
+    env.stdout.write(f"{len(registry)} records; {registry.source}; dated {registry.date}\n")
+
+
+IANA_CSV = (
+    "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv"
+)
+
+
+@registry_app.command("update", help="Refresh the registry from IANA's CSV (or a local copy).")
+def registry_update(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Option("--from", help="A file or URL of IANA's CSV.", show_default=False)
+    ] = IANA_CSV,
+) -> None:
+    from scanner.registry import update_registry
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    result = update_registry(source)
+    before = f" (was {result.previous_records})" if result.previous_records is not None else ""
+    env.stdout.write(f"registry updated: {result.records} records{before} -> {result.path}\n")
+
+
+@registry_app.command("rollback", help="Go back to the registry data used before the last update.")
+def registry_rollback(ctx: typer.Context) -> None:
+    from scanner.registry import load_registry, rollback_registry
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    path = rollback_registry()
+    load_registry.cache_clear()
+    registry = load_registry()
+    env.stdout.write(f"registry rolled back to {path}: {len(registry)} records\n")
 
 
 def _split_list(values: Sequence[str]) -> Iterator[str]:
@@ -250,6 +366,8 @@ def _validate(
     seed: int | None,
     workers: int | None,
     quiet: bool,
+    evidence: bool = True,
+    evidence_timeout: str = "2s",
 ) -> ScanRequest:
     """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
     if ports is not None and top is not None:
@@ -302,6 +420,8 @@ def _validate(
         show_all=show_all,
         quiet=quiet,
         command=["portprobe", *argv],
+        evidence=evidence,
+        evidence_timeout=parse_duration(evidence_timeout, option="--evidence-timeout"),
     )
 
 
@@ -355,23 +475,21 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         stream = stream if stream is not None else env.stdout
         writer = make_writer(request.format, stream, meta)
     table = TableReport(show_all=request.show_all)
+    output = _Output(table, writer, sink)
+    enrichment = _Enrichment(request, output.emit)
     summary = Summary(ports_per_host=len(request.ports))
     failure: ScanError | None = None
     progress = _Progress(scan, env) if env.stderr_isatty and not request.quiet else None
-    last_flush = time.monotonic()
     try:
         async for result in scan:
             summary.add(result)
-            table.add(result)
-            if writer is not None and (request.show_all or result.state != PortState.CLOSED):
-                writer.write(result)
-                now = time.monotonic()
-                if sink is not None and now - last_flush > 0.5:
-                    sink.flush()
-                    last_flush = now
+            if request.show_all or result.state is not PortState.CLOSED:
+                enrichment.add(result)
+        await enrichment.finish(interrupted=scan.stats.interrupted)
     except (ScanError, OSError) as exc:
         failure = exc if isinstance(exc, ScanError) else ScanError(f"writing failed: {exc}")
         scan.stop()
+        await enrichment.finish(interrupted=True)
     finally:
         if progress is not None:
             progress.close()
@@ -412,6 +530,115 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         f"scanned in {elapsed:.2f} s (seed {scan.seed})\n"
     )
     return ExitStatus.SUCCESS
+
+
+class _Output:
+    """Where finished results go: the terminal table, and the report writer if any."""
+
+    FLUSH_EVERY = 0.5
+
+    def __init__(self, table: TableReport, writer: Writer | None, sink: AtomicOutput | None):
+        self._table, self._writer, self._sink = table, writer, sink
+        self._last_flush = time.monotonic()
+
+    def emit(self, result: Result) -> None:
+        """Show and write one assessed result (the caller decided it is reported)."""
+        self._table.add(result)
+        if self._writer is not None:
+            self._writer.write(result)
+            now = time.monotonic()
+            if self._sink is not None and now - self._last_flush > self.FLUSH_EVERY:
+                self._sink.flush()
+                self._last_flush = now
+
+
+class _Enrichment:
+    """Assesses reported results; open ports first wait for their evidence, in tasks.
+
+    Evidence is gathered while the scan goes on. The registry (about 0.1 s to load) is
+    loaded on a short-lived thread, started by the first reported result: by then any
+    worker processes have been forked, and the parent is idle while they scan. Results
+    wait in a list until it is ready. On an interruption the probes still running are
+    cancelled and their ports reported without evidence (verdict unverified).
+    """
+
+    def __init__(self, request: ScanRequest, emit: Callable[[Result], None]) -> None:
+        from scanner.evidence import EvidenceConfig, Prober
+
+        self._prober = (
+            Prober(EvidenceConfig(timeout=request.evidence_timeout)) if request.evidence else None
+        )
+        self._emit = emit
+        self._assessor: Assessor | None = None
+        self._loading: asyncio.Future[Assessor] | None = None
+        self._waiting: list[tuple[Result, Evidence | None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, result: Result) -> None:
+        """Assess ``result`` now, or once its evidence (and the registry) is in."""
+        if self._prober is not None and result.state is PortState.OPEN:
+            task = asyncio.get_running_loop().create_task(self._probe(result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._assess(result, None)
+
+    def _assess(self, result: Result, evidence: Evidence | None) -> None:
+        if self._assessor is not None:
+            self._emit(self._assessor.assess(result, evidence))
+            return
+        self._waiting.append((result, evidence))
+        if self._loading is None:
+            self._loading = self._load_registry()
+
+    def _load_registry(self) -> asyncio.Future[Assessor]:
+        from scanner.assess import Assessor
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Assessor] = loop.create_future()
+
+        def settle(value: Assessor | None, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+                return
+            assert value is not None
+            self._assessor = value
+            waiting, self._waiting = self._waiting, []
+            for result, evidence in waiting:
+                self._emit(value.assess(result, evidence))
+            future.set_result(value)
+
+        def work() -> None:
+            try:
+                value = Assessor()
+            except BaseException as exc:  # handed to the event loop, raised by finish()
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, value, None)
+
+        threading.Thread(target=work, name="portprobe-registry", daemon=True).start()
+        return future
+
+    async def _probe(self, result: Result) -> None:
+        assert self._prober is not None
+        family = socket.AF_INET6 if ":" in result.host else socket.AF_INET
+        try:
+            evidence = await self._prober.probe(result.host, family, result.port)
+        except asyncio.CancelledError:
+            self._assess(result, None)
+            raise
+        self._assess(result, evidence)
+
+    async def finish(self, *, interrupted: bool) -> None:
+        """Wait for the evidence still coming (or cancel it, when interrupted)."""
+        if interrupted:
+            for task in self._tasks:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._loading is not None:
+            await self._loading
 
 
 class _Progress:

@@ -475,6 +475,7 @@ class Scan:
         transport, heap, stats = self.transport, self._heap, self.stats
         rtts, scan_rtt = self._host_rtt, self._scan_rtt
         initial = self.config.timing.initial_rtt_timeout
+        clock = loop.time
         sent = 0
         while self._inflight < self._cap and len(self._buffer) < MAX_BUFFERED:
             if sent >= SEND_BATCH:
@@ -493,6 +494,9 @@ class Scan:
                 break
             host_index, port, tries, deferrals = item
             host = self._host(host_index)
+            # Each probe is timed from its own send: a batch takes milliseconds, and its
+            # last probes must get neither a shorter timeout nor a longer RTT.
+            now = clock()
             attempt = _Attempt(host_index, host, port, tries + 1, deferrals, now)
             try:
                 handle = transport.send(attempt, host.family, host.address, port)

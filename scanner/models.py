@@ -44,6 +44,29 @@ class Reason(enum.StrEnum):
     ERROR = "error"  # a local error the scanner could not map to the network
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assessment:
+    """What the registry claims about a port, what the port was seen to speak, and the verdict.
+
+    ``label`` and ``label_description`` are the IANA registration; ``range`` is ``system``,
+    ``registered`` or ``dynamic``; ``attestation`` is how much the label is worth
+    (``common``, ``obscure``, ``unassigned``, ``reserved``, ``dynamic``). ``evidence`` and
+    ``evidence_detail`` are what an open port was seen to speak (empty when nothing was
+    seen or nothing was probed); ``verdict`` compares the two (``consistent``,
+    ``contradicts``, ``unverified``; empty for ports that are not open); ``warning`` starts
+    with "label is not evidence" where the label is obscure, unassigned or contradicted.
+    """
+
+    label: str = ""
+    label_description: str = ""
+    range: str = ""
+    attestation: str = ""
+    evidence: str = ""
+    evidence_detail: str = ""
+    verdict: str = ""
+    warning: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """The final outcome of probing one port of one host.
@@ -51,6 +74,8 @@ class Result:
     ``host`` is the address as text; ``hostname`` is the name the user gave, if any.
     ``rtt`` is the round-trip time of the answering try in seconds (None without an answer).
     ``tries`` counts the probes sent. ``timestamp`` is a Unix time (UTC) when the result was final.
+    ``assessment`` is added by the results layer (label, evidence, verdict); the engine
+    leaves it None.
     """
 
     host: str
@@ -62,6 +87,7 @@ class Result:
     rtt: float | None = None
     tries: int = 1
     timestamp: float = 0.0
+    assessment: Assessment | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -127,10 +127,18 @@ class FakeTransport:
             timer.cancel()
 
     def flush(self) -> None:
-        assert self._deliver is not None
+        # As the real transport harvests what already arrived: queued answers, and replies
+        # whose time has come but whose loop callback has not run yet (a starved loop).
+        assert self._deliver is not None and self._loop is not None
         queued, self._queued = self._queued, []
         for handle_id, key, answer in queued:
             self._answer(handle_id, key, answer)
+        now = self._loop.time()
+        for handle_id, timer in list(self._inflight.items()):
+            if timer is not None and timer.when() <= now:
+                timer.cancel()
+                key, answer = timer._args[1], timer._args[2]  # type: ignore[attr-defined]
+                self._answer(handle_id, key, answer)
 
     def close(self) -> None:
         self.closed = True

@@ -12,6 +12,7 @@ from scanner.errors import OutputError
 from scanner.report.summary import Summary
 from scanner.report.table import TableReport, printable
 from scanner.report.writers import (
+    ASSESSMENT_COLUMNS,
     CSV_COLUMNS,
     SCHEMA_VERSION,
     CsvWriter,
@@ -23,6 +24,7 @@ from scanner.report.writers import (
 )
 
 __all__ = [
+    "ASSESSMENT_COLUMNS",
     "CSV_COLUMNS",
     "FORMATS",
     "SCHEMA_VERSION",

@@ -36,6 +36,40 @@ def _address_key(host: str) -> tuple[int, bytes]:
     return address.version, address.packed
 
 
+HEADERS = ("HOST", "PORT", "STATE", "REASON")
+ASSESSED_HEADERS = ("LABEL", "ATTESTATION", "EVIDENCE", "VERDICT")
+EVIDENCE_WIDTH = 48
+
+
+def _verdict_cell(verdict: str) -> str:
+    # A contradiction must stand out in a long table, without relying on colour.
+    return "!! CONTRADICTS" if verdict == "contradicts" else verdict
+
+
+def _row(r: Result, assessed: bool) -> tuple[str, ...]:
+    cells = (
+        printable(f"{r.hostname} ({r.host})" if r.hostname else r.host),
+        f"{r.port}/{r.protocol.value}",
+        r.state.value,
+        r.reason.value,
+    )
+    if not assessed:
+        return cells
+    a = r.assessment
+    if a is None:
+        return (*cells, "", "", "", "")
+    evidence = f"{a.evidence} ({a.evidence_detail})" if a.evidence_detail else a.evidence
+    if len(evidence) > EVIDENCE_WIDTH:
+        evidence = evidence[: EVIDENCE_WIDTH - 3] + "..."
+    return (
+        *cells,
+        printable(a.label),
+        a.attestation,
+        printable(evidence),
+        _verdict_cell(a.verdict),
+    )
+
+
 class TableReport:
     """Collects the rows to show and renders them with the summary at the end."""
 
@@ -59,18 +93,16 @@ class TableReport:
             # One address parse per host, not per row: --all can mean 65,535 rows a host.
             keys = {host: _address_key(host) for host in {r.host for r in self.rows}}
             rows = sorted(self.rows, key=lambda r: (keys[r.host], r.protocol.value, r.port))
-            table = [
-                (
-                    printable(f"{r.hostname} ({r.host})" if r.hostname else r.host),
-                    f"{r.port}/{r.protocol.value}",
-                    r.state.value,
-                    r.reason.value,
-                )
-                for r in rows
-            ]
+            assessed = any(r.assessment is not None for r in rows)
+            table = [_row(r, assessed) for r in rows]
+            headers = HEADERS + ASSESSED_HEADERS if assessed else HEADERS
             # Every cell is text: numparse would cost most of the time on large tables.
-            headers = ("HOST", "PORT", "STATE", "REASON")
             stream.write(tabulate(table, headers=headers, disable_numparse=True) + "\n")
+            warned = [r for r in rows if r.assessment is not None and r.assessment.warning]
+            for r in warned:
+                assert r.assessment is not None
+                where = f"{r.host} {r.port}/{r.protocol.value}"
+                stream.write(printable(f"{where}: {r.assessment.warning}") + "\n")
         elif summary.total:
             stream.write("No open ports found.\n")
         line = summary.not_shown(self.shown)

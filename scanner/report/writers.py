@@ -22,7 +22,19 @@ from typing import Any, Protocol, TextIO
 from scanner.models import Result
 from scanner.report.summary import Summary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+ASSESSMENT_COLUMNS = (
+    "label",
+    "label_description",
+    "range",
+    "attestation",
+    "evidence",
+    "evidence_detail",
+    "verdict",
+    "warning",
+)
+"""The results layer's columns (see :class:`scanner.models.Assessment`); added in schema 2."""
 
 CSV_COLUMNS = (
     "host",
@@ -34,8 +46,12 @@ CSV_COLUMNS = (
     "rtt_ms",
     "tries",
     "time",
+    *ASSESSMENT_COLUMNS,
 )
-"""The CSV header, in order. ``rtt_ms`` is empty when nothing answered."""
+"""The CSV header, in order. ``rtt_ms`` is empty when nothing answered. Schema 1 had the
+first nine columns; schema 2 appended the assessment, so readers of 1 still find theirs."""
+
+_NO_ASSESSMENT = ("",) * len(ASSESSMENT_COLUMNS)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -59,6 +75,23 @@ def safe_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
+def assessment_cells(result: Result) -> tuple[str, ...]:
+    """The assessment columns of ``result``, in ``ASSESSMENT_COLUMNS`` order."""
+    a = result.assessment
+    if a is None:
+        return _NO_ASSESSMENT
+    return (
+        a.label,
+        a.label_description,
+        a.range,
+        a.attestation,
+        a.evidence,
+        a.evidence_detail,
+        a.verdict,
+        a.warning,
+    )
+
+
 def result_record(result: Result) -> dict[str, Any]:
     """A result as plain data with the CSV column names (for JSON and JSON Lines)."""
     return {
@@ -71,6 +104,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "rtt_ms": None if result.rtt is None else round(result.rtt * 1000, 3),
         "tries": result.tries,
         "time": isotime(result.timestamp),
+        **dict(zip(ASSESSMENT_COLUMNS, assessment_cells(result), strict=True)),
     }
 
 
@@ -147,6 +181,7 @@ class CsvWriter:
                 "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
                 result.tries,
                 isotime(result.timestamp),
+                *map(safe_cell, assessment_cells(result)),
             )
         )
 
