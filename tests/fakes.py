@@ -136,8 +136,8 @@ class FakeTransport:
         now = self._loop.time()
         for handle_id, timer in list(self._inflight.items()):
             if timer is not None and timer.when() <= now:
-                timer.cancel()
                 key, answer = timer._args[1], timer._args[2]  # type: ignore[attr-defined]
+                timer.cancel()  # (cancel() clears the handle's arguments)
                 self._answer(handle_id, key, answer)
 
     def close(self) -> None:

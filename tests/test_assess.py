@@ -216,3 +216,29 @@ def test_no_evidence_skips_probing(lab: netlab.Lab) -> None:
     assert proc.returncode == 0, proc.stderr
     row = [json.loads(line) for line in proc.stdout.splitlines()][1]
     assert (row["label"], row["evidence"], row["verdict"]) == ("netchat", "", "unverified")
+
+
+def test_registry_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(tmp_path / "data"))
+    load_registry.cache_clear()
+    try:
+        code, out, _ = run_main(["registry", "info"])
+        assert code == 0 and out.startswith("13701 records;") and "2015-07-30" in out
+        bad = tmp_path / "bad.csv"
+        bad.write_text("Service Name,Port Number\nhttp,eighty\n")
+        code, _, err = run_main(["registry", "update", "--from", str(bad)])
+        assert code == 2 and err.count("\n") == 1 and err.startswith("portprobe: error:")
+        assert len(load_registry()) == 13701  # untouched
+        shipped = Path(__file__).parent.parent / "scanner/data/iana-service-names-port-numbers.csv"
+        good = tmp_path / "iana.csv"
+        free = unassigned_port()
+        assert load_registry().label(free, "tcp") is None
+        good.write_text(shipped.read_text() + f"newsvc,{free},tcp,A test record,,,,,,,,\n")
+        code, out, _ = run_main(["registry", "update", "--from", str(good)])
+        assert code == 0 and "13702 records (was 13701)" in out
+        label = load_registry().label(free, "tcp")
+        assert label is not None and label.service == "newsvc"
+        code, out, _ = run_main(["registry", "rollback"])
+        assert code == 0 and "13701 records" in out
+    finally:
+        load_registry.cache_clear()
