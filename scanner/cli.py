@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import signal
 import socket
 import sys
@@ -54,7 +55,7 @@ from scanner.units import parse_duration
 
 if TYPE_CHECKING:  # imported when first needed: they cost start-up time
     from scanner.assess import Assessor
-    from scanner.evidence import Evidence
+    from scanner.evidence import Evidence, Prober
 
 
 class ExitStatus(enum.IntEnum):
@@ -563,11 +564,11 @@ class _Enrichment:
     """
 
     def __init__(self, request: ScanRequest, emit: Callable[[Result], None]) -> None:
-        from scanner.evidence import EvidenceConfig, Prober
+        self._prober: Prober | None = None
+        if request.evidence:  # h11, ssl and the decoders cost start-up time: only if needed
+            from scanner.evidence import EvidenceConfig, Prober
 
-        self._prober = (
-            Prober(EvidenceConfig(timeout=request.evidence_timeout)) if request.evidence else None
-        )
+            self._prober = Prober(EvidenceConfig(timeout=request.evidence_timeout))
         self._emit = emit
         self._assessor: Assessor | None = None
         self._loading: asyncio.Future[Assessor] | None = None
@@ -611,6 +612,10 @@ class _Enrichment:
             future.set_result(value)
 
         def work() -> None:
+            # The parse is CPU work that can wait: let the kernel run the scan's worker
+            # processes first (Linux threads have their own priority).
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             try:
                 value = Assessor()
             except BaseException as exc:  # handed to the event loop, raised by finish()
