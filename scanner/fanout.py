@@ -104,6 +104,10 @@ class Decoder:
                 break
             if kind == b"R":
                 _, host, port, state, reason, rtt, tries, stamp = RESULT.unpack_from(buffer, offset)
+                if state >= len(_STATES) or reason >= len(_REASONS):
+                    self.errors.append("corrupt worker stream (unknown state or reason code)")
+                    offset = end
+                    break
                 yield ResultRecord(
                     host, port, _STATES[state], _REASONS[reason],
                     None if rtt == _NO_RTT else rtt, tries, stamp,

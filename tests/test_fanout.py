@@ -62,9 +62,18 @@ def test_truncated_tail_is_kept_not_decoded() -> None:
     assert decoder.pending == record[:10]
 
 
-def test_corrupt_stream_is_an_error_not_an_exception() -> None:
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"Zgarbage",
+        # Found by hypothesis: a result record whose state code is out of range.
+        b"R\x00" + b"\x00" * 7 + b"\x00\x00\x00\x0b" + b"\x00" * 13,
+        encode_result(*RECORDS[0])[:11] + b"\xff" + encode_result(*RECORDS[0])[12:],
+    ],
+)
+def test_corrupt_stream_is_an_error_not_an_exception(stream: bytes) -> None:
     decoder = Decoder()
-    assert list(decoder.feed(b"Zgarbage")) == []
+    assert list(decoder.feed(stream)) == []
     assert decoder.errors and "corrupt" in decoder.errors[0]
 
 
