@@ -115,3 +115,8 @@ def listener() -> Iterator[int]:
     sock.listen(64)
     yield sock.getsockname()[1]
     sock.close()
+
+
+def portprobe(lab: netlab.Lab, *args: str, timeout: float = 150) -> Any:
+    """Run ``python -m scanner ARGS`` inside ``lab``'s client namespace; the CompletedProcess."""
+    return lab.run([sys.executable, "-m", "scanner", *args], timeout=timeout)

@@ -7,11 +7,11 @@ import io
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import netlab
 import pytest
+from conftest import portprobe
 
 from scanner.assess import WARNING_PREFIX, Assessor, verdict
 from scanner.cli import Environment, main
@@ -166,8 +166,8 @@ def test_udp_listener_is_listed() -> None:
 @pytest.mark.netns
 @pytest.mark.timeout(120)
 def test_label_is_not_evidence_end_to_end(lab: netlab.Lab, tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "scanner", "198.18.0.2", "-p", "22,80,81,2451,3451"]
-    table = lab.run(base, timeout=60)
+    base = ["198.18.0.2", "-p", "22,80,81,2451,3451"]
+    table = portprobe(lab, *base, timeout=60)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "2451/tcp" in line)
     assert "netchat" in row and "obscure" in row and "http" in row and "!! CONTRADICTS" in row
@@ -177,7 +177,7 @@ def test_label_is_not_evidence_end_to_end(lab: netlab.Lab, tmp_path: Path) -> No
 
     for fmt in ("csv", "json"):
         out = tmp_path / f"scan.{fmt}"
-        proc = lab.run([*base, "-o", str(out)], timeout=60)
+        proc = portprobe(lab, *base, "-o", str(out), timeout=60)
         assert proc.returncode == 0, proc.stderr
         if fmt == "csv":
             with out.open() as stream:
@@ -199,20 +199,7 @@ def test_label_is_not_evidence_end_to_end(lab: netlab.Lab, tmp_path: Path) -> No
 @pytest.mark.netns
 @pytest.mark.timeout(120)
 def test_no_evidence_skips_probing(lab: netlab.Lab) -> None:
-    proc = lab.run(
-        [
-            sys.executable,
-            "-m",
-            "scanner",
-            "198.18.0.2",
-            "-p",
-            "2451",
-            "--no-evidence",
-            "--format",
-            "jsonl",
-        ],
-        timeout=60,
-    )
+    proc = portprobe(lab, "198.18.0.2", "-p", "2451", "--no-evidence", "--format", "jsonl")
     assert proc.returncode == 0, proc.stderr
     row = [json.loads(line) for line in proc.stdout.splitlines()][1]
     assert (row["label"], row["evidence"], row["verdict"]) == ("netchat", "", "unverified")

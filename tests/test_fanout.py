@@ -13,7 +13,7 @@ from typing import Any
 
 import netlab
 import pytest
-from conftest import SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP
+from conftest import SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP, portprobe
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -149,22 +149,10 @@ def test_sharded_workers_keep_the_callers_shard(listener: int) -> None:
 @pytest.mark.parametrize("workers", ["1", "3"])
 def test_cli_workers_give_exact_states(lab: netlab.Lab, tmp_path: Path, workers: str) -> None:
     out = tmp_path / "w.csv"
-    proc = lab.run(
-        [
-            sys.executable,
-            "-m",
-            "scanner",
-            "198.18.0.2",
-            "-p",
-            "1-9000",
-            "--all",
-            "--workers",
-            workers,
-            "-o",
-            str(out),
-        ],
+    proc = portprobe(
+        lab, "198.18.0.2", "-p", "1-9000", "--all", "--workers", workers, "-o", str(out),
         timeout=100,
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     with out.open() as stream:
         rows = {int(r["port"]): (r["state"], r["reason"]) for r in csv.DictReader(stream)}

@@ -22,7 +22,7 @@ from typing import Any
 
 import netlab
 import pytest
-from conftest import SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP
+from conftest import SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP, portprobe
 
 import scanner
 from scanner.models import PortState, Result
@@ -35,10 +35,6 @@ PORTS = "1-1100,2451,3451,8080"
 PORT_SET = set(range(1, 1101)) | {2451, 3451, 8080}
 
 State = tuple[str, str]
-
-
-def portprobe(lab: netlab.Lab, *args: str, timeout: float = 150) -> Any:
-    return lab.run([sys.executable, "-m", "scanner", *args], timeout=timeout)
 
 
 def read_csv(path: Path) -> dict[tuple[str, int], State]:
