@@ -103,7 +103,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Scan TCP ports and report exact states. Usage: portprobe TARGET... [-p PORTS]",
+    help=(
+        "Scan TCP ports: exact states, each open port's IANA label, what it was seen to "
+        "speak, and whether the two agree. 'portprobe TARGET... [-p PORTS]' runs the scan "
+        "command."
+    ),
 )
 
 
