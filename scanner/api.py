@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from scanner.engine import Scan
+from scanner.errors import PortSpecError
 from scanner.models import Result, ScanConfig
-from scanner.ports import parse_ports
+from scanner.ports import MAX_PORT, MIN_PORT, parse_ports
 from scanner.targets import build_targets
 
 
@@ -23,7 +24,10 @@ async def scan(
     Names that do not resolve are skipped. Raises :class:`~scanner.errors.UsageError`
     subclasses for malformed targets or ports, before anything is sent.
     """
-    port_list = parse_ports(ports) if isinstance(ports, str) else list(ports)
+    port_list = parse_ports(ports) if isinstance(ports, str) else sorted(set(ports))
+    bad = [port for port in port_list if not MIN_PORT <= port <= MAX_PORT]
+    if bad:
+        raise PortSpecError(f"port {bad[0]} is out of range {MIN_PORT}-{MAX_PORT}")
     hosts, _unresolved = await build_targets(targets, exclude=exclude)
     async for result in Scan(hosts, port_list, config):
         yield result

@@ -117,6 +117,10 @@ def listener() -> Iterator[int]:
     sock.close()
 
 
+#: The command line of this checkout's portprobe, under the interpreter running the tests.
+PORTPROBE = [sys.executable, "-m", "scanner"]
+
+
 def portprobe(lab: netlab.Lab, *args: str, timeout: float = 150) -> Any:
     """Run ``python -m scanner ARGS`` inside ``lab``'s client namespace; the CompletedProcess."""
-    return lab.run([sys.executable, "-m", "scanner", *args], timeout=timeout)
+    return lab.run([*PORTPROBE, *args], timeout=timeout)

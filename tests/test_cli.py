@@ -48,6 +48,10 @@ BAD_INPUT = [
     (["127.0.0.1", "--top-ports", "0"], "top"),
     (["127.0.0.1", "-p", "22", "--top-ports", "10"], "either"),
     (["127.0.0.1", "--no-such-option"], "no-such-option"),
+    (["127.0.0.1", "-p", "22", "--workers", "0"], "--workers"),
+    (["127.0.0.1", "-p", "22", "--workers", "two"], "--workers"),
+    (["127.0.0.1", "-p", "22", "--evidence-timeout", "soon"], "--evidence-timeout"),
+    (["127.0.0.1", "-p", "22", "--evidence-timeout", "0s"], "--evidence-timeout"),
     (["127.0.0.1", "-p", "22", "--exclude", "1.2.3.4.5"], "invalid target"),
 ]
 
@@ -197,3 +201,17 @@ def test_excluded_hosts_are_not_scanned(listener: int) -> None:
     )
     assert code == 0
     assert "127.0.0.1 " in out and "127.0.0.2" not in out and "127.0.0.3" not in out
+
+
+@pytest.mark.parametrize("ports", [[0], [70000], [22, -1]])
+def test_library_refuses_bad_port_numbers(ports: list[int]) -> None:
+    import asyncio
+
+    import scanner
+
+    async def first() -> None:
+        async for _ in scanner.scan(["127.0.0.1"], ports):
+            pass
+
+    with pytest.raises(scanner.PortSpecError, match="out of range"):
+        asyncio.run(first())

@@ -6,14 +6,13 @@ import asyncio
 import csv
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import netlab
 import pytest
-from conftest import SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP, portprobe
+from conftest import PORTPROBE, SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP, portprobe
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -168,9 +167,7 @@ def test_cli_workers_give_exact_states(lab: netlab.Lab, tmp_path: Path, workers:
 def test_workers_die_with_their_parent(lab: netlab.Lab, tmp_path: Path) -> None:
     proc: Any = lab.popen(
         [
-            sys.executable,
-            "-m",
-            "scanner",
+            *PORTPROBE,
             "198.18.0.2",
             "-p-",
             "--rate",

@@ -15,17 +15,16 @@ import pty
 import re
 import select
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import netlab
 import pytest
-from conftest import SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP, portprobe
+from conftest import PORTPROBE, SESSION_LAB_FILTERED_TCP, SESSION_LAB_TCP, portprobe
 
 import scanner
-from scanner.models import PortState, Result
+from scanner.models import Result
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -189,9 +188,7 @@ def test_descriptor_limit_lowers_concurrency_and_stays_exact(
         [
             "prlimit",
             "--nofile=128:128",
-            sys.executable,
-            "-m",
-            "scanner",
+            *PORTPROBE,
             "198.18.0.2",
             "-p",
             "1-5000",
@@ -221,9 +218,7 @@ def test_interrupt_leaves_a_valid_file_with_every_finished_result(
     out = tmp_path / f"partial.{fmt}"
     proc = lab.popen(
         [
-            sys.executable,
-            "-m",
-            "scanner",
+            *PORTPROBE,
             "198.18.0.2",
             "-p-",
             "--rate",
@@ -260,9 +255,7 @@ def test_progress_bar_only_on_a_terminal(lab: netlab.Lab) -> None:
         controller, terminal = pty.openpty()
         proc = lab.popen(
             [
-                sys.executable,
-                "-m",
-                "scanner",
+                *PORTPROBE,
                 "198.18.0.2",
                 "-p",
                 "1-5000",
@@ -307,4 +300,4 @@ def test_hostname_is_kept_in_reports(lab: netlab.Lab, tmp_path: Path) -> None:
         ("127.0.0.1", "localhost", "closed")
     }
     assert len(rows) == 5
-    assert PortState.CLOSED.value == "closed"
+    assert {r["reason"] for r in rows} == {"conn-refused"}
