@@ -416,9 +416,7 @@ class Scan:
             return not self._fan
         if self._stopping:
             return True
-        return (
-            self._plan_done and not self._requeued and self._inflight == 0 and not self._parked
-        )
+        return self._plan_done and not self._requeued and self._inflight == 0 and not self._parked
 
     def _wake(self) -> None:
         waiter = self._waiter
