@@ -120,6 +120,7 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
         passed=passed,
     )
 
+
 if __name__ == "__main__":
     summary = run()
     print_summary_table([summary])
