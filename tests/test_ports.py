@@ -68,9 +68,9 @@ REJECTED = [
     ("1 2", "'1 2'"),
     ("1 -2", "'1 -2'"),
     ("0x50", "'0x50'"),
-    ("T:80", "protocol prefixes T:/U: are not supported yet"),
-    ("U:53,T:22", "protocol prefixes T:/U: are not supported yet"),
-    ("22,u:53", "protocol prefixes T:/U: are not supported yet"),
+    ("T:80", "a protocol prefix (T:/U:) is not allowed here"),
+    ("U:53,T:22", "a protocol prefix (T:/U:) is not allowed here"),
+    ("22,u:53", "a protocol prefix (T:/U:) is not allowed here"),
 ]
 
 
