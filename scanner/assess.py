@@ -48,6 +48,11 @@ CONSISTENT_WITH: dict[str, frozenset[str]] = {
     "vnc-server": frozenset({"vnc"}),
     "mysql": frozenset({"mysql"}),
     "redis": frozenset({"redis"}),
+    # UDP probes (scanner.protocols.udp) name the protocol; IANA's label differs.
+    "domain": frozenset({"dns"}),
+    "isakmp": frozenset({"ike"}),
+    "sunrpc": frozenset({"rpcbind", "rpc"}),
+    "memcache": frozenset({"memcached"}),
 }
 
 
