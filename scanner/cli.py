@@ -672,7 +672,10 @@ class _Enrichment:
         assert self._prober is not None
         family = socket.AF_INET6 if ":" in result.host else socket.AF_INET
         try:
-            evidence = await self._prober.probe(result.host, family, result.port)
+            if result.protocol is Proto.UDP:
+                evidence = await self._prober.probe_udp(result.host, family, result.port)
+            else:
+                evidence = await self._prober.probe(result.host, family, result.port)
         except asyncio.CancelledError:
             self._assess(result, None)
             raise

@@ -17,10 +17,11 @@ Rules and theory:
   error, and that refills take a tenth longer than measured. A model that drifts ahead
   of the target would call closed ports silent; one that lags only costs probes.
 - The bucket's size and rate are learned, not assumed. The size is the number of errors
-  of the first burst (errors a few milliseconds apart); the interval starts at Linux's
-  1 s (or what another host of the scan taught) and only shrinks: an error that arrives
-  when the model said no token could exist proves the refill is faster, and by how much
-  (one that arrives in the same instant as the last proves the bucket larger instead).
+  of the first burst (errors a few milliseconds apart). The interval starts at Linux's
+  1 s (or what another host of the scan taught) and is then bounded from above by what
+  came back: ``K`` errors spanning ``T`` seconds need ``K - burst`` refills at least, so
+  the interval is at most ``T / (K - burst)``. Every such bound holds, so the estimate
+  takes the smallest, and it errs only on the slow side.
 - :class:`IcmpBudget.release_at` says when the next probe to the host may go: at once
   while the model has tokens to spare, otherwise at the next tick of a cadence several
   times faster than the refill, so that a token is used soon after it exists even where
@@ -40,16 +41,16 @@ DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL = 0.001
 # Probes sent per refill interval while waiting for a token (see release_at).
 CADENCE = 8
-# Errors closer together than this (seconds) are one burst, not a fast refill.
+# Errors closer together than this (seconds) are one burst.
 BURST_GAP = 0.005
-# How far an error may arrive ahead of the model before it counts as a surprise (tokens).
-SURPRISE_SLACK = 0.2
+# Linux's bucket size: the bound on the interval assumes at least this many banked tokens.
+LINUX_BURST = 6
 # Errors remembered for judging silences in hindsight.
 HISTORY = 256
 # The judgement's margin on the measured interval.
 PAD = 1.1
-# Interval measurements kept; the interval follows their median, so one outlier can't.
-SAMPLES = 5
+# The most recent errors the interval's bound is taken over.
+WINDOW = 64
 
 
 class IcmpBudget:
@@ -59,7 +60,7 @@ class IcmpBudget:
     seen so far, oldest first; the bucket is assumed full before the first.
     """
 
-    __slots__ = ("_history", "_samples", "burst", "interval", "learned")
+    __slots__ = ("_history", "burst", "interval", "learned")
 
     def __init__(self, errors: list[float], *, interval: float = DEFAULT_INTERVAL) -> None:
         self.interval = max(MIN_INTERVAL, interval)
@@ -69,7 +70,6 @@ class IcmpBudget:
             burst += 1
         self.burst = burst
         self.learned = False  # whether the interval was measured rather than assumed
-        self._samples: deque[float] = deque(maxlen=SAMPLES)
         # (time of an error, tokens left just after it), oldest first.
         self._history: deque[tuple[float, float]] = deque(maxlen=HISTORY)
         for t in errors:
@@ -128,16 +128,19 @@ class IcmpBudget:
         # Errors arrive in about the order they were sent; keep the history sorted anyway.
         if history and t < history[-1][0]:
             t = history[-1][0]
-        expected = self.tokens(t)
-        if learn and expected < 1.0 - SURPRISE_SLACK and history:
-            when, left = history[-1]
-            if t - when <= BURST_GAP:
-                self.burst += 1  # two errors at once that the model had one token for
-            elif left < 1.0:
-                # The token came sooner than the model allowed: the refill is faster.
-                self._samples.append((t - when) / (1.0 - left))
-                median = sorted(self._samples)[len(self._samples) // 2]
-                self.interval = max(MIN_INTERVAL, min(self.interval, median))
-                self.learned = True
-            expected = 1.0
-        history.append((t, max(0.0, expected - 1.0)))
+        left = max(0.0, self.tokens(t) - 1.0)
+        history.append((t, left))
+        if learn:
+            self._bound_interval()
+
+    def _bound_interval(self) -> None:
+        """Lower the interval to the bound the latest errors set on it, if that is lower."""
+        history, banked = self._history, max(self.burst, LINUX_BURST)
+        count = min(len(history), WINDOW)
+        if count < 2 * banked + 2:
+            return
+        span = history[-1][0] - history[-count][0]
+        bound = span / (count - banked)
+        if bound < self.interval:
+            self.interval = max(MIN_INTERVAL, bound)
+            self.learned = True

@@ -347,7 +347,7 @@ Payloads = Callable[[int], Sequence[bytes]]
 
 
 def _protocol_payloads(port: int) -> Sequence[bytes]:
-    from scanner.protocols.udp import probes_for  # type: ignore[import-not-found,unused-ignore]
+    from scanner.protocols.udp import probes_for  # the sans-I/O probes, loaded on first use
 
     return [probe.payload for probe in probes_for(port)]
 
