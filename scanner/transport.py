@@ -75,6 +75,9 @@ CLOSED = Answer(PortState.CLOSED, Reason.CONN_REFUSED)
 # (net/ipv4/icmp.c icmp_err_convert, net/ipv6/icmp.c icmpv6_err_convert).
 _TCP_ERRNO: dict[int, Answer] = {
     0: OPEN,
+    # The handshake completed and the server reset the connection before we looked: open.
+    # (A RST answering the SYN itself is ECONNREFUSED.)
+    errno.ECONNRESET: OPEN,
     errno.ECONNREFUSED: CLOSED,
     errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
     errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
