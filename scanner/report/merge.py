@@ -96,16 +96,19 @@ def merge_reports(reports: Sequence[tuple[str, Report]]) -> Merged:
             owner[key] = name
             results.append(result)
     metas = {name: report.meta for name, report in reports}
-    seed = _agree({n: _int(m.get("seed")) for n, m in metas.items()}, "seed")
-    ports = _agree({n: m.get("ports") for n, m in metas.items()}, "ports")
+    seeds = {n: _int(m.get("seed")) for n, m in metas.items()}
+    ports_of = {n: m.get("ports") for n, m in metas.items()}
     shards: dict[tuple[int, int], str] = {}
     for name, meta in metas.items():
         shard = _shard(meta.get("shard"), name)
-        if shard is None:
+        if shard is None or shard[1] == 1:  # whole scans: of different hosts, perhaps
             continue
         if shard in shards:
             raise ReportError(f"{shards[shard]} and {name} are both shard {shard[0]}/{shard[1]}")
         shards[shard] = name
+    # Shards must come from one scan; whole scans (of other hosts) may differ.
+    seed = _agree(seeds, "seed") if shards else None
+    ports = _agree(ports_of, "ports") if shards else None
     counts = {n for _, n in shards}
     if len(counts) > 1:
         raise ReportError(f"the inputs split the scan differently ({sorted(counts)} shards)")

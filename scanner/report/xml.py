@@ -44,6 +44,9 @@ XML_OUTPUT_VERSION = "1.05"  # nmap 7.9x's xmloutputversion
 # Characters XML 1.0 cannot contain, even escaped (and lone surrogates).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
+# A CR in element text would come back as LF (XML end-of-line handling): keep it as CR.
+_TEXT_ENTITIES = {"\r": "&#13;"}
+
 _SCRIPT_KEYS = (
     "label",
     "label_description",
@@ -97,7 +100,7 @@ def _script(result: Result) -> str:
     if a.warning:
         parts.append(a.warning)
     elems = "".join(
-        f"<elem key={_attr(key)}>{escape(xml_text(value))}</elem>"
+        f"<elem key={_attr(key)}>{escape(xml_text(value), _TEXT_ENTITIES)}</elem>"
         for key, value in values.items()
         if value
     )
