@@ -14,7 +14,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -73,7 +73,7 @@ def _shard(value: object, name: str) -> tuple[int, int] | None:
     return k, n
 
 
-def _agree(values: dict[str, object], what: str) -> object:
+def _agree(values: Mapping[str, object], what: str) -> object:
     distinct = {repr(v): (name, v) for name, v in values.items() if v is not None}
     if len(distinct) > 1:
         (a, va), (b, vb) = list(distinct.values())[:2]

@@ -8,7 +8,8 @@ Rules:
   a JSON object of ``"type": "scan"`` starts JSON Lines, another ``{`` a JSON document,
   and anything else must be CSV with portprobe's header.
 - XML documents may not declare entities (no "billion laughs"); nmap's own XML reads too,
-  as long as its states and reasons are ones portprobe knows.
+  as long as its states and reasons are ones portprobe knows (its service name is read as
+  the label, product and extra info as the evidence).
 - A report lists every port that is not closed (and the closed ones with ``--all``): a
   port missing from it was closed, or not probed if the scan was cut short.
 """
@@ -372,12 +373,14 @@ def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
             "time": state.get("portprobe_time", ""),
         }
         service = port.find("service")
-        if service is not None and service.get("name"):
-            record["label"] = service.get("name")
-        for script in port.iter("script"):
-            if script.get("id") == "portprobe-assessment":
-                for elem in script.iter("elem"):
-                    key = elem.get("key")
-                    if key in ASSESSMENT_COLUMNS:
-                        record[key] = elem.text or ""
+        if service is not None:
+            # See scanner.report.xml: the label, the evidence, then portprobe's own fields.
+            name = service.get("name", "")
+            record["label"] = "" if name == "unknown" else name
+            record["evidence"] = service.get("product")
+            record["evidence_detail"] = service.get("extrainfo")
+            for key in ASSESSMENT_COLUMNS:
+                value = service.get(f"portprobe_{key}")
+                if value is not None:
+                    record[key] = value
         yield _result(record)

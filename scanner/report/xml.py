@@ -3,15 +3,18 @@
 Rules:
 - The layout is nmap's (``nmaprun`` / ``scaninfo`` / ``host`` / ``status`` / ``address`` /
   ``hostnames`` / ``ports`` / ``extraports`` / ``port`` / ``state`` / ``service`` /
-  ``script`` / ``runstats`` / ``finished``), with nmap's state and reason names, so tools
+  ``runstats`` / ``finished``), with nmap's state and reason names, so tools
   built for nmap read it. portprobe scans without host discovery, as ``nmap -Pn`` does, so
   every host is ``up`` with reason ``user-set``.
-- Our own fields go where nmap's readers ignore them safely: the IANA label is the
-  ``service`` name (``method="table"``, as nmap names a port from its table without
-  ``-sV``); the assessment (attestation, evidence, verdict, warning, policy) is one
-  ``<script id="portprobe-assessment">`` with nmap's structured ``<elem key=...>`` output;
-  the result's RTT, tries and time are ``portprobe_*`` attributes of ``<state>``, and the
-  scan's seed, shard and registry date ``portprobe_*`` attributes of ``<nmaprun>``.
+- Our own fields go where nmap's readers ignore them safely, all in ``<service>``: the
+  IANA label is its ``name`` (``unknown`` when there is none, as in nmap; ``method="table"``
+  as nmap names a port without ``-sV``); what an open port was seen to speak is its
+  ``product`` and ``extrainfo`` (``method="probed"``), as ``-sV`` reports a service; the
+  rest of the assessment (attestation, verdict, warning, policy, ...) are ``portprobe_*``
+  attributes. The result's RTT, tries and time are ``portprobe_*`` attributes of
+  ``<state>``, the scan's seed, shard and registry date of ``<nmaprun>``.
+- No ``<script>`` elements: nmap 7.93's ndiff crashes (TypeError) on a port whose only
+  difference is its script output, so a changed verdict would break every ndiff run.
 - nmap groups ports by host, and results arrive in a random host order, so the rows are
   kept (only the reported ones, as the terminal table keeps them) and the document is
   written when the scan ends, however it ends. The file is renamed into place atomically
@@ -27,37 +30,30 @@ import re
 import time
 from collections import Counter, defaultdict
 from typing import TextIO
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 from scanner.models import Result
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta, isotime
 
-__all__ = ["XML_SCRIPT_ID", "XmlWriter", "xml_text"]
-
-XML_SCRIPT_ID = "portprobe-assessment"
-"""The ``id`` of the script element that carries portprobe's assessment of a port."""
+__all__ = ["XmlWriter", "xml_text"]
 
 XML_OUTPUT_VERSION = "1.05"  # nmap 7.9x's xmloutputversion
 
 # Characters XML 1.0 cannot contain, even escaped (and lone surrogates).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
-# A CR in element text would come back as LF (XML end-of-line handling): keep it as CR.
-_TEXT_ENTITIES = {"\r": "&#13;"}
-
-_SCRIPT_KEYS = (
-    "label",
+# Assessment fields that nmap's <service> has no attribute for: prefixed ``portprobe_``.
+_EXTRA_KEYS = (
     "label_description",
     "range",
     "attestation",
-    "evidence",
-    "evidence_detail",
     "verdict",
     "warning",
     "policy",
 )
+UNKNOWN_SERVICE = "unknown"  # nmap's name for a port its table does not name
 
 
 def xml_text(text: str) -> str:
@@ -82,29 +78,24 @@ def _addrtype(host: str) -> str:
     return "ipv6" if ":" in host else "ipv4"
 
 
-def _script(result: Result) -> str:
+def _service(result: Result) -> str:
+    """nmap's ``<service>``: the label as its name, the evidence as product and extrainfo."""
     a = result.assessment
     if a is None:
-        return ""
-    values = {key: getattr(a, key) for key in _SCRIPT_KEYS}
-    parts = []
-    if a.label:
-        parts.append(f"label {a.label} ({a.attestation})" if a.attestation else f"label {a.label}")
+        return f'<service name="{UNKNOWN_SERVICE}" method="table" conf="3"/>'
+    attrs = [f"name={_attr(a.label or UNKNOWN_SERVICE)}"]
     if a.evidence:
-        seen = f"{a.evidence} ({a.evidence_detail})" if a.evidence_detail else a.evidence
-        parts.append(f"seen {seen}")
-    if a.verdict:
-        parts.append(f"verdict {a.verdict}")
-    if a.policy:
-        parts.append(f"policy {a.policy}")
-    if a.warning:
-        parts.append(a.warning)
-    elems = "".join(
-        f"<elem key={_attr(key)}>{escape(xml_text(value), _TEXT_ENTITIES)}</elem>"
-        for key, value in values.items()
-        if value
+        # What the port was seen to speak is what nmap -sV reports as the product.
+        attrs.append(f"product={_attr(a.evidence)}")
+        if a.evidence_detail:
+            attrs.append(f"extrainfo={_attr(a.evidence_detail)}")
+        attrs.append('method="probed" conf="10"')
+    else:
+        attrs.append('method="table" conf="3"')
+    attrs.extend(
+        f"portprobe_{key}={_attr(value)}" for key in _EXTRA_KEYS if (value := getattr(a, key))
     )
-    return f"<script id={_attr(XML_SCRIPT_ID)} output={_attr('; '.join(parts))}>{elems}</script>"
+    return f"<service {' '.join(attrs)}/>"
 
 
 def _port(result: Result) -> str:
@@ -114,15 +105,9 @@ def _port(result: Result) -> str:
         + ("" if result.rtt is None else f' portprobe_rtt_ms="{result.rtt * 1000:.3f}"')
         + f' portprobe_tries="{result.tries}" portprobe_time={_attr(isotime(result.timestamp))}/>'
     )
-    a = result.assessment
-    service = (
-        f'<service name={_attr(a.label)} method="table" conf="3"/>'
-        if a is not None and a.label
-        else ""
-    )
     return (
         f'<port protocol={_attr(result.protocol.value)} portid="{result.port}">'
-        f"{state}{service}{_script(result)}</port>\n"
+        f"{state}{_service(result)}</port>\n"
     )
 
 
