@@ -714,8 +714,10 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         output.emit(old)
     failure: ScanError | None = None
     progress = _Progress(scan, env) if env.stderr_isatty and not request.quiet else None
+    probed = 0
     try:
         async for result in scan:
+            probed += 1
             summary.add(result)
             if request.show_all or result.state is not PortState.CLOSED:
                 enrichment.add(result)
@@ -765,6 +767,11 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         f"{len(request.ports)} port{'s' if len(request.ports) != 1 else ''} each, "
         f"scanned in {elapsed:.2f} s (seed {scan.seed})\n"
     )
+    if request.resumed is not None:
+        report.write(
+            f"portprobe resumed {request.output}: {len(request.resumed.results)} results "
+            f"kept, {probed} ports probed now\n"
+        )
     if output.violations:
         report.write(
             f"portprobe: {output.violations} open port{'s' if output.violations != 1 else ''} "

@@ -375,8 +375,7 @@ def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
         service = port.find("service")
         if service is not None:
             # See scanner.report.xml: the label, the evidence, then portprobe's own fields.
-            name = service.get("name", "")
-            record["label"] = "" if name == "unknown" else name
+            record["label"] = service.get("name", "")
             record["evidence"] = service.get("product")
             record["evidence_detail"] = service.get("extrainfo")
             for key in ASSESSMENT_COLUMNS:

@@ -7,7 +7,7 @@ Rules:
   built for nmap read it. portprobe scans without host discovery, as ``nmap -Pn`` does, so
   every host is ``up`` with reason ``user-set``.
 - Our own fields go where nmap's readers ignore them safely, all in ``<service>``: the
-  IANA label is its ``name`` (``unknown`` when there is none, as in nmap; ``method="table"``
+  IANA label is its ``name`` (left out when there is none, as nmap does; ``method="table"``
   as nmap names a port without ``-sV``); what an open port was seen to speak is its
   ``product`` and ``extrainfo`` (``method="probed"``), as ``-sV`` reports a service; the
   rest of the assessment (attestation, verdict, warning, policy, ...) are ``portprobe_*``
@@ -53,7 +53,6 @@ _EXTRA_KEYS = (
     "warning",
     "policy",
 )
-UNKNOWN_SERVICE = "unknown"  # nmap's name for a port its table does not name
 
 
 def xml_text(text: str) -> str:
@@ -82,8 +81,9 @@ def _service(result: Result) -> str:
     """nmap's ``<service>``: the label as its name, the evidence as product and extrainfo."""
     a = result.assessment
     if a is None:
-        return f'<service name="{UNKNOWN_SERVICE}" method="table" conf="3"/>'
-    attrs = [f"name={_attr(a.label or UNKNOWN_SERVICE)}"]
+        return ""
+    # nmap leaves the name out for a port its table does not name: so do we.
+    attrs = [f"name={_attr(a.label)}"] if a.label else []
     if a.evidence:
         # What the port was seen to speak is what nmap -sV reports as the product.
         attrs.append(f"product={_attr(a.evidence)}")
