@@ -32,9 +32,9 @@ from typer.core import TyperGroup
 from scanner import __version__
 from scanner.engine import Scan
 from scanner.errors import PortprobeError, ScanError, UsageError
-from scanner.models import PortState, Result, ScanConfig, Timing
+from scanner.models import Port, PortState, Proto, Result, ScanConfig, Timing
 from scanner.plan import Shard
-from scanner.ports import format_ports, parse_ports, top_ports
+from scanner.ports import format_port_spec, parse_port_spec, top_ports
 from scanner.report import (
     FORMATS,
     Ending,
@@ -111,7 +111,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     help=(
-        "Scan TCP ports: exact states, each open port's IANA label, what it was seen to "
+        "Scan TCP and UDP ports: exact states, each open port's IANA label, what it was seen to "
         "speak, and whether the two agree. 'portprobe TARGET... [-p PORTS]' runs the scan "
         "command."
     ),
@@ -143,7 +143,7 @@ class ScanRequest:
 
     targets: list[str]
     exclude: list[str]
-    ports: list[int]
+    ports: list[Port]
     config: ScanConfig
     output: str | None
     format: str
@@ -166,12 +166,30 @@ def scan_command(
     targets: Annotated[list[str] | None, typer.Argument(show_default=False)] = None,
     ports: Annotated[
         str | None,
-        typer.Option("-p", "--ports", help="Ports: 22,80,1000-2000, or - for 1-65535."),
+        typer.Option(
+            "-p",
+            "--ports",
+            help="Ports: 22,80,1000-2000, - for 1-65535, T:22,U:53 per protocol.",
+        ),
     ] = None,
     top: Annotated[
         int | None,
         typer.Option("--top-ports", help="The N most common ports (default: 1000)."),
     ] = None,
+    udp: Annotated[
+        bool, typer.Option("--udp", "-sU", help="Scan UDP ports (with --tcp: both).")
+    ] = False,
+    tcp: Annotated[
+        bool, typer.Option("--tcp", "-sT", help="Scan TCP ports (the default).")
+    ] = False,
+    defeat_icmp_ratelimit: Annotated[
+        bool,
+        typer.Option(
+            "--defeat-icmp-ratelimit",
+            help="UDP fast mode: don't wait for rate-limited ICMP errors; unanswered "
+            "ports become closed|filtered.",
+        ),
+    ] = False,
     targets_file: Annotated[
         str | None,
         typer.Option("-iL", "--targets-file", help="Read targets from FILE, one per line."),
@@ -264,6 +282,10 @@ def _request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
         targets=params["targets"] or [],
         ports=params["ports"],
         top=params["top"],
+        protocols=[
+            p for p, wanted in ((Proto.TCP, params["tcp"]), (Proto.UDP, params["udp"])) if wanted
+        ],
+        defeat_icmp_ratelimit=params["defeat_icmp_ratelimit"],
         targets_file=params["targets_file"],
         exclude=params["exclude"] or [],
         exclude_file=params["exclude_file"],
@@ -548,6 +570,8 @@ def _validate(
     ports: str | None,
     top: int | None,
     targets_file: str | None,
+    protocols: Sequence[Proto] = (),
+    defeat_icmp_ratelimit: bool = False,
     exclude: list[str],
     exclude_file: str | None,
     output: str | None,
@@ -568,7 +592,14 @@ def _validate(
     """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
     if ports is not None and top is not None:
         raise UsageError("use either -p/--ports or --top-ports, not both")
-    port_list = parse_ports(ports) if ports is not None else top_ports(1000 if top is None else top)
+    protocols = list(protocols) or [Proto.TCP]
+    if ports is not None:
+        port_list = parse_port_spec(ports, protocols)
+    else:
+        count = 1000 if top is None else top
+        port_list = [Port(p, n) for p in protocols for n in top_ports(count, p)]
+    if defeat_icmp_ratelimit and not any(p.protocol is Proto.UDP for p in port_list):
+        raise UsageError("--defeat-icmp-ratelimit is a UDP option: add --udp (or U: ports)")
     all_targets = list(targets)
     if targets_file is not None:
         all_targets += read_targets_file(targets_file)
@@ -615,6 +646,7 @@ def _validate(
         timing=Timing(min_rtt_timeout=floor, max_rtt_timeout=ceiling, initial_rtt_timeout=initial),
         seed=seed,
         workers=workers,
+        defeat_icmp_ratelimit=defeat_icmp_ratelimit,
     )
     return ScanRequest(
         targets=all_targets,
@@ -682,7 +714,9 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         request.ports,
         request.config,
         shard=request.shard,
-        skip=(lambda address, port: (address, "tcp", port) in done) if done else None,
+        skip=(lambda address, port: (address, port.protocol.value, port.number) in done)
+        if done
+        else None,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -693,7 +727,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         command=request.command,
         started=time.time(),
         seed=scan.seed,
-        ports=format_ports(request.ports),
+        ports=format_port_spec(request.ports),
         hosts=hosts.size,
         shard=f"{request.shard.index + 1}/{request.shard.count}",
         registry_date=registry_date(),
@@ -750,6 +784,14 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     report = env.stderr if to_stdout else env.stdout
     if not to_stdout:
         table.render(summary, env.stdout)
+    if not request.quiet:
+        for address, (burst, interval, measured) in scan.icmp_budgets().items():
+            pace = f"one per {interval:.2f} s" if measured else "about one per second, assumed"
+            env.say(
+                f"note: {address} rate-limits its ICMP errors (a burst of {burst}, then {pace}); "
+                "UDP probes to it were paced to that budget (--defeat-icmp-ratelimit trades "
+                "accuracy for speed)"
+            )
     elapsed = ending.finished - meta.started
     up = len(summary.hosts_answered)
     if failure is not None:
@@ -897,7 +939,10 @@ class _Enrichment:
         assert self._prober is not None
         family = socket.AF_INET6 if ":" in result.host else socket.AF_INET
         try:
-            evidence = await self._prober.probe(result.host, family, result.port)
+            if result.protocol is Proto.UDP:
+                evidence = await self._prober.probe_udp(result.host, family, result.port)
+            else:
+                evidence = await self._prober.probe(result.host, family, result.port)
         except asyncio.CancelledError:
             self._assess(result, None)
             raise

@@ -82,7 +82,7 @@ TCP_KINDS = frozenset(
     {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
 )
 TLS_KINDS = frozenset({"https", "tls"})  # need the openssl CLI (lab_services makes a cert)
-UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent"})
+UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent", "snmp", "memcached", "sip"})
 
 CMD_TIMEOUT = 10.0  # every iproute2/nft call
 READY_TIMEOUT = 10.0  # services / forwarder start-up

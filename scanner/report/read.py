@@ -324,7 +324,12 @@ def _read_xml(text: str) -> Report:
     if "time" in ending:
         ending["finished"] = _unix_iso(ending["time"])
     # The nmaprun attributes under the names of our JSON "scan" record.
-    info = root.find("scaninfo")
+    infos = root.findall("scaninfo")
+    letters = {"tcp": "T:", "udp": "U:"}
+    spec = ",".join(
+        (letters.get(i.get("protocol", ""), "") if len(infos) > 1 else "") + i.get("services", "")
+        for i in infos
+    )
     meta: dict[str, Any] = dict(root.attrib)
     meta.update(
         command=root.get("args", ""),
@@ -333,7 +338,7 @@ def _read_xml(text: str) -> Report:
         seed=root.get("portprobe_seed"),
         shard=root.get("portprobe_shard"),
         registry_date=root.get("portprobe_registry_date"),
-        ports=None if info is None else info.get("services"),
+        ports=spec or None,
     )
     return Report("xml", results, meta, ending, complete)
 

@@ -32,7 +32,9 @@ from collections import Counter, defaultdict
 from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
-from scanner.models import Result
+from scanner.errors import PortSpecError
+from scanner.models import Proto, Result
+from scanner.ports import format_ports, parse_port_spec
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta, isotime
@@ -133,8 +135,7 @@ class XmlWriter:
             f' xmloutputversion="{XML_OUTPUT_VERSION}" portprobe_seed="{meta.seed}"'
             f" portprobe_shard={_attr(meta.shard)}"
             f" portprobe_registry_date={_attr(meta.registry_date)}>\n"
-            f'<scaninfo type="connect" protocol="tcp" numservices="{_count(meta.ports)}"'
-            f" services={_attr(meta.ports)}/>\n"
+            f"{_scaninfo(meta.ports)}"
             '<verbose level="0"/>\n<debugging level="0"/>\n'
         )
 
@@ -207,12 +208,18 @@ class XmlWriter:
         )
 
 
-def _count(spec: str) -> int:
-    total = 0
-    for item in spec.split(","):
-        first, _, last = item.partition("-")
-        try:
-            total += int(last or first) - int(first) + 1
-        except ValueError:
-            return 0
-    return total
+def _scaninfo(spec: str) -> str:
+    """nmap's ``<scaninfo>`` lines, one per protocol, for a port spec like ``T:22,U:53``."""
+    try:
+        ports = parse_port_spec(spec)
+    except PortSpecError:  # a spec we did not write (e.g. merged from other scans)
+        return ""
+    lines = []
+    for protocol, kind in ((Proto.TCP, "connect"), (Proto.UDP, "udp")):
+        numbers = [p.number for p in ports if p.protocol is protocol]
+        if numbers:
+            lines.append(
+                f'<scaninfo type="{kind}" protocol="{protocol.value}"'
+                f' numservices="{len(numbers)}" services="{format_ports(numbers)}"/>\n'
+            )
+    return "".join(lines)
