@@ -103,7 +103,8 @@ def test_hosts_budgets_are_spent_side_by_side() -> None:
     assert scan.stats.paced_hosts == 3
     # Each host's closed ports arrive over the same stretch of time, not one host after
     # another: the hosts' last results are close together.
-    last = {h: max(r.timestamp for r in results if r.host == h) for h in ("198.18.0.2", "198.18.0.3", "198.18.0.4")}  # fmt: skip
+    addresses = ("198.18.0.2", "198.18.0.3", "198.18.0.4")
+    last = {h: max(r.timestamp for r in results if r.host == h) for h in addresses}
     first = min(r.timestamp for r in results)
     span = max(last.values()) - first
     assert max(last.values()) - min(last.values()) < span / 2
