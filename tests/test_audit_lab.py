@@ -193,9 +193,9 @@ def test_merged_shards_equal_the_unsharded_scan(lab: netlab.Lab, tmp_path: Path)
 # -- interruption and resume ----------------------------------------------------------------
 
 
-def _interrupted(lab: netlab.Lab, out: Path, *args: str) -> str:
+def _interrupted(lab: netlab.Lab, out: Path, *args: str, ports: str = "-") -> str:
     proc = lab.popen(
-        [*PORTPROBE, SERVER, "-p-", "--rate", "4000", *args, "-o", str(out)],
+        [*PORTPROBE, SERVER, "-p", ports, "--rate", "4000", *args, "-o", str(out)],
         stdout=-1,
         stderr=-1,
         text=True,
@@ -219,23 +219,28 @@ def test_interrupted_xml_is_valid_and_marked_partial(lab: netlab.Lab, tmp_path: 
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+# TCP and UDP in one scan: results are told apart by protocol, never by number alone.
+MIXED = "T:1-65535,U:7,53,123,9999"
+
+
+@pytest.mark.parametrize(("fmt", "ports", "count"), [("jsonl", "-", 65535), ("json", MIXED, 65539)])
 def test_resumed_scan_equals_an_uninterrupted_one(
-    lab: netlab.Lab, tmp_path: Path, fmt: str
+    lab: netlab.Lab, tmp_path: Path, fmt: str, ports: str, count: int
 ) -> None:
     out = tmp_path / f"scan.{fmt}"
-    stdout = _interrupted(lab, out, "--all", "--no-evidence", "--seed", "77")
+    stdout = _interrupted(lab, out, "--all", "--no-evidence", "--seed", "77", ports=ports)
     before = states(out)
-    assert 1000 < len(before) < 65535, stdout
+    assert 1000 < len(before) < count, stdout
     proc = portprobe(lab, "--resume", str(out))
     assert proc.returncode == 0, proc.stderr
     # Nothing finished before was probed again.
-    assert f"{len(before)} results kept, {65535 - len(before)} ports probed now" in proc.stdout
+    assert f"{len(before)} results kept, {count - len(before)} ports probed now" in proc.stdout
     after = states(out)
     assert {k: v for k, v in after.items() if k in before} == before
     whole = tmp_path / f"whole.{fmt}"
-    assert portprobe(lab, SERVER, "-p-", "--all", "--no-evidence", "-o", str(whole)).returncode == 0
-    assert after == states(whole)
+    args = [SERVER, "-p", ports, "--all", "--no-evidence", "-o", str(whole)]
+    assert portprobe(lab, *args).returncode == 0
+    assert len(after) == count and after == states(whole)
     report = read_report(str(out))
     assert report.complete is True and report.meta["seed"] == 77
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, whole.name])
