@@ -51,7 +51,7 @@ class Change:
 
     ``old_state``/``new_state`` are state names (``closed`` for a port missing from a
     report); ``detail`` says what else changed, as ``field: old -> new`` parts joined by
-    ``"; "``.
+    ``"; "`` (``-`` for an empty value).
     """
 
     change: str
@@ -106,7 +106,7 @@ def diff_results(old: Iterable[Result], new: Iterable[Result]) -> list[Change]:
         if was_open and is_open:
             fa, fb = _fields(a), _fields(b)
             details = [
-                f"{name}: {fa[name]} -> {fb[name]}" for name in _COMPARED if fa[name] != fb[name]
+                f"{name}: {fa[name] or '-'} -> {fb[name] or '-'}" for name in _COMPARED if fa[name] != fb[name]
             ]
             kind = "changed" if details else ""
         elif is_open:
