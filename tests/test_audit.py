@@ -463,6 +463,45 @@ def test_bad_policy_is_one_line_naming_the_line(text: str, needle: str) -> None:
     assert "\n" not in str(info.value)
 
 
+@given(st.text(max_size=300))
+@settings(max_examples=300)
+def test_any_policy_text_gives_a_policy_or_one_line_of_error(text: str) -> None:
+    try:
+        parse_policy(text, "p.txt")
+    except PolicyError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("p.txt")
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "198.18.0.2",
+                "198.18.0.0/30",
+                "*",
+                "2001:db8::/126",
+                "22",
+                "80-90/tcp",
+                "53/udp",
+                ",",
+                " ",
+                "\n",
+                "#",
+                "/",
+                "-",
+            ]
+        ),
+        max_size=12,
+    )
+)
+@settings(max_examples=300)
+def test_policy_like_text_gives_a_policy_or_one_line_of_error(words: list[str]) -> None:
+    try:
+        parse_policy(" ".join(words), "p.txt")
+    except PolicyError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("p.txt")
+
+
 def test_shipped_policy_example_parses_and_uses_only_lab_addresses() -> None:
     text = (ROOT / "policy.example.txt").read_text()
     policy = parse_policy(text, "policy.example.txt")

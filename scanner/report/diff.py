@@ -106,7 +106,9 @@ def diff_results(old: Iterable[Result], new: Iterable[Result]) -> list[Change]:
         if was_open and is_open:
             fa, fb = _fields(a), _fields(b)
             details = [
-                f"{name}: {fa[name] or '-'} -> {fb[name] or '-'}" for name in _COMPARED if fa[name] != fb[name]
+                f"{name}: {fa[name] or '-'} -> {fb[name] or '-'}"
+                for name in _COMPARED
+                if fa[name] != fb[name]
             ]
             kind = "changed" if details else ""
         elif is_open:
