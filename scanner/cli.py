@@ -461,7 +461,7 @@ def merge_command(
         typer.Option("--format", help="Report format: table, csv, json, jsonl or xml."),
     ] = None,
 ) -> None:
-    from scanner.report.merge import merge_reports
+    from scanner.report.merge import merge_reports, write_merged
     from scanner.report.read import read_report
 
     env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
@@ -472,31 +472,15 @@ def merge_command(
     merged = merge_reports([(name, read_report(name)) for name in files])
     if merged.missing:
         env.say(f"warning: {merged.missing}: the merged report is marked incomplete")
-    meta = ScanMeta(
-        version=__version__,
-        command=["portprobe", *env.argv],
-        started=merged.started,
-        seed=merged.seed if merged.seed is not None else 0,
-        ports=merged.ports,
-        hosts=merged.hosts,
-        shard=merged.shards,
-        registry_date=merged.registry_date,
-        closed_listed=merged.closed_listed,
-    )
-    ending = Ending(finished=merged.finished, complete=merged.complete, summary=merged.summary)
     sink = AtomicOutput(output) if output is not None else None
-    stream = sink.stream if sink is not None else env.stdout
     try:
-        if fmt == "table":
-            table = TableReport(show_all=merged.closed_listed)
-            for result in merged.results:
-                table.add(result)
-            table.render(merged.summary, stream)
-        else:
-            writer = make_writer(fmt, stream, meta)
-            for result in merged.results:
-                writer.write(result)
-            writer.close(ending)
+        write_merged(
+            merged,
+            fmt,
+            sink.stream if sink is not None else env.stdout,
+            version=__version__,
+            command=["portprobe", *env.argv],
+        )
     except BaseException:
         if sink is not None:
             sink.discard()

@@ -17,14 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TextIO
 
 from scanner.errors import ReportError
 from scanner.models import PortState, Reason, Result
+from scanner.report import make_writer
 from scanner.report.read import Report
 from scanner.report.summary import Summary
-from scanner.report.table import address_key
+from scanner.report.table import TableReport, address_key
+from scanner.report.writers import Ending, ScanMeta
 
-__all__ = ["Merged", "merge_reports"]
+__all__ = ["Merged", "merge_reports", "write_merged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +160,30 @@ def _add_unlisted_closed(summary: Summary, report: Report) -> None:
     if closed > listed:
         summary.states[PortState.CLOSED] += closed - listed
         summary.reasons[PortState.CLOSED, Reason.CONN_REFUSED] += closed - listed
+
+
+def write_merged(
+    merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
+) -> None:
+    """Write ``merged`` to ``stream`` in ``fmt`` (a report format, or ``table``)."""
+    if fmt == "table":
+        table = TableReport(show_all=merged.closed_listed)
+        for result in merged.results:
+            table.add(result)
+        table.render(merged.summary, stream)
+        return
+    meta = ScanMeta(
+        version=version,
+        command=command,
+        started=merged.started,
+        seed=merged.seed if merged.seed is not None else 0,
+        ports=merged.ports,
+        hosts=merged.hosts,
+        shard=merged.shards,
+        registry_date=merged.registry_date,
+        closed_listed=merged.closed_listed,
+    )
+    writer = make_writer(fmt, stream, meta)
+    for result in merged.results:
+        writer.write(result)
+    writer.close(Ending(finished=merged.finished, complete=merged.complete, summary=merged.summary))
