@@ -21,8 +21,11 @@ Rules and theory:
   port's payloads go out, and the first datagram back means open. Because the socket is
   connected, the kernel hands it the ICMP error the probe drew, as an errno
   (``ECONNREFUSED`` for port-unreachable, ``EHOSTUNREACH``, ``ENETUNREACH``, ``EACCES``
-  for ICMPv6 admin-prohibited, ...): ``classify_udp_errno`` maps them. Silence is for the
-  engine to judge: it owns time, and knows the host's ICMP budget.
+  for ICMPv6 admin-prohibited, ...). Linux reports only "hard" errors that way unless
+  ``IP_RECVERR`` is set, so it is, and the exact ICMP type and code are then read from
+  the socket's error queue: :func:`classify_icmp` maps those, ``classify_udp_errno`` the
+  errno when no queued error says more. Silence is for the engine to judge: it owns
+  time, and knows the host's ICMP budget.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "Transport",
     "UdpTransport",
     "classify_errno",
+    "classify_icmp",
     "classify_udp_errno",
 ]
 
@@ -151,6 +155,46 @@ ICMP_REASONS = frozenset(
         Reason.PROTO_UNREACH,
     }
 )
+
+
+# sock_extended_err (linux/errqueue.h): errno, origin, type, code, pad, info, data.
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+_ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Python 3.12 names them; Linux's values
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_PORT_UNREACH = Answer(PortState.CLOSED, Reason.PORT_UNREACH)
+_HOST = Answer(PortState.FILTERED, Reason.HOST_UNREACH)
+_NET = Answer(PortState.FILTERED, Reason.NET_UNREACH)
+_ADMIN = Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED)
+_PROTO = Answer(PortState.FILTERED, Reason.PROTO_UNREACH)
+# (origin, type, code) of a destination-unreachable -> Answer (RFC 792, RFC 1812, RFC 4443).
+_ICMP_UNREACH: dict[tuple[int, int, int], Answer] = {
+    (_ORIGIN_ICMP, 3, 0): _NET,
+    (_ORIGIN_ICMP, 3, 1): _HOST,
+    (_ORIGIN_ICMP, 3, 2): _PROTO,
+    (_ORIGIN_ICMP, 3, 3): _PORT_UNREACH,
+    (_ORIGIN_ICMP, 3, 6): _NET,  # destination network unknown
+    (_ORIGIN_ICMP, 3, 7): _HOST,  # destination host unknown
+    (_ORIGIN_ICMP, 3, 9): _ADMIN,  # network administratively prohibited
+    (_ORIGIN_ICMP, 3, 10): _ADMIN,  # host administratively prohibited
+    (_ORIGIN_ICMP, 3, 11): _NET,
+    (_ORIGIN_ICMP, 3, 12): _HOST,
+    (_ORIGIN_ICMP, 3, 13): _ADMIN,  # communication administratively prohibited
+    (_ORIGIN_ICMP6, 1, 0): _NET,  # no route to destination
+    (_ORIGIN_ICMP6, 1, 1): _ADMIN,
+    (_ORIGIN_ICMP6, 1, 3): _HOST,  # address unreachable
+    (_ORIGIN_ICMP6, 1, 4): _PORT_UNREACH,
+    (_ORIGIN_ICMP6, 1, 5): _ADMIN,  # source address failed ingress/egress policy
+    (_ORIGIN_ICMP6, 1, 6): _ADMIN,  # reject route to destination
+}
+
+
+def classify_icmp(origin: int, icmp_type: int, code: int) -> Answer | None:
+    """Map an ICMP error read from a socket's error queue to a state, or None if unknown.
+
+    ``origin`` is ``SO_EE_ORIGIN_ICMP`` (2) or ``SO_EE_ORIGIN_ICMP6`` (3).
+    """
+    return _ICMP_UNREACH.get((origin, icmp_type, code))
 
 
 def classify_udp_errno(err: int) -> Answer:
@@ -378,6 +422,10 @@ class UdpTransport:
         except OSError as exc:
             raise Backpressure(exc.errno or errno.EMFILE) from exc
         try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
             sock.connect((address, port))  # no packet: it fixes the peer, and routes
         except OSError as exc:
             sock.close()
@@ -430,7 +478,7 @@ class UdpTransport:
                     answer = UDP_OPEN
                     break
         except OSError as exc:
-            answer = self._answer(exc)
+            answer = _queued_icmp(sock) or self._answer(exc)
         except asyncio_dgram.TransportClosed:
             answer = Answer(PortState.FILTERED, Reason.ERROR)
         finally:
@@ -443,3 +491,17 @@ class UdpTransport:
             return classify_udp_errno(exc.errno or 0)
         except Backpressure:
             return None
+
+
+def _queued_icmp(sock: socket.socket) -> Answer | None:
+    """The ICMP error at the head of ``sock``'s error queue (IP_RECVERR), if one is there."""
+    try:
+        _, ancillary, _, _ = sock.recvmsg(64, 256, socket.MSG_ERRQUEUE)
+    except OSError:
+        return None
+    for level, kind, data in ancillary:
+        recverr = _IP_RECVERR if level == socket.IPPROTO_IP else _IPV6_RECVERR
+        if kind == recverr and len(data) >= _EXTENDED_ERR.size:
+            _, origin, icmp_type, code, _, _, _ = _EXTENDED_ERR.unpack_from(data)
+            return classify_icmp(origin, icmp_type, code)
+    return None

@@ -604,10 +604,10 @@ RPC_CASES: list[Case] = [
         "nfs v3 tcp 2049, 390113 v1 tcp 7937", "rpc")),
     ("verifier with a body", words(rpc.XID, 1, 0, 1, 6) + b"abcdef\x00\x00" + words(0)
      + words(1, 100024, 1, 17, 40000, 0),
-     Evidence("rpcbind", "portmapper v2; 1 mappings: status v1 udp 40000", "rpc")),
+     Evidence("rpcbind", "portmapper v2; 1 mapping: status v1 udp 40000", "rpc")),
     ("empty list", words(rpc.XID, 1, 0, 0, 0, 0, 0), Evidence("rpcbind", "portmapper v2", "rpc")),
     ("list cut short", RPC_OK[:50], Evidence(
-        "rpcbind", "portmapper v2; 1 mappings: portmapper v2 tcp 111", "rpc")),
+        "rpcbind", "portmapper v2; 1 mapping: portmapper v2 tcp 111", "rpc")),
     ("program unavailable", words(rpc.XID, 1, 0, 0, 0, 1),
      Evidence("rpc", "program unavailable", "rpc")),
     ("denied", words(rpc.XID, 1, 1, 0, 2, 2), Evidence("rpc", "call denied", "rpc")),

@@ -54,7 +54,7 @@ def _words(data: bytes, pos: int, count: int) -> tuple[int, ...] | None:
 
 
 def parse_reply(data: bytes) -> Evidence | None:
-    """``Evidence("rpcbind", "<n> programs: ...", "rpc")`` for a reply to our call, else None."""
+    """``Evidence("rpcbind", "portmapper v2; <n> mappings: ...", "rpc")`` for our call's reply."""
     head = _words(data, 0, 3)
     if head is None or head[0] != XID or head[1] != _REPLY:
         return None
@@ -76,7 +76,7 @@ def parse_reply(data: bytes) -> Evidence | None:
 
 
 def _mappings(data: bytes, pos: int) -> str:
-    """The DUMP list, as ``"<n> programs: nfs v3 tcp 2049, ..."``."""
+    """The DUMP list, as ``"portmapper v2; <n> mappings: nfs v3 tcp 2049, ..."``."""
     seen: list[str] = []
     count = 0
     while count < _MAX_MAPPINGS:
@@ -94,4 +94,5 @@ def _mappings(data: bytes, pos: int) -> str:
         if entry not in seen:
             seen.append(entry)
     shown = ", ".join(seen[:_SHOWN]) + (", ..." if len(seen) > _SHOWN else "")
-    return join_detail("portmapper v2", f"{count} mappings: {shown}" if count else "")
+    noun = "mapping" if count == 1 else "mappings"
+    return join_detail("portmapper v2", f"{count} {noun}: {shown}" if count else "")
