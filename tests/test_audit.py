@@ -35,7 +35,7 @@ META = ScanMeta(
     command=["portprobe", "198.18.0.2", "-p", "22,80,81,443"],
     started=1795406400.0,
     seed=7,
-    ports="22,80-81,443",
+    ports="T:1,22-23,81,2451,U:53",  # every port of RESULTS, and 1/tcp (omitted, closed)
     hosts=1,
 )
 
@@ -164,6 +164,23 @@ def test_xml_is_well_formed_and_nmap_shaped() -> None:
     assert finished is not None and finished.get("exit") == "success"
 
 
+def test_xml_writes_a_host_as_soon_as_every_port_of_it_is_final() -> None:
+    out = io.StringIO()
+    writer = make_writer("xml", out, META)
+    for r in RESULTS:  # every port of 198.18.0.2 but 1/tcp, one of 2001:db8::2's six
+        writer.write(r)
+    assert "<host" not in out.getvalue()
+    writer.omit(res(1, PortState.CLOSED, Reason.CONN_REFUSED))
+    assert out.getvalue().count("<host ") == 1 and '"198.18.0.2"' in out.getvalue()
+    writer.close(Ending(finished=1795406402.0, complete=False, summary=Summary()))
+    root = ElementTree.fromstring(out.getvalue())
+    assert [h.find("address").get("addr") for h in root.iter("host")] == [  # type: ignore[union-attr]
+        "198.18.0.2",
+        "2001:db8::2",
+    ]
+    assert root.find("runstats/hosts").get("up") == "2"  # type: ignore[union-attr]
+
+
 def test_xml_of_an_interrupted_scan_is_valid_and_says_error() -> None:
     root = ElementTree.fromstring(written("xml", complete=False))
     finished = root.find("runstats/finished")
@@ -213,7 +230,7 @@ def test_every_format_reads_back_what_was_written(fmt: str) -> None:
 def test_readers_know_whether_the_scan_finished(fmt: str, complete: bool) -> None:
     report = read_report_bytes(written(fmt, complete=complete), fmt)
     assert report.complete is complete
-    assert report.meta["seed"] in (7, "7") and report.meta["ports"] == "22,80-81,443"
+    assert report.meta["seed"] in (7, "7") and report.meta["ports"] == "T:1,22-23,81,2451,U:53"
 
 
 def test_nmap_xml_reads(tmp_path: Path) -> None:

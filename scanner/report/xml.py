@@ -15,11 +15,14 @@ Rules:
   ``<state>``, the scan's seed, shard and registry date of ``<nmaprun>``.
 - No ``<script>`` elements: nmap 7.93's ndiff crashes (TypeError) on a port whose only
   difference is its script output, so a changed verdict would break every ndiff run.
-- nmap groups ports by host, and results arrive in a random host order, so the rows are
-  kept (only the reported ones, as the terminal table keeps them) and the document is
-  written when the scan ends, however it ends. The file is renamed into place atomically
-  (:mod:`scanner.report.files`); an interrupted or failed scan ends with
-  ``<finished ... exit="error" errormsg=...>``, as nmap's does.
+- nmap groups ports by host, and results arrive in a random host order, so a host's rows
+  are kept (only the reported ones, as the terminal table keeps them) until the host is
+  complete: every result passes the writer (``write``, or ``omit`` for a closed port left
+  out), and in a whole scan (shard ``1/1``) every host gets one result per port, so the
+  ``<host>`` element is written as soon as its count is reached. Hosts still incomplete
+  (a shard, a merge, an interrupted scan) are written when the scan ends, however it ends.
+  The file is renamed into place atomically (:mod:`scanner.report.files`); an interrupted
+  or failed scan ends with ``<finished ... exit="error" errormsg=...>``, as nmap's does.
 - Every string from the network or the user is cleaned of characters XML 1.0 cannot hold
   (shown as ``\\xNN``) and quoted, so no banner can break or inject into the document.
 """
@@ -125,6 +128,11 @@ class XmlWriter:
         self._omitted: dict[str, Counter[tuple[str, str, str]]] = defaultdict(Counter)
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
+        self._count: Counter[str] = Counter()
+        self._flushed: set[str] = set()
+        ports = _ports_by_protocol(meta.ports)
+        # Results a host gets in a whole scan; 0: unknown (a shard), so hosts wait for close.
+        self._per_host = sum(map(len, ports.values())) if meta.shard == "1/1" else 0
         command = " ".join(meta.command)
         stream.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
@@ -135,7 +143,7 @@ class XmlWriter:
             f' xmloutputversion="{XML_OUTPUT_VERSION}" portprobe_seed="{meta.seed}"'
             f" portprobe_shard={_attr(meta.shard)}"
             f" portprobe_registry_date={_attr(meta.registry_date)}>\n"
-            f"{_scaninfo(meta.ports)}"
+            f"{_scaninfo(ports)}"
             '<verbose level="0"/>\n<debugging level="0"/>\n'
         )
 
@@ -147,14 +155,25 @@ class XmlWriter:
         if result.hostname:
             self._hostnames[host] = result.hostname
 
+    def _counted(self, host: str) -> None:
+        self._count[host] += 1
+        if self._per_host and self._count[host] == self._per_host:
+            self._stream.write(self._host(host))
+            self._flushed.add(host)
+            for table in (self._rows, self._omitted, self._first, self._last, self._count):
+                table.pop(host, None)
+            self._hostnames.pop(host, None)
+
     def write(self, result: Result) -> None:
         self._seen(result)
         self._rows[result.host].append(result)
+        self._counted(result.host)
 
     def omit(self, result: Result) -> None:
         self._seen(result)
         key = (result.protocol.value, result.state.value, result.reason.value)
         self._omitted[result.host][key] += 1
+        self._counted(result.host)
 
     def _host(self, host: str) -> str:
         rows = sorted(self._rows.get(host, []), key=lambda r: (r.protocol.value, r.port))
@@ -186,7 +205,7 @@ class XmlWriter:
         for host in hosts:
             self._stream.write(self._host(host))
         summary: Summary = ending.summary
-        up = len(hosts)
+        up = len(hosts) + len(self._flushed)
         elapsed = max(0.0, ending.finished - self._meta.started)
         outcome = "finished" if ending.complete else "stopped early (partial results)"
         text = (
@@ -208,18 +227,24 @@ class XmlWriter:
         )
 
 
-def _scaninfo(spec: str) -> str:
-    """nmap's ``<scaninfo>`` lines, one per protocol, for a port spec like ``T:22,U:53``."""
+def _ports_by_protocol(spec: str) -> dict[Proto, list[int]]:
+    """The port numbers of a spec like ``T:22,U:53``, by protocol (empty if it does not parse:
+    a spec portprobe did not write, e.g. merged from other scans)."""
     try:
         ports = parse_port_spec(spec)
-    except PortSpecError:  # a spec we did not write (e.g. merged from other scans)
-        return ""
-    lines = []
-    for protocol, kind in ((Proto.TCP, "connect"), (Proto.UDP, "udp")):
-        numbers = [p.number for p in ports if p.protocol is protocol]
-        if numbers:
-            lines.append(
-                f'<scaninfo type="{kind}" protocol="{protocol.value}"'
-                f' numservices="{len(numbers)}" services="{format_ports(numbers)}"/>\n'
-            )
-    return "".join(lines)
+    except PortSpecError:
+        return {}
+    by_protocol: dict[Proto, list[int]] = {}
+    for port in ports:
+        by_protocol.setdefault(port.protocol, []).append(port.number)
+    return by_protocol
+
+
+def _scaninfo(ports: dict[Proto, list[int]]) -> str:
+    """nmap's ``<scaninfo>`` lines, one per protocol."""
+    kinds = {Proto.TCP: "connect", Proto.UDP: "udp"}
+    return "".join(
+        f'<scaninfo type="{kinds[protocol]}" protocol="{protocol.value}"'
+        f' numservices="{len(numbers)}" services="{format_ports(numbers)}"/>\n'
+        for protocol, numbers in sorted(ports.items())
+    )
