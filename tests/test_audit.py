@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scanner.cli import Environment, main
 from scanner.errors import PolicyError, ReportError
 from scanner.models import Assessment, PortState, Proto, Reason, Result
 from scanner.policy import parse_policy
@@ -533,6 +534,22 @@ def test_shipped_policy_example_parses_and_uses_only_lab_addresses() -> None:
 
 
 # -- the command line (no network: bad input is refused before any probe) --------------
+
+
+@given(st.binary(max_size=500))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_diff_of_any_bytes_exits_2_with_one_line(tmp_path: Path, data: bytes) -> None:
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_bytes(data)
+    good.write_bytes(written("json"))
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diff", str(good), str(bad)], Environment(stdout=out, stderr=err))
+    if exit_info.value.code == 2:
+        assert err.getvalue().count("\n") == 1 and out.getvalue() == ""
+        assert err.getvalue().startswith("portprobe: error: ")
+    else:  # the bytes happened to be a report
+        assert exit_info.value.code in (0, 1) and err.getvalue() == ""
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
