@@ -71,20 +71,35 @@ class Answer:
 OPEN = Answer(PortState.OPEN, Reason.SYN_ACK)
 CLOSED = Answer(PortState.CLOSED, Reason.CONN_REFUSED)
 
-# errno -> Answer for a TCP connect. Linux maps ICMP unreachables to these errnos
-# (net/ipv4/icmp.c icmp_err_convert, net/ipv6/icmp.c icmpv6_err_convert).
+_HOST = Answer(PortState.FILTERED, Reason.HOST_UNREACH)
+_NET = Answer(PortState.FILTERED, Reason.NET_UNREACH)
+_ADMIN = Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED)
+_PROTO = Answer(PortState.FILTERED, Reason.PROTO_UNREACH)
+_ERROR = Answer(PortState.FILTERED, Reason.ERROR)
+
+# errno -> Answer for an ICMP unreachable other than port-unreachable, for either transport.
+# Linux maps ICMP errors to these errnos (net/ipv4/icmp.c icmp_err_convert, net/ipv6/icmp.c
+# icmpv6_err_convert; ICMPv6 admin-prohibited is EACCES, IPv4's arrives as EHOSTUNREACH).
+_UNREACHABLE: dict[int, Answer] = {
+    errno.EHOSTUNREACH: _HOST,
+    errno.EHOSTDOWN: _HOST,
+    errno.ENONET: _HOST,
+    errno.ENETUNREACH: _NET,
+    errno.ENETDOWN: _NET,
+    errno.EACCES: _ADMIN,
+    errno.ENOPROTOOPT: _PROTO,
+}
+
+# errno -> Answer for a TCP connect.
 _TCP_ERRNO: dict[int, Answer] = {
     0: OPEN,
+    # The handshake completed and the server reset the connection before we looked: open.
+    # (A RST answering the SYN itself is ECONNREFUSED.)
+    errno.ECONNRESET: OPEN,
     errno.ECONNREFUSED: CLOSED,
-    errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENONET: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENETUNREACH: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.ENETDOWN: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.EACCES: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-    errno.EPERM: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-    errno.ENOPROTOOPT: Answer(PortState.FILTERED, Reason.PROTO_UNREACH),
+    errno.EPERM: _ADMIN,
     errno.ETIMEDOUT: Answer(PortState.FILTERED, Reason.NO_RESPONSE),
+    **_UNREACHABLE,
 }
 
 # Errors of the local machine, not of the port: send again later.
@@ -122,27 +137,24 @@ def classify_errno(err: int) -> Answer:
     port. An errno with no known meaning for the port is reported as filtered with reason
     ``error`` rather than guessed at.
     """
-    answer = _TCP_ERRNO.get(err)
+    return _classify(_TCP_ERRNO, err)
+
+
+def _classify(table: dict[int, Answer], err: int) -> Answer:
+    answer = table.get(err)
     if answer is not None:
         return answer
     if err in _BACKPRESSURE:
         raise Backpressure(err)
-    return Answer(PortState.FILTERED, Reason.ERROR)
+    return _ERROR
 
 
 UDP_OPEN = Answer(PortState.OPEN, Reason.UDP_RESPONSE)
 
-# errno -> Answer for a UDP exchange: the ICMP error the probe drew
-# (icmp_err_convert / icmpv6_err_convert again; ICMPv6 admin-prohibited is EACCES).
+# errno -> Answer for a UDP exchange: the ICMP error the probe drew.
 _UDP_ERRNO: dict[int, Answer] = {
     errno.ECONNREFUSED: Answer(PortState.CLOSED, Reason.PORT_UNREACH),
-    errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENONET: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENETUNREACH: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.ENETDOWN: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.EACCES: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-    errno.ENOPROTOOPT: Answer(PortState.FILTERED, Reason.PROTO_UNREACH),
+    **_UNREACHABLE,
 }
 
 #: Reasons that are ICMP errors from the target: each cost it a token of its ICMP budget.
@@ -162,11 +174,7 @@ _EXTENDED_ERR = struct.Struct("=IBBBBII")
 _ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Python 3.12 names them; Linux's values
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
-_PORT_UNREACH = Answer(PortState.CLOSED, Reason.PORT_UNREACH)
-_HOST = Answer(PortState.FILTERED, Reason.HOST_UNREACH)
-_NET = Answer(PortState.FILTERED, Reason.NET_UNREACH)
-_ADMIN = Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED)
-_PROTO = Answer(PortState.FILTERED, Reason.PROTO_UNREACH)
+_PORT_UNREACH = _UDP_ERRNO[errno.ECONNREFUSED]
 # (origin, type, code) of a destination-unreachable -> Answer (RFC 792, RFC 1812, RFC 4443).
 _ICMP_UNREACH: dict[tuple[int, int, int], Answer] = {
     (_ORIGIN_ICMP, 3, 0): _NET,
@@ -204,12 +212,7 @@ def classify_udp_errno(err: int) -> Answer:
     ``EPERM`` is the local firewall refusing to send, not an answer from the network, so it
     is reported as filtered with reason ``error``, like any errno with no known meaning.
     """
-    answer = _UDP_ERRNO.get(err)
-    if answer is not None:
-        return answer
-    if err in _BACKPRESSURE:
-        raise Backpressure(err)
-    return Answer(PortState.FILTERED, Reason.ERROR)
+    return _classify(_UDP_ERRNO, err)
 
 
 Deliver = Callable[[object, "Answer | None"], None]
