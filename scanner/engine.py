@@ -255,6 +255,11 @@ class Scan:
     >>> async def open_ports(hosts, ports):           # doctest: +SKIP
     ...     return [r async for r in Scan(hosts, ports) if r.state == "open"]
 
+    ``ports`` are numbers (TCP) or :class:`~scanner.models.Port` s of either protocol.
+    ``transport`` is one transport or one per protocol (default: TCP connects and UDP
+    exchanges, as the ports need). ``skip(address, port)`` leaves a probe out (resuming a
+    scan); ``shard`` takes one part of the seeded order.
+
     Results come in the order they are final. :meth:`stop` ends the scan early: the
     iterator then yields what is already final and ends, with ``stats.interrupted`` set.
     """
