@@ -16,9 +16,10 @@ Rules and theory:
   under it are re-timed with the first measured RTT, so that a filtered port in the very
   first batch does not hold the whole scan for the initial timeout.
 - An unanswered attempt is sent again, then the port gets the transport's silent state
-  (``filtered``/``no-response`` for TCP). As in nmap, ``retries`` is a ceiling: a scan
-  starts with one retry and goes up to the ceiling as soon as a retransmission is answered,
-  the evidence that probes are being lost. A clean network then costs two tries per
+  (``filtered``/``no-response`` for TCP). As in nmap, ``retries`` is a ceiling for TCP: a
+  scan starts with one retry and goes up to the ceiling as soon as a retransmission is
+  answered, the evidence that probes are being lost. UDP ports get every retry, since a
+  silent port is common there and its silence shows no loss. A clean network then costs two tries per
   silent port, a lossy one all of them. Before expiring anything
   the engine first harvests answers that already arrived, so a busy event loop cannot turn
   an answered port into a filtered one.
@@ -917,7 +918,7 @@ class Scan:
         for transport in transports.values():
             transport.flush()
         now = loop.time()
-        heap, retries = self._heap, self._retries
+        heap, retries, full = self._heap, self._retries, self.config.retries
         fast = self.config.defeat_icmp_ratelimit
         while heap and (heap[0][0] <= now or _stale(heap[0])):
             entry = heapq.heappop(heap)
@@ -938,7 +939,9 @@ class Scan:
                 continue
             counts = protocol is _TCP or fast or self._udp_silence(attempt)
             silences = attempt.silences + counts
-            if silences <= retries:
+            # UDP gets every retry: its silence is the usual answer, so a lost probe
+            # cannot show up as an answered retransmission the way TCP's does.
+            if silences <= (full if protocol is _UDP else retries):
                 item = (attempt.host, attempt.port, attempt.tries, 0, silences)
                 if protocol is _UDP and attempt.host in self._paced:
                     self._park(attempt.host, item)
