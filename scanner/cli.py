@@ -462,9 +462,6 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         return ExitStatus.ERROR
     scan = Scan(hosts, request.ports, request.config)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, scan.stop)
-
     meta = ScanMeta(
         version=__version__,
         command=request.command,
@@ -478,7 +475,15 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     stream: TextIO | None = sink.stream if sink is not None else None
     if request.format != "table":
         stream = stream if stream is not None else env.stdout
-        writer = make_writer(request.format, stream, meta)
+        try:
+            writer = make_writer(request.format, stream, meta)
+        except OSError as exc:  # stdout is a full disk or a closed pipe: nothing to scan for
+            if sink is not None:
+                sink.discard()
+            env.say(f"error: {_write_failure(exc)}")
+            return ExitStatus.ERROR
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, scan.stop)
     table = TableReport(show_all=request.show_all)
     output = _Output(table, writer, sink)
     enrichment = _Enrichment(request, output.emit)
@@ -487,12 +492,15 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     progress = _Progress(scan, env) if env.stderr_isatty and not request.quiet else None
     try:
         async for result in scan:
+            if output.failure is not None:  # a write failed in an evidence task
+                raise output.failure
             summary.add(result)
             if request.show_all or result.state is not PortState.CLOSED:
                 enrichment.add(result)
         await enrichment.finish(interrupted=scan.stats.interrupted)
+        failure = output.failure
     except (ScanError, OSError) as exc:
-        failure = exc if isinstance(exc, ScanError) else ScanError(f"writing failed: {exc}")
+        failure = _write_failure(exc)
         scan.stop()
         await enrichment.finish(interrupted=True)
     finally:
@@ -513,10 +521,13 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         if sink is not None:
             sink.commit()
     except (ScanError, OSError) as exc:
-        failure = failure or ScanError(f"writing the report failed: {exc}")
+        failure = failure or _write_failure(exc)
     report = env.stderr if to_stdout else env.stdout
     if not to_stdout:
-        table.render(summary, env.stdout)
+        try:
+            table.render(summary, env.stdout)
+        except OSError as exc:
+            failure = failure or _write_failure(exc)
     elapsed = ending.finished - meta.started
     up = len(summary.hosts_answered)
     if failure is not None:
@@ -537,6 +548,14 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     return ExitStatus.SUCCESS
 
 
+def _write_failure(exc: BaseException) -> ScanError:
+    """A failed write (disk full, a closed pipe) as the one-line error the user sees."""
+    if isinstance(exc, ScanError):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ScanError(f"writing the report failed: {reason}")
+
+
 class _Output:
     """Where finished results go: the terminal table, and the report writer if any."""
 
@@ -545,16 +564,26 @@ class _Output:
     def __init__(self, table: TableReport, writer: Writer | None, sink: AtomicOutput | None):
         self._table, self._writer, self._sink = table, writer, sink
         self._last_flush = time.monotonic()
+        self.failure: ScanError | None = None
 
     def emit(self, result: Result) -> None:
-        """Show and write one assessed result (the caller decided it is reported)."""
+        """Show and write one assessed result (the caller decided it is reported).
+
+        A write that fails raises :class:`ScanError` and is kept in ``failure``: results
+        are also emitted from evidence tasks and loop callbacks, where an exception
+        would otherwise be lost, and a lost write is a silent loss.
+        """
         self._table.add(result)
         if self._writer is not None:
-            self._writer.write(result)
-            now = time.monotonic()
-            if self._sink is not None and now - self._last_flush > self.FLUSH_EVERY:
-                self._sink.flush()
-                self._last_flush = now
+            try:
+                self._writer.write(result)
+                now = time.monotonic()
+                if self._sink is not None and now - self._last_flush > self.FLUSH_EVERY:
+                    self._sink.flush()
+                    self._last_flush = now
+            except (ScanError, OSError) as exc:
+                self.failure = self.failure or _write_failure(exc)
+                raise self.failure from exc
 
 
 class _Enrichment:
@@ -611,8 +640,11 @@ class _Enrichment:
             assert value is not None
             self._assessor = value
             waiting, self._waiting = self._waiting, []
-            for result, evidence in waiting:
-                self._emit(value.assess(result, evidence))
+            # A failed write is kept by the output; the future must settle all the same,
+            # or finish() would wait for it forever.
+            with contextlib.suppress(ScanError):
+                for result, evidence in waiting:
+                    self._emit(value.assess(result, evidence))
             future.set_result(value)
 
         def work() -> None:
@@ -720,6 +752,20 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
     except (KeyboardInterrupt, typer.Abort):
         env.say("interrupted")
         status = ExitStatus.INTERRUPTED
-    with contextlib.suppress(Exception):
+    try:
         sys.stdout.flush()
+    except OSError as exc:  # a full disk or a closed pipe: the output is lost, so say so
+        env.say(f"error: {_write_failure(exc)}")
+        status = ExitStatus.ERROR
+        _discard_stdout()
+    except ValueError:
+        pass  # stdout was closed: nothing buffered to lose
     sys.exit(int(status) if isinstance(status, int) else 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
