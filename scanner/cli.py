@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
+from click import Context
 from click.exceptions import ClickException
 from typer.core import TyperGroup
 
@@ -82,8 +83,12 @@ class Environment:
         return bool(getattr(self.stderr, "isatty", lambda: False)())
 
     def say(self, message: str) -> None:
-        """One line to stderr, prefixed with the program name."""
-        self.stderr.write(f"portprobe: {message}\n")
+        """One line to stderr, prefixed with the program name.
+
+        Messages quote user input (paths, targets) and errors: control characters are
+        escaped, so a message stays one line and cannot drive the terminal.
+        """
+        self.stderr.write(f"portprobe: {printable(message)}\n")
         self.stderr.flush()
 
 
@@ -736,6 +741,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
         env.argv = list(argv)
     _configure_logging(env)
     command = typer.main.get_command(app)
+    if not (list(argv) if argv is not None else sys.argv[1:]):
+        # Help, and one line saying why (Click would print the help as the error message).
+        env.stdout.write(command.get_help(Context(command, info_name="portprobe")) + "\n")
+        env.say("error: no command or target given")
+        sys.exit(int(ExitStatus.USAGE))
     try:
         status = command.main(
             args=list(argv) if argv is not None else None,
