@@ -48,6 +48,14 @@ CONSISTENT_WITH: dict[str, frozenset[str]] = {
     "vnc-server": frozenset({"vnc"}),
     "mysql": frozenset({"mysql"}),
     "redis": frozenset({"redis"}),
+    # UDP (scanner.protocols.udp)
+    "domain": frozenset({"dns"}),
+    "mdns": frozenset({"mdns", "dns"}),
+    "isakmp": frozenset({"ike"}),
+    "ipsec-nat-t": frozenset({"ike"}),
+    "memcache": frozenset({"memcached"}),
+    "sunrpc": frozenset({"rpcbind", "rpc"}),
+    "nfs": frozenset({"rpc"}),
 }
 
 

@@ -31,8 +31,8 @@ from typer.core import TyperGroup
 from scanner import __version__
 from scanner.engine import Scan
 from scanner.errors import PortprobeError, ScanError, UsageError
-from scanner.models import PortState, Result, ScanConfig, Timing
-from scanner.ports import format_ports, parse_ports, top_ports
+from scanner.models import Port, PortState, Proto, Result, ScanConfig, Timing
+from scanner.ports import format_port_spec, parse_port_spec, top_ports
 from scanner.report import (
     FORMATS,
     Ending,
@@ -109,7 +109,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     help=(
-        "Scan TCP ports: exact states, each open port's IANA label, what it was seen to "
+        "Scan TCP and UDP ports: exact states, each open port's IANA label, what it was seen to "
         "speak, and whether the two agree. 'portprobe TARGET... [-p PORTS]' runs the scan "
         "command."
     ),
@@ -141,7 +141,7 @@ class ScanRequest:
 
     targets: list[str]
     exclude: list[str]
-    ports: list[int]
+    ports: list[Port]
     config: ScanConfig
     output: str | None
     format: str
@@ -161,12 +161,30 @@ def scan_command(
     targets: Annotated[list[str] | None, typer.Argument(show_default=False)] = None,
     ports: Annotated[
         str | None,
-        typer.Option("-p", "--ports", help="Ports: 22,80,1000-2000, or - for 1-65535."),
+        typer.Option(
+            "-p",
+            "--ports",
+            help="Ports: 22,80,1000-2000, - for 1-65535, T:22,U:53 per protocol.",
+        ),
     ] = None,
     top: Annotated[
         int | None,
         typer.Option("--top-ports", help="The N most common ports (default: 1000)."),
     ] = None,
+    udp: Annotated[
+        bool, typer.Option("--udp", "-sU", help="Scan UDP ports (with --tcp: both).")
+    ] = False,
+    tcp: Annotated[
+        bool, typer.Option("--tcp", "-sT", help="Scan TCP ports (the default).")
+    ] = False,
+    defeat_icmp_ratelimit: Annotated[
+        bool,
+        typer.Option(
+            "--defeat-icmp-ratelimit",
+            help="UDP fast mode: don't wait for rate-limited ICMP errors; unanswered "
+            "ports become closed|filtered.",
+        ),
+    ] = False,
     targets_file: Annotated[
         str | None,
         typer.Option("-iL", "--targets-file", help="Read targets from FILE, one per line."),
@@ -226,6 +244,8 @@ def scan_command(
         targets=targets or [],
         ports=ports,
         top=top,
+        protocols=[p for p, wanted in ((Proto.TCP, tcp), (Proto.UDP, udp)) if wanted],
+        defeat_icmp_ratelimit=defeat_icmp_ratelimit,
         targets_file=targets_file,
         exclude=exclude or [],
         exclude_file=exclude_file,
@@ -364,6 +384,8 @@ def _validate(
     ports: str | None,
     top: int | None,
     targets_file: str | None,
+    protocols: Sequence[Proto] = (),
+    defeat_icmp_ratelimit: bool = False,
     exclude: list[str],
     exclude_file: str | None,
     output: str | None,
@@ -382,7 +404,14 @@ def _validate(
     """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
     if ports is not None and top is not None:
         raise UsageError("use either -p/--ports or --top-ports, not both")
-    port_list = parse_ports(ports) if ports is not None else top_ports(1000 if top is None else top)
+    protocols = list(protocols) or [Proto.TCP]
+    if ports is not None:
+        port_list = parse_port_spec(ports, protocols)
+    else:
+        count = 1000 if top is None else top
+        port_list = [Port(p, n) for p in protocols for n in top_ports(count, p)]
+    if defeat_icmp_ratelimit and not any(p.protocol is Proto.UDP for p in port_list):
+        raise UsageError("--defeat-icmp-ratelimit is a UDP option: add --udp (or U: ports)")
     all_targets = list(targets)
     if targets_file is not None:
         all_targets += read_targets_file(targets_file)
@@ -419,6 +448,7 @@ def _validate(
         timing=Timing(min_rtt_timeout=floor, max_rtt_timeout=ceiling, initial_rtt_timeout=initial),
         seed=seed,
         workers=workers,
+        defeat_icmp_ratelimit=defeat_icmp_ratelimit,
     )
     return ScanRequest(
         targets=all_targets,
@@ -472,7 +502,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         command=request.command,
         started=time.time(),
         seed=scan.seed,
-        ports=format_ports(request.ports),
+        ports=format_port_spec(request.ports),
         hosts=hosts.size,
     )
     to_stdout = request.format != "table" and sink is None
@@ -533,6 +563,14 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
             table.render(summary, env.stdout)
         except OSError as exc:
             failure = failure or _write_failure(exc)
+    if not request.quiet:
+        for address, (burst, interval, measured) in scan.icmp_budgets().items():
+            pace = f"one per {interval:.2f} s" if measured else "about one per second, assumed"
+            env.say(
+                f"note: {address} rate-limits its ICMP errors (a burst of {burst}, then {pace}); "
+                "UDP probes to it were paced to that budget (--defeat-icmp-ratelimit trades "
+                "accuracy for speed)"
+            )
     elapsed = ending.finished - meta.started
     up = len(summary.hosts_answered)
     if failure is not None:
@@ -671,7 +709,10 @@ class _Enrichment:
         assert self._prober is not None
         family = socket.AF_INET6 if ":" in result.host else socket.AF_INET
         try:
-            evidence = await self._prober.probe(result.host, family, result.port)
+            if result.protocol is Proto.UDP:
+                evidence = await self._prober.probe_udp(result.host, family, result.port)
+            else:
+                evidence = await self._prober.probe(result.host, family, result.port)
         except asyncio.CancelledError:
             self._assess(result, None)
             raise

@@ -26,6 +26,16 @@ Rules and theory:
   probe is queued again, and running out of descriptors lowers the concurrency for good.
 - Concurrency is capped below RLIMIT_NOFILE, after raising the soft limit toward the hard
   one; the cap is logged (logger ``scanner``) so the command line can say so.
+- One engine, one transport per protocol: TCP and UDP ports mix in one plan, and each
+  attempt goes to the transport of its port's protocol.
+- UDP is paced by each host's ICMP budget (``scanner.pacing``). Probes go out unpaced
+  until a host both answers with ICMP errors and leaves a probe unanswered; from then on
+  its UDP probes wait in a queue of its own and are released at the pace its inferred
+  token bucket allows. A paced host's silence counts as a try only if the model says it
+  had a token for the probe; otherwise the port is simply probed again later. Hosts'
+  queues are served side by side, so every host's budget is spent at once. The fast mode
+  (``defeat_icmp_ratelimit``) does none of this: unanswered ports become
+  ``closed|filtered``.
 """
 
 from __future__ import annotations
@@ -49,9 +59,17 @@ from typing import Protocol as TypingProtocol
 
 from scanner.errors import ScanError
 from scanner.fanout import ResultRecord, Worker, encode_counters, encode_result, fork_worker
-from scanner.models import PortState, Reason, Result, ScanConfig
+from scanner.models import Port, PortState, Proto, Reason, Result, ScanConfig
+from scanner.pacing import DEFAULT_INTERVAL, IcmpBudget
 from scanner.plan import Plan, Shard
-from scanner.transport import Answer, Backpressure, TcpConnectTransport, Transport
+from scanner.transport import (
+    ICMP_REASONS,
+    Answer,
+    Backpressure,
+    TcpConnectTransport,
+    Transport,
+    UdpTransport,
+)
 
 __all__ = ["HostTable", "Scan", "ScanStats", "fit_concurrency"]
 
@@ -71,6 +89,17 @@ MAX_DEFERRALS = 250
 # below it, the fork costs more than the second core saves.
 FANOUT_MIN_PROBES = 4096
 MAX_AUTO_WORKERS = 4
+# UDP probes held in paced hosts' queues before the engine stops drawing from the plan.
+MAX_PARKED = 65536
+# Probes in flight to one paced host at once.
+MAX_OUTSTANDING = 16
+# A paced port probed this many times without a silence that proves anything counts the
+# next silence anyway (a target whose budget the model cannot learn must still finish).
+MAX_FREE = 48
+# ICMP errors remembered per host before it is paced (the first volley sizes its bucket).
+MAX_EARLY_ERRORS = 64
+# Slack when judging whether a probe met a token: timer and scheduling noise, in seconds.
+PACE_JITTER = 0.004
 
 
 class HostLike(TypingProtocol):
@@ -105,6 +134,7 @@ class ScanStats:
     retransmitted: int = 0
     deferred: int = 0
     concurrency: int = 0
+    paced_hosts: int = 0
     started: float = field(default_factory=time.time)
     finished: float | None = None
     interrupted: bool = False
@@ -161,7 +191,11 @@ class _Rtt:
 
 
 class _Attempt:
-    """One probe in flight."""
+    """One probe in flight.
+
+    ``tries`` counts every probe of the port sent so far, this one included; ``silences``
+    the timeouts before it that proved the port silent (for TCP, every timeout does).
+    """
 
     __slots__ = (
         "deadline",
@@ -169,28 +203,50 @@ class _Attempt:
         "handle",
         "host",
         "live",
+        "paced",
         "port",
         "sent",
+        "silences",
         "target",
         "tries",
     )
 
     def __init__(
-        self, host: int, target: HostLike, port: int, tries: int, deferrals: int, sent: float
+        self, host: int, target: HostLike, port: Port, item: _Item, sent: float, paced: bool
     ) -> None:
         self.host = host
         self.target = target
         self.port = port
-        self.tries = tries
-        self.deferrals = deferrals
+        self.tries = item[2] + 1
+        self.deferrals = item[3]
+        self.silences = item[4]
         self.sent = sent
+        self.paced = paced
         self.deadline = 0.0
         self.handle: object = None
         self.live = True
 
 
-# (host index, port, tries already made, deferrals so far)
-_Item = tuple[int, int, int, int]
+# (host index, port, tries already made, deferrals so far, silences so far)
+_Item = tuple[int, Port, int, int, int]
+
+
+class _PacedHost:
+    """A host whose UDP probes wait for its ICMP budget (see ``scanner.pacing``)."""
+
+    __slots__ = ("budget", "last", "outstanding", "queue", "release")
+
+    def __init__(self, budget: IcmpBudget) -> None:
+        self.budget = budget
+        self.queue: deque[_Item] = deque()
+        self.outstanding = 0
+        self.last = -float("inf")
+        self.release: float | None = None  # when it is due in the ready heap, if it is
+
+
+def _ports(ports: Sequence[int | Port]) -> tuple[Port, ...]:
+    """Ports as :class:`Port` (a bare number is TCP), in the given order."""
+    return tuple(p if isinstance(p, Port) else Port(Proto.TCP, p) for p in ports)
 
 
 class Scan:
@@ -206,20 +262,22 @@ class Scan:
     def __init__(
         self,
         hosts: HostTable,
-        ports: Sequence[int],
+        ports: Sequence[int | Port],
         config: ScanConfig = ScanConfig(),
         *,
-        transport: Transport | None = None,
+        transport: Transport | Sequence[Transport] | None = None,
         shard: Shard = Shard(),
-        skip: Callable[[str, int], bool] | None = None,
+        skip: Callable[[str, Port], bool] | None = None,
     ) -> None:
         self.hosts = hosts
         self.config = config
-        self.transport: Transport = transport if transport is not None else TcpConnectTransport()
+        ports = _ports(ports)
+        self.transports = self._transports(transport, ports)
         seed = config.seed if config.seed is not None else secrets.randbits(64)
         self.seed = seed
         self.plan = Plan(hosts.size, ports, seed=seed, shard=shard)
         self.stats = ScanStats(total=self.plan.expected)
+        self._udp = Proto.UDP in self.transports
         self._workers = self._worker_count(transport)
         self._fan: list[Worker] = []
         self._paused = False
@@ -247,6 +305,54 @@ class Scan:
         self._last_refill = 0.0
         self._retries = min(1, config.retries)  # raised to config.retries on seeing loss
         self._provisional: list[_Attempt] = []  # sent before any RTT was measured
+        # UDP pacing: ICMP errors of hosts not paced yet, the paced hosts, and a heap of
+        # (release time, host) for the paced hosts whose next probe is due.
+        self._early_errors: dict[int, list[float]] = {}
+        self._paced: dict[int, _PacedHost] = {}
+        self._ready: list[tuple[float, int]] = []
+        self._parked = 0
+        self._pace_timer: asyncio.TimerHandle | None = None
+        self._interval_hint = DEFAULT_INTERVAL
+
+    @staticmethod
+    def _transports(
+        given: Transport | Sequence[Transport] | None, ports: Sequence[Port]
+    ) -> dict[Proto, Transport]:
+        """One transport per protocol the ports use: the given ones, else the defaults."""
+        if given is None:
+            listed: Sequence[Transport] = ()
+        elif isinstance(given, Sequence):
+            listed = given
+        else:
+            listed = (given,)
+        transports = {t.protocol: t for t in listed}
+        defaults: dict[Proto, Callable[[], Transport]] = {
+            Proto.TCP: TcpConnectTransport, Proto.UDP: UdpTransport
+        }  # fmt: skip
+        for protocol in {port.protocol for port in ports}:
+            if protocol not in transports:
+                if given is not None:
+                    raise ValueError(f"no transport given for {protocol.value} ports")
+                transports[protocol] = defaults[protocol]()
+        if not transports:
+            transports[Proto.TCP] = TcpConnectTransport()
+        return transports
+
+    @property
+    def transport(self) -> Transport:
+        """The transport of a one-protocol scan (the TCP one of a mixed scan)."""
+        return self.transports.get(Proto.TCP) or next(iter(self.transports.values()))
+
+    def icmp_budgets(self) -> dict[str, tuple[int, float, bool]]:
+        """Hosts whose ICMP errors are rate-limited: address -> (burst, interval, measured).
+
+        ``interval`` is seconds per error; ``measured`` is false while it is still the
+        assumed default rather than learned from the host's answers.
+        """
+        return {
+            self._host(index).address: (p.budget.burst, p.budget.interval, p.budget.learned)
+            for index, p in self._paced.items()
+        }
 
     # -- the consumer's side ------------------------------------------------------------
 
@@ -270,7 +376,8 @@ class Scan:
             if self._workers > 1:
                 self._start_workers()
             else:
-                self.transport.open(loop, self._deliver)
+                for transport in self.transports.values():
+                    transport.open(loop, self._deliver)
                 self._send()
             while True:
                 if self._buffer:
@@ -309,7 +416,7 @@ class Scan:
             return not self._fan
         if self._stopping:
             return True
-        return self._plan_done and not self._requeued and self._inflight == 0
+        return self._plan_done and not self._requeued and self._inflight == 0 and not self._parked
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -320,7 +427,11 @@ class Scan:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.transport.close()
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
+        for transport in self.transports.values():
+            transport.close()
         self._inflight = 0
         self._heap.clear()
         for worker in self._fan:
@@ -330,10 +441,12 @@ class Scan:
 
     # -- fanning out to worker processes ---------------------------------------------------
 
-    def _worker_count(self, transport: Transport | None) -> int:
+    def _worker_count(self, transport: Transport | Sequence[Transport] | None) -> int:
         wanted = self.config.workers
         if transport is not None or not hasattr(os, "fork"):
             return 1  # a given transport may not survive a fork (tests' fakes, for one)
+        if self._udp:
+            return 1  # a host's ICMP budget must be paced from one place
         if wanted is None:
             if self.plan.expected < FANOUT_MIN_PROBES:
                 return 1
@@ -416,7 +529,7 @@ class Scan:
         return Result(
             host.address,
             record.port,
-            self.transport.protocol,
+            Proto.TCP,  # workers are only used for TCP-only scans
             record.state,
             record.reason,
             host.hostname,
@@ -447,19 +560,30 @@ class Scan:
         else:
             loop.call_soon(self._send)
 
-    def _next_item(self) -> _Item | None:
+    def _next_item(self, now: float) -> tuple[_Item | None, bool]:
+        """The next probe to send, and whether it comes from a paced host's queue."""
+        ready = self._ready
+        while ready and ready[0][0] <= now:
+            when, host_index = heapq.heappop(ready)
+            paced = self._paced[host_index]
+            if paced.release != when:
+                continue  # stale: the host was rescheduled earlier and has been served
+            paced.release = None
+            if paced.queue:
+                self._parked -= 1
+                return paced.queue.popleft(), True
         if self._requeued:
-            return self._requeued.popleft()
-        if self._plan_done:
-            return None
+            return self._requeued.popleft(), False
+        if self._plan_done or self._parked >= MAX_PARKED:
+            return None, False
         skip = self._skip
         for host, port in self._work:
             if skip is not None and skip(self._host(host).address, port):
                 self.stats.done += 1
                 continue
-            return host, port, 0, 0
+            return (host, port, 0, 0, 0), False
         self._plan_done = True
-        return None
+        return None, False
 
     def _send(self) -> None:
         """Send probes while concurrency, rate and the consumer allow; one batch per call."""
@@ -472,7 +596,7 @@ class Scan:
             self._schedule_send(self._resume_at - now)
             return
         rate = self.config.rate
-        transport, heap, stats = self.transport, self._heap, self.stats
+        transports, heap, stats = self.transports, self._heap, self.stats
         rtts, scan_rtt = self._host_rtt, self._scan_rtt
         initial = self.config.timing.initial_rtt_timeout
         clock = loop.time
@@ -489,18 +613,24 @@ class Scan:
                 if self._allowance < 1.0:
                     self._schedule_send((1.0 - self._allowance) / rate)
                     break
-            item = self._next_item()
+            item, from_queue = self._next_item(now)
             if item is None:
                 break
-            host_index, port, tries, deferrals = item
+            host_index, port, tries = item[0], item[1], item[2]
+            if not from_queue and host_index in self._paced and port.protocol is Proto.UDP:
+                self._park(host_index, item)
+                continue
             host = self._host(host_index)
             # Each probe is timed from its own send: a batch takes milliseconds, and its
             # last probes must get neither a shorter timeout nor a longer RTT.
             now = clock()
-            attempt = _Attempt(host_index, host, port, tries + 1, deferrals, now)
+            attempt = _Attempt(host_index, host, port, item, now, from_queue)
             try:
-                handle = transport.send(attempt, host.family, host.address, port)
+                handle = transports[port.protocol].send(
+                    attempt, host.family, host.address, port.number
+                )
             except Backpressure as exc:
+                attempt.paced = False  # never counted as outstanding
                 self._defer(attempt, exc)
                 break
             sent += 1
@@ -509,6 +639,8 @@ class Scan:
                 self._allowance -= 1.0
             if tries:
                 stats.retransmitted += 1
+            if from_queue:
+                self._released(host_index, now)
             if isinstance(handle, Answer):
                 self._final(attempt, handle, None)
                 continue
@@ -521,6 +653,8 @@ class Scan:
             heapq.heappush(heap, (attempt.deadline, next(self._seq), attempt))
         if heap and heap[0][0] < self._timer_when:
             self._arm_timer(heap[0][0])
+        if self._ready:
+            self._arm_pace(self._ready[0][0])
         if self._buffer or self._finished():
             self._wake()
 
@@ -530,8 +664,10 @@ class Scan:
         if attempt.deferrals >= MAX_DEFERRALS:
             self._final(attempt, Answer(PortState.FILTERED, Reason.ERROR), None)
             return
-        item = (attempt.host, attempt.port, attempt.tries - 1, attempt.deferrals + 1)
-        self._requeued.appendleft(item)
+        item = (
+            attempt.host, attempt.port, attempt.tries - 1, attempt.deferrals + 1,
+            attempt.silences,
+        )  # fmt: skip
         if exc.descriptors and self._inflight > 0 and self._inflight < self._cap:
             log.warning(
                 "out of file descriptors (%s): concurrency lowered from %d to %d",
@@ -542,6 +678,13 @@ class Scan:
             self._cap = self._inflight
             self.stats.concurrency = self._cap
         assert self._loop is not None
+        paced = self._paced.get(attempt.host)
+        if paced is not None and attempt.port.protocol is Proto.UDP:
+            paced.queue.appendleft(item)
+            self._parked += 1
+            self._schedule_host(attempt.host, self._loop.time() + BACKOFF)
+            return
+        self._requeued.appendleft(item)
         self._resume_at = self._loop.time() + BACKOFF
         self._schedule_send(BACKOFF)
 
@@ -554,18 +697,23 @@ class Scan:
         attempt.live = False
         self._inflight -= 1
         if answer is None:
+            if attempt.paced:
+                self._unpace(attempt)
             self._defer(attempt, Backpressure(0))
             return
         loop = self._loop
         assert loop is not None
-        self._final(attempt, answer, loop.time() - attempt.sent)
+        rtt = loop.time() - attempt.sent
+        if attempt.port.protocol is Proto.UDP:
+            self._udp_answer(attempt, answer, rtt)
+        self._final(attempt, answer, rtt)
         if not self._send_scheduled:
             self._schedule_send()
 
     def _final(self, attempt: _Attempt, answer: Answer, rtt: float | None) -> None:
         if rtt is not None:
-            if attempt.tries > 1:
-                self._retries = self.config.retries  # an answered retry: probes get lost
+            if attempt.silences:
+                self._retries = self.config.retries  # answered after a silence: probes get lost
             timing = self.config.timing
             floor, ceiling = timing.min_rtt_timeout, timing.max_rtt_timeout
             host_rtt = self._host_rtt.get(attempt.host)
@@ -586,8 +734,8 @@ class Scan:
         host = attempt.target
         return Result(
             host.address,
-            attempt.port,
-            self.transport.protocol,
+            attempt.port.number,
+            attempt.port.protocol,
             answer.state,
             answer.reason,
             host.hostname,
@@ -595,6 +743,114 @@ class Scan:
             attempt.tries,
             time.time(),
         )
+
+    # -- UDP pacing -------------------------------------------------------------------
+
+    def _arrival(self, attempt: _Attempt, rtt: float | None = None) -> float:
+        """When ``attempt`` reached its host: its send plus half the (measured) RTT."""
+        if rtt is None:
+            estimate = self._host_rtt.get(attempt.host) or self._scan_rtt
+            rtt = estimate.srtt if estimate is not None else 0.0
+        return attempt.sent + rtt / 2
+
+    def _udp_answer(self, attempt: _Attempt, answer: Answer, rtt: float) -> None:
+        """Account a UDP answer to its host's ICMP budget (an error spent a token)."""
+        paced = self._paced.get(attempt.host)
+        if paced is not None and attempt.paced:
+            self._unpace(attempt)
+        if answer.reason not in ICMP_REASONS or self.config.defeat_icmp_ratelimit:
+            return
+        when = self._arrival(attempt, rtt)
+        if paced is not None:
+            paced.budget.error(when)
+            if paced.budget.learned:
+                self._interval_hint = paced.budget.interval
+            return
+        early = self._early_errors.setdefault(attempt.host, [])
+        if len(early) < MAX_EARLY_ERRORS:
+            early.append(when)
+
+    def _udp_silence(self, attempt: _Attempt) -> bool:
+        """Whether a UDP timeout proves the port silent (a try), judged by the host's budget.
+
+        A host that has sent ICMP errors and now leaves a probe unanswered is paced from
+        here on. A host that never sent one gives no reason to doubt a silence.
+        """
+        host_index = attempt.host
+        paced = self._paced.get(host_index)
+        if paced is None:
+            early = self._early_errors.pop(host_index, None)
+            if not early:
+                return True
+            early.sort()
+            budget = IcmpBudget(early, interval=self._interval_hint)
+            paced = self._paced[host_index] = _PacedHost(budget)
+            self.stats.paced_hosts += 1
+            log.info(
+                "%s rate-limits ICMP errors: pacing UDP probes to it (burst %d)",
+                attempt.target.address,
+                budget.burst,
+            )
+        elif attempt.paced:
+            self._unpace(attempt)
+        estimate = self._host_rtt.get(host_index) or self._scan_rtt
+        jitter = PACE_JITTER + (estimate.rttvar if estimate is not None else 0.0)
+        if paced.budget.proves_silence(self._arrival(attempt), jitter):
+            return True
+        return attempt.tries - attempt.silences >= MAX_FREE
+
+    def _park(self, host_index: int, item: _Item) -> None:
+        """Queue a UDP probe of a paced host until its budget lets it go."""
+        paced = self._paced[host_index]
+        paced.queue.append(item)
+        self._parked += 1
+        if paced.release is None:
+            assert self._loop is not None
+            self._schedule_host(host_index, self._loop.time())
+
+    def _released(self, host_index: int, now: float) -> None:
+        """A paced host's probe went out: count it, and schedule the host's next one."""
+        paced = self._paced[host_index]
+        paced.outstanding += 1
+        paced.last = now
+        self._schedule_host(host_index, now)
+
+    def _unpace(self, attempt: _Attempt) -> None:
+        """A paced host's probe ended: one fewer outstanding, so the host may be due again."""
+        attempt.paced = False
+        paced = self._paced[attempt.host]
+        paced.outstanding -= 1
+        if paced.release is None and self._loop is not None:
+            self._schedule_host(attempt.host, self._loop.time())
+
+    def _schedule_host(self, host_index: int, now: float) -> None:
+        paced = self._paced[host_index]
+        if not paced.queue or paced.outstanding >= MAX_OUTSTANDING:
+            return
+        estimate = self._host_rtt.get(host_index) or self._scan_rtt
+        ahead = estimate.srtt / 2 if estimate is not None else 0.0
+        when = paced.budget.release_at(now, ahead, paced.outstanding, paced.last)
+        if paced.release is not None and paced.release <= when:
+            return
+        paced.release = when  # an earlier entry already in the heap is simply stale
+        heapq.heappush(self._ready, (when, host_index))
+        self._arm_pace(when)
+
+    def _arm_pace(self, when: float) -> None:
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        timer = self._pace_timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self._pace_timer = loop.call_at(when, self._on_pace)
+
+    def _on_pace(self) -> None:
+        # A send already scheduled re-arms this timer when it has run.
+        self._pace_timer = None
+        self._schedule_send()
 
     def _retime_provisional(self) -> None:
         """Give the attempts sent under the initial timeout the first measured one."""
@@ -624,10 +880,12 @@ class Scan:
         if loop is None or self._stopping:
             return
         # Harvest what has already been answered before declaring anything unanswered.
-        self.transport.flush()
+        transports = self.transports
+        for transport in transports.values():
+            transport.flush()
         now = loop.time()
-        heap, retries, transport = self._heap, self._retries, self.transport
-        silent = _SILENT[transport.protocol]
+        heap, retries = self._heap, self._retries
+        fast = self.config.defeat_icmp_ratelimit
         while heap and (heap[0][0] <= now or _stale(heap[0])):
             entry = heapq.heappop(heap)
             if _stale(entry):
@@ -635,11 +893,20 @@ class Scan:
             attempt = entry[2]
             attempt.live = False
             self._inflight -= 1
-            transport.cancel(attempt.handle)
-            if attempt.tries <= retries:
-                self._requeued.append((attempt.host, attempt.port, attempt.tries, 0))
+            protocol = attempt.port.protocol
+            transports[protocol].cancel(attempt.handle)
+            counts = protocol is Proto.TCP or fast or self._udp_silence(attempt)
+            silences = attempt.silences + counts
+            if silences <= retries:
+                item = (attempt.host, attempt.port, attempt.tries, 0, silences)
+                if protocol is Proto.UDP and attempt.host in self._paced:
+                    self._park(attempt.host, item)
+                else:
+                    self._requeued.append(item)
+            elif protocol is Proto.UDP and fast:
+                self._final(attempt, _FAST_UDP_SILENT, None)
             else:
-                self._final(attempt, silent, None)
+                self._final(attempt, _SILENT[protocol], None)
         if heap:
             self._arm_timer(heap[0][0])
         self._send_scheduled = False
@@ -655,9 +922,10 @@ def _stale(entry: tuple[float, int, _Attempt]) -> bool:
 
 
 _SILENT = {
-    "tcp": Answer(PortState.FILTERED, Reason.NO_RESPONSE),
-    "udp": Answer(PortState.OPEN_FILTERED, Reason.NO_RESPONSE),
+    Proto.TCP: Answer(PortState.FILTERED, Reason.NO_RESPONSE),
+    Proto.UDP: Answer(PortState.OPEN_FILTERED, Reason.NO_RESPONSE),
 }
+_FAST_UDP_SILENT = Answer(PortState.CLOSED_FILTERED, Reason.NO_RESPONSE)
 
 
 class _WorkerScan(Scan):
@@ -666,16 +934,16 @@ class _WorkerScan(Scan):
     def __init__(
         self,
         hosts: HostTable,
-        ports: Sequence[int],
+        ports: Sequence[Port],
         config: ScanConfig,
         shard: Shard,
-        skip: Callable[[str, int], bool] | None,
+        skip: Callable[[str, Port], bool] | None,
     ) -> None:
         super().__init__(hosts, ports, config, shard=shard, skip=skip)
 
     def _emit(self, attempt: _Attempt, answer: Answer, rtt: float | None) -> Any:
         return encode_result(
-            attempt.host, attempt.port, answer.state, answer.reason, rtt, attempt.tries,
+            attempt.host, attempt.port.number, answer.state, answer.reason, rtt, attempt.tries,
             time.time(),
         )  # fmt: skip
 

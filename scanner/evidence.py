@@ -30,6 +30,22 @@ Rules and theory:
   instead), and a probe returns within ``timeout`` + ``SLACK`` whatever happens. Network
   errors end an attempt, never the probe. Every connection is closed with a RST
   (``SO_LINGER`` 0), as the scan's own connects are: no TIME_WAIT left behind.
+
+UDP (:meth:`Prober.probe_udp`):
+
+- One connected datagram socket per port, read through asyncio-dgram, sends every
+  payload ``protocols.udp.probes_for`` gives the port, and sends them all once more at
+  ``RESEND_AFTER`` of the budget if nothing came back (a datagram or its answer may be
+  lost). Payloads go out with ``send`` on the socket itself: asyncio's datagram
+  transport (Python 3.11) silently drops an empty datagram, and the generic probe is one.
+  The first reply within ``timeout`` decides, at most ``max_bytes`` of it, through
+  ``protocols.udp.identify``; no reply is :data:`NO_EVIDENCE`.
+- Connected, so the kernel delivers only the target's datagrams, and ICMP errors
+  (port or host unreachable) surface as errors on the socket. They mean no evidence,
+  never an exception, and end the probe at once. asyncio-dgram queues such an error
+  without waking a pending ``recv``, so the wait is cut into ``ERROR_POLL`` slices
+  between which the queued error is looked at.
+- UDP probes share the TCP probes' ``concurrency`` turns and ``timeout`` + ``SLACK`` bound.
 """
 
 from __future__ import annotations
@@ -41,7 +57,9 @@ import ssl
 import struct
 from dataclasses import dataclass
 
-from scanner.protocols import NO_EVIDENCE, Evidence, banner, http, join_detail, redis, tls
+import asyncio_dgram
+
+from scanner.protocols import NO_EVIDENCE, Evidence, banner, http, join_detail, redis, tls, udp
 
 __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "Prober", "rank"]
 
@@ -51,6 +69,8 @@ SETTLE = 0.25  # seconds to wait for the rest of an identified banner without it
 PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PING
 READ_CHUNK = 4096
 _LINGER_RST = struct.pack("ii", 1, 0)
+RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go out again
+ERROR_POLL = 0.05  # seconds between looks at a UDP socket's queued ICMP error
 
 # Ranks of evidence, strongest last (see the module's rules).
 _NONE, _UNIDENTIFIED, _TLS, _HTTP, _HTTPS, _IDENTIFIED = range(6)
@@ -95,6 +115,8 @@ class Prober:
         prober = Prober(EvidenceConfig(timeout=2.0))
         evidence = await prober.probe("198.18.0.2", socket.AF_INET, 2451)
         # Evidence(service='http', detail="lab-http/1.0; 200; title 'lab page'", proof='http')
+        evidence = await prober.probe_udp("198.18.0.2", socket.AF_INET, 123)
+        # Evidence(service='ntp', detail='v4; server; stratum 2; refid 198.18.0.254', proof='ntp')
     """
 
     def __init__(self, config: EvidenceConfig = EvidenceConfig()) -> None:
@@ -120,6 +142,22 @@ class Prober:
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
                     return await _PortProbe(address, family, port, self.config).run()
+            except TimeoutError:
+                return NO_EVIDENCE
+
+    async def probe_udp(self, address: str, family: int, port: int) -> Evidence:
+        """What ``address``:``port`` (UDP, ``family`` AF_INET/AF_INET6) answered, if anything.
+
+        ``address`` is an IP address (a name would be resolved with a blocking call).
+        Sends the port's payloads (``protocols.udp.probes_for``), once more at half the
+        budget if nothing came back, and identifies the first reply. Returns
+        :data:`NO_EVIDENCE` for silence and for ICMP errors; network errors never raise.
+        Takes at most ``timeout`` + ``SLACK`` seconds once its turn has come.
+        """
+        async with self._turns():
+            try:
+                async with asyncio.timeout(self.config.timeout + SLACK):
+                    return await _udp_exchange(address, family, port, self.config)
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -361,3 +399,65 @@ class _PortProbe:
         if now >= grace_end:
             return best, 0.0
         return None, min(grace_end, self.deadline)
+
+
+# --------------------------------------------------------------------------- UDP
+
+
+async def _udp_exchange(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
+    """The UDP probe of one port (see the module's rules)."""
+    payloads = [probe.payload for probe in udp.probes_for(port)]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((address, port))  # a datagram connect only sets the peer: never blocks
+        stream = await asyncio_dgram.from_socket(sock)
+    except OSError:
+        sock.close()
+        return NO_EVIDENCE
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        reply = await _exchange(sock, stream, payloads, config.timeout)
+    except (OSError, asyncio_dgram.TransportClosed):
+        return NO_EVIDENCE  # refused (port unreachable), host or network unreachable...
+    finally:
+        stream.close()
+    return NO_EVIDENCE if reply is None else udp.identify(port, reply[: config.max_bytes])
+
+
+def _send(sock: socket.socket, payloads: list[bytes]) -> None:
+    """Send ``payloads`` on the connected socket itself: asyncio's datagram transport (3.11)
+    silently drops an empty datagram, and the generic probe is one."""
+    for payload in payloads:
+        with contextlib.suppress(BlockingIOError):  # a full send buffer: as good as lost
+            sock.send(payload)
+
+
+async def _exchange(
+    sock: socket.socket, stream: asyncio_dgram.DatagramStream, payloads: list[bytes], timeout: float
+) -> bytes | None:
+    """Send ``payloads``, again at RESEND_AFTER; the first reply within ``timeout``, or None."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    resend_at = loop.time() + timeout * RESEND_AFTER
+    receiving = asyncio.ensure_future(stream.recv())
+    try:
+        _send(sock, payloads)
+        while not receiving.done():
+            now = loop.time()
+            if now >= deadline:
+                return None
+            await asyncio.wait({receiving}, timeout=min(deadline, now + ERROR_POLL) - now)
+            # asyncio-dgram raises the first queued socket error (an ICMP error) when its
+            # ``exception`` property is read: a pending recv() is not woken by one.
+            _ = stream.exception
+            if resend_at <= loop.time() < deadline and not receiving.done():
+                resend_at = deadline  # once only
+                _send(sock, payloads)
+        data, _peer = receiving.result()
+        return data
+    finally:
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Proto(enum.StrEnum):
@@ -19,13 +20,29 @@ class Proto(enum.StrEnum):
     UDP = "udp"
 
 
+class Port(NamedTuple):
+    """A port of one protocol: what a scan probes on each host (``53/udp``)."""
+
+    protocol: Proto
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol.value}"
+
+
 class PortState(enum.StrEnum):
-    """What a port was found to be, with nmap's names."""
+    """What a port was found to be, with nmap's names.
+
+    ``closed|filtered`` is only given by the UDP fast mode (nmap's
+    ``--defeat-icmp-ratelimit``): no answer came, and the scan did not wait for the
+    target's rate-limited ICMP errors that would have told closed from filtered.
+    """
 
     OPEN = "open"
     CLOSED = "closed"
     FILTERED = "filtered"
     OPEN_FILTERED = "open|filtered"
+    CLOSED_FILTERED = "closed|filtered"
 
 
 class Reason(enum.StrEnum):
@@ -128,6 +145,7 @@ class ScanConfig:
     timing: Timing = Timing()
     seed: int | None = None
     workers: int | None = None
+    defeat_icmp_ratelimit: bool = False
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+P = TypeVar("P")  # a port: a bare number, or a scanner.models.Port
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,7 @@ class Shard:
             raise ValueError(f"shard {self.index + 1}/{self.count} is out of range")
 
 
-class Plan:
+class Plan(Generic[P]):
     """The seeded order in which ``(host_index, port)`` pairs are probed.
 
     >>> plan = Plan(2, [22, 80, 443], seed=1)
@@ -41,7 +44,7 @@ class Plan:
     """
 
     def __init__(
-        self, host_count: int, ports: Sequence[int], *, seed: int, shard: Shard = Shard()
+        self, host_count: int, ports: Sequence[P], *, seed: int, shard: Shard = Shard()
     ) -> None:
         if host_count < 0:
             raise ValueError("host_count must not be negative")
@@ -70,7 +73,7 @@ class Plan:
         x ^= x >> shift
         return x
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, P]]:
         size, ports, nports = self.size, self.ports, len(self.ports)
         if size == 0:
             return

@@ -6,7 +6,10 @@ Rules:
   result is always sorted and unique.
 - A number is ASCII digits only (no sign, exponent or other scripts' digits), 1-65535.
 - Every bad spec raises :class:`~scanner.errors.PortSpecError` with one line naming the item.
-- Protocol prefixes (``T:``/``U:``) belong to a later version and are refused explicitly.
+- Protocol prefixes, as in nmap: ``T:`` or ``U:`` before an item applies to it and to the
+  items after it, up to the next prefix (``T:22,80,U:53,161``). Items before any prefix
+  apply to every protocol the scan was asked for (:func:`parse_port_spec`). nmap's ``S:``
+  (SCTP) and ``P:`` (IP protocols) are refused explicitly.
 - The only I/O is reading the package's own data files, once per protocol.
 """
 
@@ -19,15 +22,25 @@ import reprlib
 from collections.abc import Sequence
 
 from scanner.errors import PortSpecError
-from scanner.models import Proto
+from scanner.models import Port, Proto
 
-__all__ = ["MAX_PORT", "MIN_PORT", "format_ports", "parse_ports", "top_ports"]
+__all__ = [
+    "MAX_PORT",
+    "MIN_PORT",
+    "format_port_spec",
+    "format_ports",
+    "parse_port_spec",
+    "parse_ports",
+    "top_ports",
+]
 
 MIN_PORT = 1
 MAX_PORT = 65535
 
 _NUMBER = re.compile(r"[0-9]+")  # explicit class: ASCII digits only, unlike \d or str.isdigit
 _PROTOCOL_PREFIX = re.compile(r"[A-Za-z]:")  # nmap's T:, U:, S:, P:
+_PREFIXES = {"T": Proto.TCP, "U": Proto.UDP}
+_UNSUPPORTED_PREFIXES = {"S": "SCTP", "P": "IP protocol"}
 
 # Quotes user text in messages: one line (repr escapes newlines), bounded in length.
 _repr = reprlib.Repr()
@@ -51,7 +64,50 @@ def parse_ports(spec: str) -> list[int]:
         item = raw.strip()
         if not item:
             raise PortSpecError(f"empty item #{position} in port list {_repr.repr(spec)}")
+        if _PROTOCOL_PREFIX.match(item):
+            raise PortSpecError(
+                f"a protocol prefix (T:/U:) is not allowed here (in {_repr.repr(item)})"
+            )
         ranges.append(_parse_item(item))
+    return _merge(ranges)
+
+
+def parse_port_spec(spec: str, protocols: Sequence[Proto] = (Proto.TCP,)) -> list[Port]:
+    """Parse a port list that may carry nmap's ``T:``/``U:`` prefixes into sorted Ports.
+
+    Items before any prefix are ports of every protocol in ``protocols``; an item after
+    ``T:`` or ``U:`` is a port of that protocol only, as are the items after it up to the
+    next prefix. TCP ports come first, each protocol's in ascending order.
+
+    >>> [str(p) for p in parse_port_spec("22,U:53,T:80", [Proto.TCP])]
+    ['22/tcp', '80/tcp', '53/udp']
+
+    Raises :class:`~scanner.errors.PortSpecError` naming the offending item.
+    """
+    if not spec.strip():
+        raise PortSpecError("empty port specification")
+    by_protocol: dict[Proto, list[tuple[int, int]]] = {p: [] for p in Proto}
+    current: Sequence[Proto] = protocols
+    for position, raw in enumerate(spec.split(","), start=1):
+        item = raw.strip()
+        if _PROTOCOL_PREFIX.match(item):
+            letter = item[0].upper()
+            if letter not in _PREFIXES:
+                name = _UNSUPPORTED_PREFIXES.get(letter)
+                what = f"{name} scanning is not supported" if name else "unknown protocol prefix"
+                raise PortSpecError(f"{what} (in {_repr.repr(item)}); use T: or U:")
+            current = (_PREFIXES[letter],)
+            item = item[2:].strip()
+        if not item:
+            raise PortSpecError(f"empty item #{position} in port list {_repr.repr(spec)}")
+        low_high = _parse_item(item)
+        for protocol in current:
+            by_protocol[protocol].append(low_high)
+    return [Port(protocol, n) for protocol in Proto for n in _merge(by_protocol[protocol])]
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[int]:
+    """The sorted, unique ports of some inclusive ranges."""
     ranges.sort()
     ports: list[int] = []
     next_free = MIN_PORT  # ports below this are already in the result
@@ -66,9 +122,7 @@ def parse_ports(spec: str) -> list[int]:
 def _parse_item(item: str) -> tuple[int, int]:
     """One stripped, non-empty item of a port list as an inclusive (low, high) range."""
     if _PROTOCOL_PREFIX.match(item):
-        raise PortSpecError(
-            f"protocol prefixes T:/U: are not supported yet (in {_repr.repr(item)})"
-        )
+        raise PortSpecError(f"a protocol prefix must start an item (in {_repr.repr(item)})")
     if "-" not in item:
         port = _parse_number(item, item)
         return port, port
@@ -142,3 +196,16 @@ def format_ports(ports: Sequence[int]) -> str:
             index += 1
         items.append(str(start) if start == end else f"{start}-{end}")
     return ",".join(items)
+
+
+def format_port_spec(ports: Sequence[Port]) -> str:
+    """Ports of one or more protocols in compact form: ``"22,80"`` for TCP only, else with
+    prefixes, ``"T:22,80,U:53"``. It parses back with :func:`parse_port_spec` (TCP default).
+    """
+    by_protocol = {p: [port.number for port in ports if port.protocol is p] for p in Proto}
+    if not by_protocol[Proto.UDP]:
+        return format_ports(by_protocol[Proto.TCP])
+    letters = {Proto.TCP: "T", Proto.UDP: "U"}
+    return ",".join(
+        f"{letters[p]}:{format_ports(numbers)}" for p, numbers in by_protocol.items() if numbers
+    )

@@ -1,4 +1,4 @@
-"""The only module that touches sockets: TCP connect probes, and OS errors mapped to states.
+"""The only module that touches sockets: TCP connects, UDP exchanges, OS errors mapped to states.
 
 Rules and theory:
 - A transport starts one probe attempt at a time with :meth:`Transport.send` and reports
@@ -17,6 +17,12 @@ Rules and theory:
   socket is left behind, and the server sees an aborted connection.
 - Linux can connect a socket to itself when the ephemeral port equals the probed port on a
   local address; such a "self-connect" is retried, never reported as open.
+- A UDP probe is an exchange on its own *connected* datagram socket (asyncio-dgram): the
+  port's payloads go out, and the first datagram back means open. Because the socket is
+  connected, the kernel hands it the ICMP error the probe drew, as an errno
+  (``ECONNREFUSED`` for port-unreachable, ``EHOSTUNREACH``, ``ENETUNREACH``, ``EACCES``
+  for ICMPv6 admin-prohibited, ...): ``classify_udp_errno`` maps them. Silence is for the
+  engine to judge: it owns time, and knows the host's ICMP budget.
 """
 
 from __future__ import annotations
@@ -27,19 +33,26 @@ import errno
 import select
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import asyncio_dgram
+from asyncio_dgram.aio import DatagramClient
+from asyncio_dgram.aio import Protocol as DgramProtocol
 
 from scanner.models import PortState, Proto, Reason
 
 __all__ = [
+    "ICMP_REASONS",
     "Answer",
     "Backpressure",
     "Deliver",
     "TcpConnectTransport",
     "Transport",
+    "UdpTransport",
     "classify_errno",
+    "classify_udp_errno",
 ]
 
 
@@ -106,6 +119,48 @@ def classify_errno(err: int) -> Answer:
     ``error`` rather than guessed at.
     """
     answer = _TCP_ERRNO.get(err)
+    if answer is not None:
+        return answer
+    if err in _BACKPRESSURE:
+        raise Backpressure(err)
+    return Answer(PortState.FILTERED, Reason.ERROR)
+
+
+UDP_OPEN = Answer(PortState.OPEN, Reason.UDP_RESPONSE)
+
+# errno -> Answer for a UDP exchange: the ICMP error the probe drew
+# (icmp_err_convert / icmpv6_err_convert again; ICMPv6 admin-prohibited is EACCES).
+_UDP_ERRNO: dict[int, Answer] = {
+    errno.ECONNREFUSED: Answer(PortState.CLOSED, Reason.PORT_UNREACH),
+    errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
+    errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
+    errno.ENONET: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
+    errno.ENETUNREACH: Answer(PortState.FILTERED, Reason.NET_UNREACH),
+    errno.ENETDOWN: Answer(PortState.FILTERED, Reason.NET_UNREACH),
+    errno.EACCES: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
+    errno.ENOPROTOOPT: Answer(PortState.FILTERED, Reason.PROTO_UNREACH),
+}
+
+#: Reasons that are ICMP errors from the target: each cost it a token of its ICMP budget.
+ICMP_REASONS = frozenset(
+    {
+        Reason.PORT_UNREACH,
+        Reason.HOST_UNREACH,
+        Reason.NET_UNREACH,
+        Reason.ADMIN_PROHIBITED,
+        Reason.PROTO_UNREACH,
+    }
+)
+
+
+def classify_udp_errno(err: int) -> Answer:
+    """Map the errno a UDP exchange ended with (an ICMP error it drew) to a state and reason.
+
+    Raises :class:`Backpressure` for local resource errors, as :func:`classify_errno` does.
+    ``EPERM`` is the local firewall refusing to send, not an answer from the network, so it
+    is reported as filtered with reason ``error``, like any errno with no known meaning.
+    """
+    answer = _UDP_ERRNO.get(err)
     if answer is not None:
         return answer
     if err in _BACKPRESSURE:
@@ -264,3 +319,127 @@ class TcpConnectTransport:
             return OPEN
         sock.close()
         return classify_errno(err)
+
+
+_WOKEN = object()
+_RecvQueue = asyncio.Queue[tuple[bytes | None, Any]]
+
+
+class _ExchangeProtocol(DgramProtocol):
+    """asyncio-dgram's protocol, plus a wake-up for a ``recv()`` pending on an ICMP error.
+
+    asyncio-dgram queues the error for the *next* call on the stream; the marker put in the
+    receive queue makes the pending ``recv()`` return, so the next one raises the error.
+    """
+
+    def __init__(self, recvq: _RecvQueue, excq: asyncio.Queue[Exception],
+                 drained: asyncio.Event) -> None:  # fmt: skip
+        super().__init__(recvq, excq, drained)
+        self._wake = recvq
+
+    def error_received(self, exc: Exception) -> None:
+        super().error_received(exc)
+        self._wake.put_nowait((_WOKEN, None))  # type: ignore[arg-type]
+
+
+Payloads = Callable[[int], Sequence[bytes]]
+"""``payloads(port)``: the datagrams a UDP probe of ``port`` sends (at least one)."""
+
+
+def _protocol_payloads(port: int) -> Sequence[bytes]:
+    from scanner.protocols.udp import probes_for  # the sans-I/O probes, loaded on first use
+
+    return [probe.payload for probe in probes_for(port)]
+
+
+class UdpTransport:
+    """UDP probes: one connected asyncio-dgram socket per attempt, sending the port's payloads.
+
+    A datagram back is ``open``; an ICMP error is mapped by :func:`classify_udp_errno`; the
+    engine times out silence. ``payloads(port)`` gives the datagrams to send (by default the
+    protocol probes of ``scanner.protocols.udp``: DNS on 53, NTP on 123, ..., an empty
+    datagram elsewhere).
+    """
+
+    protocol = Proto.UDP
+
+    def __init__(self, payloads: Payloads | None = None) -> None:
+        self._payloads = payloads or _protocol_payloads
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Deliver | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._loop, self._deliver = loop, deliver
+
+    def send(self, key: object, family: int, address: str, port: int) -> object:
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        except OSError as exc:
+            raise Backpressure(exc.errno or errno.EMFILE) from exc
+        try:
+            sock.connect((address, port))  # no packet: it fixes the peer, and routes
+        except OSError as exc:
+            sock.close()
+            return classify_udp_errno(exc.errno or 0)
+        assert self._loop is not None
+        task = self._loop.create_task(self._exchange(key, sock, self._payloads(port)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        # A task cancelled before it ever ran leaves its socket to us (closing twice is fine).
+        task.add_done_callback(lambda _: sock.close())
+        return task
+
+    def cancel(self, handle: object) -> None:
+        task: asyncio.Task[None] = handle  # type: ignore[assignment]
+        task.cancel()
+
+    def flush(self) -> None:
+        """Nothing to harvest: answers are delivered as the event loop reads them."""
+
+    def close(self) -> None:
+        for task in list(self._pending):
+            task.cancel()
+        self._pending.clear()
+
+    async def _exchange(self, key: object, sock: socket.socket, payloads: Sequence[bytes]) -> None:
+        assert self._loop is not None and self._deliver is not None
+        recvq: _RecvQueue = asyncio.Queue()
+        excq: asyncio.Queue[Exception] = asyncio.Queue()
+        drained = asyncio.Event()
+        try:
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _ExchangeProtocol(recvq, excq, drained), sock=sock
+            )
+        except OSError as exc:
+            sock.close()
+            self._deliver(key, self._answer(exc))
+            return
+        # (asyncio-dgram annotates the transport parameter as a protocol, wrongly.)
+        stream = DatagramClient(transport, recvq, excq, drained)  # type: ignore[arg-type]
+        answer: Answer | None
+        try:
+            for payload in payloads:
+                if payload:
+                    await stream.send(payload)
+                else:  # asyncio drops empty datagrams; nmap's generic probe is one
+                    sock.send(b"")
+            while True:
+                data, _ = await stream.recv()
+                if data is not _WOKEN:
+                    answer = UDP_OPEN
+                    break
+        except OSError as exc:
+            answer = self._answer(exc)
+        except asyncio_dgram.TransportClosed:
+            answer = Answer(PortState.FILTERED, Reason.ERROR)
+        finally:
+            stream.close()
+        self._deliver(key, answer)
+
+    @staticmethod
+    def _answer(exc: OSError) -> Answer | None:
+        try:
+            return classify_udp_errno(exc.errno or 0)
+        except Backpressure:
+            return None

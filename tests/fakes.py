@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scanner.models import Proto
+from scanner.models import PortState, Proto, Reason
 from scanner.transport import Answer, Backpressure, Deliver
 
 
@@ -146,3 +146,88 @@ class FakeTransport:
             if timer is not None:
                 timer.cancel()
         self._inflight.clear()
+
+
+@dataclass
+class RateLimitedUdpHost:
+    """A UDP transport in front of simulated hosts that ration ICMP errors as Linux does.
+
+    Each host has a token bucket (``burst`` tokens, one more per ``interval`` seconds); a
+    probe of a closed port reaching a host with a token spends it and draws a
+    port-unreachable, one reaching a host without a token is dropped silently. ``ports``
+    maps a port to "closed" (the default), "open" (a reply) or "silent". Packets take
+    ``delay`` seconds each way. ``drop_first`` ports lose their first probe on the way.
+    """
+
+    burst: int = 6
+    interval: float = 0.05
+    delay: float = 0.001
+    ports: dict[int, str] = field(default_factory=dict)
+    drop_first: set[int] = field(default_factory=set)
+    protocol: Proto = Proto.UDP
+    errors_sent: int = 0
+    sends: int = 0
+
+    def __post_init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Deliver | None = None
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, stamp)
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._dropped: set[int] = set()
+        self._next = 0
+
+    def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._loop, self._deliver = loop, deliver
+
+    def send(self, key: object, family: int, address: str, port: int) -> object:
+        assert self._loop is not None
+        self.sends += 1
+        handle = self._next
+        self._next += 1
+        if port in self.drop_first and port not in self._dropped:
+            self._dropped.add(port)
+            return handle  # lost on the way: nothing will come back
+        self._timers[handle] = self._loop.call_later(
+            self.delay, self._arrive, handle, key, address, port
+        )
+        return handle
+
+    def _token(self, address: str, now: float) -> bool:
+        tokens, stamp = self._buckets.get(address, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) / self.interval)
+        if tokens >= 1.0:
+            self._buckets[address] = (tokens - 1.0, now)
+            return True
+        self._buckets[address] = (tokens, now)
+        return False
+
+    def _arrive(self, handle: int, key: object, address: str, port: int) -> None:
+        assert self._loop is not None
+        kind = self.ports.get(port, "closed")
+        if kind == "open":
+            answer = Answer(PortState.OPEN, Reason.UDP_RESPONSE)
+        elif kind == "closed" and self._token(address, self._loop.time()):
+            self.errors_sent += 1
+            answer = Answer(PortState.CLOSED, Reason.PORT_UNREACH)
+        else:
+            del self._timers[handle]
+            return
+        self._timers[handle] = self._loop.call_later(self.delay, self._answer, handle, key, answer)
+
+    def _answer(self, handle: int, key: object, answer: Answer) -> None:
+        assert self._deliver is not None
+        if self._timers.pop(handle, None) is not None:
+            self._deliver(key, answer)
+
+    def cancel(self, handle: object) -> None:
+        timer = self._timers.pop(handle, None)  # type: ignore[call-overload]
+        if timer is not None:
+            timer.cancel()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

@@ -18,7 +18,9 @@ a self-signed certificate for CN=lab.test, then the http kind's answer; a plain
 HTTP request gets nginx's "400 The plain HTTP request was sent to HTTPS port"),
 tls (TLS with the same certificate, then silence).  The certificate is made with
 the ``openssl`` CLI at start-up, only when a TLS kind is asked for.
-UDP kinds: dns, ntp, echo, silent.
+UDP kinds: dns, ntp, echo, silent; snmp (an agent for community "public", v1 and
+v2c, that answers a GetRequest for sysDescr.0), memcached (answers ``version`` in its
+UDP framing), sip (answers OPTIONS with 200 OK).
 
 Hostile TCP kinds, for the hardening tests (tests/test_hostile_lab.py): tarpit (one byte
 of a never-ending SSH-like banner per second, for TARPIT_SECONDS), endless (printable
@@ -68,7 +70,7 @@ TCP_KINDS = frozenset(
 )  # fmt: skip
 TLS_KINDS = frozenset({"https", "tls"})
 TLS_COMMON_NAME = "lab.test"
-UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent"})
+UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent", "snmp", "memcached", "sip"})
 DEFAULT_BANNER = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
 HOLD_SECONDS = 30.0  # banner/silent connections are dropped after this
 HTTP_TIMEOUT = 10.0
@@ -690,11 +692,94 @@ def ntp_reply(data: bytes) -> bytes | None:
     )
 
 
+SNMP_SYS_DESCR = b"Linux lab 6.1.0-13-amd64 portprobe-lab"
+SNMP_SYS_DESCR_OID = bytes.fromhex("06082b06010201010100")  # 1.3.6.1.2.1.1.1.0
+
+
+def _ber(tag: int, content: bytes) -> bytes:
+    """A BER TLV, short or two-byte long form (enough for the lab's small messages)."""
+    n = len(content)
+    length = bytes((n,)) if n < 0x80 else b"\x81" + bytes((n,)) if n < 0x100 else None
+    if length is None:
+        raise ValueError("lab BER value too long")
+    return bytes((tag,)) + length + content
+
+
+def _ber_read(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the TLV at ``pos`` (IndexError/ValueError when malformed)."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 2:
+            raise ValueError("unsupported length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise ValueError("truncated")
+    return tag, pos, pos + length
+
+
+def snmp_reply(data: bytes) -> bytes | None:
+    """Answer a v1/v2c GetRequest for sysDescr.0 with community "public", as net-snmp does."""
+    try:
+        tag, start, _end = _ber_read(data, 0)
+        if tag != 0x30:
+            return None
+        tag, v_start, v_end = _ber_read(data, start)
+        version = data[v_start:v_end]
+        tag, c_start, c_end = _ber_read(data, v_end)
+        if tag != 0x04 or data[c_start:c_end] != b"public" or version not in (b"\x00", b"\x01"):
+            return None  # an unknown community gets silence, as from real agents
+        tag, p_start, p_end = _ber_read(data, c_end)
+        if tag != 0xA0:
+            return None
+        tag, _r_start, r_end = _ber_read(data, p_start)
+        if tag != 0x02 or SNMP_SYS_DESCR_OID not in data[r_end:p_end]:
+            return None
+    except (IndexError, ValueError):
+        return None
+    binding = _ber(0x30, SNMP_SYS_DESCR_OID + _ber(0x04, SNMP_SYS_DESCR))
+    pdu = _ber(0xA2, data[p_start:r_end] + b"\x02\x01\x00\x02\x01\x00" + _ber(0x30, binding))
+    return _ber(0x30, _ber(0x02, version) + _ber(0x04, b"public") + pdu)
+
+
+MEMCACHED_VERSION = b"1.6.21"
+
+
+def memcached_reply(data: bytes) -> bytes | None:
+    """Answer ``version`` in memcached's UDP framing (same request ID, datagram 0 of 1)."""
+    if len(data) < 8 or data[2:8] != b"\x00\x00\x00\x01\x00\x00" or data[8:] != b"version\r\n":
+        return None
+    return data[:2] + b"\x00\x00\x00\x01\x00\x00" + b"VERSION " + MEMCACHED_VERSION + b"\r\n"
+
+
+SIP_SERVER = b"lab-sip/1.0"
+_SIP_ECHOED = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
+
+
+def sip_reply(data: bytes) -> bytes | None:
+    """Answer an OPTIONS request with 200 OK, copying Via/From/To/Call-ID/CSeq (RFC 3261 8.2.6)."""
+    if not data.startswith(b"OPTIONS ") or b"\r\n\r\n" not in data:
+        return None
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    if not head[0].endswith(b" SIP/2.0"):
+        return None
+    copied = [line for line in head[1:] if line.split(b":", 1)[0].strip().lower() in _SIP_ECHOED]
+    return b"\r\n".join(
+        [b"SIP/2.0 200 OK", *copied, b"Server: " + SIP_SERVER, b"Allow: OPTIONS",
+         b"Content-Length: 0", b"", b""]
+    )  # fmt: skip
+
+
 UDP_HANDLERS: dict[str, Callable[[bytes], bytes | None]] = {
     "dns": dns_reply,
     "ntp": ntp_reply,
     "echo": lambda data: data,
     "silent": lambda data: None,
+    "snmp": snmp_reply,
+    "memcached": memcached_reply,
+    "sip": sip_reply,
 }
 
 

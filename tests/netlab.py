@@ -85,7 +85,7 @@ TCP_KINDS = frozenset(
      "halfopen", "noread"}
 )  # hostile kinds, see lab_services.py  # fmt: skip
 TLS_KINDS = frozenset({"https", "tls"})  # need the openssl CLI (lab_services makes a cert)
-UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent"})
+UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent", "snmp", "memcached", "sip"})
 
 CMD_TIMEOUT = 10.0  # every iproute2/nft call
 READY_TIMEOUT = 10.0  # services / forwarder start-up

@@ -42,6 +42,12 @@ NOTHING = Evidence("", "", "")
         ("", "reserved", SSH, "contradicts"),
         ("", "dynamic", HTTP, "unverified"),
         ("", "unassigned", NOTHING, "unverified"),
+        ("domain", "common", Evidence("dns", "NOERROR; aa", "dns"), "consistent"),
+        ("domain", "common", Evidence("echo", "echoed our datagram", "echo"), "contradicts"),
+        ("isakmp", "common", Evidence("ike", "IKEv2; IKE_SA_INIT", "ike"), "consistent"),
+        ("sunrpc", "common", Evidence("rpcbind", "portmapper v2", "rpc"), "consistent"),
+        ("memcache", "common", Evidence("memcached", "1.6.21", "memcached"), "consistent"),
+        ("ntp", "common", Evidence("ntp", "v4; server; stratum 2", "ntp"), "consistent"),
     ],
 )
 def test_verdict_table(label: str, attest: str, evidence: Evidence | None, expected: str) -> None:

@@ -53,6 +53,12 @@ BAD_INPUT = [
     (["127.0.0.1", "-p", "22", "--evidence-timeout", "soon"], "--evidence-timeout"),
     (["127.0.0.1", "-p", "22", "--evidence-timeout", "0s"], "--evidence-timeout"),
     (["127.0.0.1", "-p", "22", "--exclude", "1.2.3.4.5"], "invalid target"),
+    (["127.0.0.1", "-p", "S:22"], "SCTP"),
+    (["127.0.0.1", "-p", "X:22"], "unknown protocol prefix"),
+    (["127.0.0.1", "-p", "U:"], "empty"),
+    (["127.0.0.1", "-sU", "-p", "U:T:53"], "prefix"),
+    (["127.0.0.1", "-p", "22", "--defeat-icmp-ratelimit"], "UDP option"),
+    (["127.0.0.1", "-sU", "--top-ports", "0"], "top"),
 ]
 
 

@@ -7,8 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.errors import PortSpecError
-from scanner.models import Proto
-from scanner.ports import MAX_PORT, format_ports, parse_ports, top_ports
+from scanner.models import Port, Proto
+from scanner.ports import (
+    MAX_PORT,
+    format_port_spec,
+    format_ports,
+    parse_port_spec,
+    parse_ports,
+    top_ports,
+)
 
 ALL_PORTS = list(range(1, 65536))
 
@@ -68,9 +75,9 @@ REJECTED = [
     ("1 2", "'1 2'"),
     ("1 -2", "'1 -2'"),
     ("0x50", "'0x50'"),
-    ("T:80", "protocol prefixes T:/U: are not supported yet"),
-    ("U:53,T:22", "protocol prefixes T:/U: are not supported yet"),
-    ("22,u:53", "protocol prefixes T:/U: are not supported yet"),
+    ("T:80", "a protocol prefix (T:/U:) is not allowed here"),
+    ("U:53,T:22", "a protocol prefix (T:/U:) is not allowed here"),
+    ("22,u:53", "a protocol prefix (T:/U:) is not allowed here"),
 ]
 
 
@@ -218,3 +225,73 @@ def test_parse_ports_raises_only_port_spec_error(spec: str) -> None:
 @given(st.lists(port_numbers, min_size=1, max_size=50))
 def test_format_then_parse_round_trips(ports: list[int]) -> None:
     assert parse_ports(format_ports(ports)) == sorted(set(ports))
+
+
+# --- parse_port_spec: nmap's T:/U: prefixes ---------------------------------------------
+
+TCP, UDP = Proto.TCP, Proto.UDP
+BOTH = (TCP, UDP)
+
+SPECS = [
+    ("22,80", (TCP,), "22/tcp 80/tcp"),
+    ("22,80", (UDP,), "22/udp 80/udp"),
+    ("22", BOTH, "22/tcp 22/udp"),
+    ("T:22,80,U:53,161", (TCP,), "22/tcp 80/tcp 53/udp 161/udp"),
+    ("U:53,111,T:21-23", (TCP,), "21/tcp 22/tcp 23/tcp 53/udp 111/udp"),
+    ("22,U:53", (TCP,), "22/tcp 53/udp"),  # before any prefix: the scan's protocols
+    ("22,U:53", BOTH, "22/tcp 22/udp 53/udp"),
+    ("u:53, t:22", (TCP,), "22/tcp 53/udp"),  # either case, spaces around items
+    ("U: 53", (TCP,), "53/udp"),
+    ("U:53,U:53,53", (UDP,), "53/udp"),  # duplicates merge
+    ("U:-3", (TCP,), "1/udp 2/udp 3/udp"),
+    ("T:65534-", (TCP,), "65534/tcp 65535/tcp"),
+]
+
+
+@pytest.mark.parametrize(("spec", "protocols", "expected"), SPECS)
+def test_parse_port_spec(spec: str, protocols: tuple[Proto, ...], expected: str) -> None:
+    assert " ".join(str(p) for p in parse_port_spec(spec, protocols)) == expected
+
+
+SPEC_REJECTED = [
+    ("S:80", "SCTP scanning is not supported"),
+    ("P:6", "IP protocol scanning is not supported"),
+    ("X:80", "unknown protocol prefix"),
+    ("U:", "empty item #1"),
+    ("22,T:,80", "empty item #2"),
+    ("U:T:53", "a protocol prefix must start an item"),
+    ("U:0", "out of range"),
+    ("T:abc", "not a port number"),
+    ("", "empty port specification"),
+]
+
+
+@pytest.mark.parametrize(("spec", "fragment"), SPEC_REJECTED)
+def test_parse_port_spec_rejects(spec: str, fragment: str) -> None:
+    with pytest.raises(PortSpecError) as caught:
+        parse_port_spec(spec)
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+_PORT_SETS = st.sets(st.tuples(st.sampled_from(BOTH), st.integers(1, MAX_PORT)), max_size=60)
+
+
+@given(_PORT_SETS)
+def test_format_port_spec_round_trips(pairs: set[tuple[Proto, int]]) -> None:
+    ports = sorted((Port(p, n) for p, n in pairs), key=lambda x: (x.protocol != TCP, x.number))
+    if not ports:
+        assert format_port_spec(ports) == ""
+        return
+    assert parse_port_spec(format_port_spec(ports)) == ports
+
+
+@given(st.text(max_size=40))
+def test_parse_port_spec_raises_only_port_spec_errors(spec: str) -> None:
+    try:
+        ports = parse_port_spec(spec, BOTH)
+    except PortSpecError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert all(1 <= p.number <= MAX_PORT for p in ports)
+        assert ports == sorted(ports, key=lambda x: (x.protocol != TCP, x.number))

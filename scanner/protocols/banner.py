@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from scanner.protocols import Evidence, clean, join_detail
 
-__all__ = ["MAX_BANNER", "RULES", "classify", "settled"]
+__all__ = ["MAX_BANNER", "RULES", "classify", "settled", "unidentified"]
 
 MAX_BANNER = 4096  # bytes of a banner any rule looks at
 _MAX_LINES = 8  # RFC 4253 lets an SSH server send other lines before its version line
@@ -259,11 +259,15 @@ def classify(data: bytes) -> Evidence | None:
         found = rule(head)
         if found is not None:
             return found
-    return _unidentified(head)
+    return unidentified(head)
 
 
-def _unidentified(data: bytes) -> Evidence:
-    """A line of text (escape sequences and all, cleaned) or, for binary, a hex prefix."""
+def unidentified(data: bytes, proof: str = "banner") -> Evidence:
+    """``data`` shown as what it is, unidentified: ``Evidence("", <text or hex>, proof)``.
+
+    A line of text (escape sequences and all, cleaned) or, for binary, a length and a
+    hex prefix.
+    """
     line = _first_line(data[:256])
     printable = sum(b in _PRINTABLE_BYTES for b in line)
     # Text, if mostly printable: escape sequences in a banner are text (and get cleaned).
@@ -272,14 +276,14 @@ def _unidentified(data: bytes) -> Evidence:
             line.decode("utf-8")
         except UnicodeDecodeError as exc:
             if exc.start < len(line) - 3:  # not just a character cut at the end
-                return _binary(data)
-        return Evidence("", clean(line), "banner")
-    return _binary(data)
+                return _binary(data, proof)
+        return Evidence("", clean(line), proof)
+    return _binary(data, proof)
 
 
-def _binary(data: bytes) -> Evidence:
+def _binary(data: bytes, proof: str) -> Evidence:
     more = "..." if len(data) > _HEX_PREFIX else ""
-    return Evidence("", f"{len(data)} bytes: {data[:_HEX_PREFIX].hex()}{more}", "banner")
+    return Evidence("", f"{len(data)} bytes: {data[:_HEX_PREFIX].hex()}{more}", proof)
 
 
 def settled(data: bytes) -> bool:

@@ -1,0 +1,106 @@
+"""UDP scans in the network-namespace lab, whose server keeps Linux's default ICMP limits.
+
+The server answers DNS on 53 and NTP on 123 (well-formed queries only), echoes on 7,
+holds 9999 bound and silent, and nftables drops 162 (tests/conftest.py). Closed ports
+draw ICMP port-unreachables at Linux's default pace: a burst of 6, then one per second
+per destination for IPv4 (faster for IPv6), so these tests keep the closed list short.
+Loopback is never rate limited, which is why none of this runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import portprobe
+from netlab import Lab
+
+pytestmark = pytest.mark.netns
+
+CLOSED = range(2000, 2016)  # 16 closed ports: 10 beyond the burst
+UDP_LIST = "7,53,123,162,9999," + f"{CLOSED.start}-{CLOSED.stop - 1}"
+EXPECTED = {
+    7: ("open", "udp-response"),
+    53: ("open", "udp-response"),
+    123: ("open", "udp-response"),
+    162: ("open|filtered", "no-response"),
+    9999: ("open|filtered", "no-response"),
+    **{port: ("closed", "port-unreach") for port in CLOSED},
+}
+
+
+def scan_json(lab: Lab, *args: str) -> tuple[dict[str, Any], str]:
+    proc = portprobe(lab, *args, "--all", "--format", "json", timeout=200)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def states(doc: dict[str, Any], protocol: str = "udp") -> dict[int, tuple[str, str]]:
+    return {
+        r["port"]: (r["state"], r["reason"]) for r in doc["results"] if r["protocol"] == protocol
+    }
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_udp_states_are_exact_under_default_icmp_rate_limits(lab: Lab, family: str) -> None:
+    target = lab.server4 if family == "ipv4" else lab.server6
+    doc, stderr = scan_json(lab, target, "-sU", "-p", UDP_LIST, "--no-evidence")
+    assert states(doc) == EXPECTED
+    assert doc["end"]["complete"] is True
+    # The closed ports beyond the burst were only seen by pacing to the host's budget,
+    # and the command line says so.
+    assert f"note: {target} rate-limits its ICMP errors" in stderr
+
+
+def test_open_udp_ports_carry_what_they_answered(lab: Lab) -> None:
+    doc, _ = scan_json(lab, lab.server4, "-sU", "-p", "7,53,123", "-q")
+    rows = {r["port"]: r for r in doc["results"]}
+    assert (rows[53]["evidence"], rows[53]["verdict"]) == ("dns", "consistent")
+    assert rows[53]["label"] == "domain"
+    assert (rows[123]["evidence"], rows[123]["verdict"]) == ("ntp", "consistent")
+    assert "stratum 2" in rows[123]["evidence_detail"]
+    assert (rows[7]["evidence"], rows[7]["verdict"]) == ("echo", "consistent")
+
+
+def test_tcp_and_udp_mix_in_one_scan(lab: Lab) -> None:
+    doc, _ = scan_json(lab, lab.server4, "-p", "T:22,80,81,U:53,9999,2000", "--no-evidence", "-q")
+    assert states(doc, "tcp") == {
+        22: ("open", "syn-ack"),
+        80: ("open", "syn-ack"),
+        81: ("filtered", "no-response"),
+    }
+    assert states(doc, "udp") == {
+        53: ("open", "udp-response"),
+        9999: ("open|filtered", "no-response"),
+        2000: ("closed", "port-unreach"),
+    }
+    assert doc["scan"]["ports"] == "T:22,80-81,U:53,2000,9999"
+
+
+def test_tcp_and_udp_flags_scan_both_protocols_of_each_port(lab: Lab) -> None:
+    doc, _ = scan_json(lab, lab.server6, "--tcp", "--udp", "-p", "53,80", "--no-evidence", "-q")
+    assert states(doc, "tcp") == {53: ("closed", "conn-refused"), 80: ("open", "syn-ack")}
+    assert states(doc, "udp") == {53: ("open", "udp-response"), 80: ("closed", "port-unreach")}
+
+
+def test_fast_mode_trades_closed_for_closed_or_filtered(lab: Lab) -> None:
+    many_closed = "7,53,123,162,9999,3000-3039"
+    doc, stderr = scan_json(
+        lab, lab.server4, "-sU", "-p", many_closed, "--defeat-icmp-ratelimit", "--no-evidence"
+    )
+    got = states(doc)
+    assert {p: got[p] for p in (7, 53, 123)} == {p: ("open", "udp-response") for p in (7, 53, 123)}
+    assert got[162] == got[9999] == ("closed|filtered", "no-response")
+    closed = [p for p in range(3000, 3040) if got[p][0] == "closed"]
+    unsure = [p for p in range(3000, 3040) if got[p][0] == "closed|filtered"]
+    assert len(closed) + len(unsure) == 40
+    assert len(closed) <= 10  # about the burst: the scan did not wait for more errors
+    assert "rate-limits its ICMP errors" not in stderr
+
+
+def test_udp_to_an_unroutable_address_is_net_unreachable(lab: Lab) -> None:
+    # 198.19.0.1 has no route in the client namespace: the connect fails locally and no
+    # packet leaves.
+    doc, _ = scan_json(lab, "198.19.0.1", "-sU", "-p", "53,161", "--no-evidence", "-q")
+    assert states(doc) == {53: ("filtered", "net-unreach"), 161: ("filtered", "net-unreach")}
