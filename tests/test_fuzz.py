@@ -58,9 +58,9 @@ NASTY = [
     "\ufeff", "\x00", "\x7f", "\r", "\n", "\t", "=", "+", "-", "@", ",", '"', ";", "<", ">",
     "\ud7ff", "é", "\U0001f600",
 ]  # fmt: skip
-nasty_text = st.lists(
-    st.one_of(st.sampled_from(NASTY), st.text(max_size=8)), max_size=12
-).map("".join)
+nasty_text = st.lists(st.one_of(st.sampled_from(NASTY), st.text(max_size=8)), max_size=12).map(
+    "".join
+)
 
 
 # --------------------------------------------------------------------------- command line
@@ -348,6 +348,37 @@ def test_reports_stay_well_formed_and_inert(results: list[Result]) -> None:
     shown = io.StringIO()
     table.render(summary, shown)
     assert UNSAFE.search(shown.getvalue().replace("\n", "")) is None
+
+
+# --------------------------------------------------------------------------- found by fuzzing
+
+
+def test_an_error_quoting_control_characters_stays_one_inert_line(no_scans: list[Any]) -> None:
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-iL", "\x1b[2J\nforged line"], Environment(stdout=io.StringIO(), stderr=err))
+    assert exit_info.value.code == ExitStatus.USAGE
+    assert err.getvalue() == (
+        "portprobe: error: \\x1b[2J\\x0aforged line: cannot read: No such file or directory\n"
+    )
+
+
+def test_no_arguments_prints_help_and_one_error_line() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        main([], Environment(stdout=out, stderr=err))
+    assert exit_info.value.code == ExitStatus.USAGE
+    assert out.getvalue().startswith("Usage: portprobe")
+    assert err.getvalue() == "portprobe: error: no command or target given\n"
+
+
+def test_a_bare_carriage_return_cannot_split_a_csv_row() -> None:
+    stream = io.StringIO(newline="")
+    writer = CsvWriter(stream, META)
+    r = Result("198.18.0.2", 22, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, "a\rb")
+    writer.write(r)
+    rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
+    assert len(rows) == 2 and rows[1][5] == "a\rb"
 
 
 def test_case_budget_is_what_the_readme_quotes() -> None:
