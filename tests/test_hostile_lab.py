@@ -209,6 +209,7 @@ def test_evidence_is_bounded_in_time_and_bytes(
     hostile: netlab.Lab, counted: Counted, port: int, fastest: float, service: str | None
 ) -> None:
     found, seconds = probe(hostile, port)
+    print(f"evidence {port}: {seconds:.3f} s, bytes read per connection {counted.per_connection}")
     assert fastest * 0.9 <= seconds <= QUICK.timeout + SLACK + 0.1, seconds
     # Passive, HTTP and TLS attempts (a reset may beat asyncio to the connect's end).
     assert len(counted.per_connection) == (
@@ -273,6 +274,9 @@ def test_memory_stays_flat_against_a_100_mb_sender(hostile: netlab.Lab) -> None:
     # that never reads, in one run, against a run that finds a single closed port.
     peak, seconds, out = peak_rss_mib(
         hostile, hostile.server4, "-p", f"{ENDLESS},{TARPIT},{NOREAD}", "--evidence-timeout", "1s"
+    )
+    print(
+        f"peak RSS: {base:.1f} MiB (one HTTP port), {peak:.1f} MiB (100 MB sender), {seconds:.2f} s"
     )
     assert f"{ENDLESS}/tcp" in out and "open" in out
     assert peak < base + 8, (base, peak)  # a few socket buffers, never the stream
@@ -339,6 +343,7 @@ def test_icmp_unreachable_flood_changes_no_state(
     rejected = nstat(lab, "TcpExtOutOfWindowIcmps") - before
     # The flood was real: thousands of forged unreachables reached the client's TCP, which
     # matched them to its connects and threw them away for their sequence numbers.
+    print(f"ICMP flood: {sent} forged, {rejected} matched a connect, rejected; {seconds:.2f} s")
     assert sent > 10_000, sent
     assert rejected > 2 * len(FLOOD_FILTERED), (sent, rejected)
     assert seconds < 20
