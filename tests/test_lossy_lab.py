@@ -4,12 +4,14 @@ The lab's delayed path (``Lab(delay_ms=50, loss_pct=5)``, see ``tests/netlab.py`
 every packet through a TUN-pair forwarder that holds it 50 ms in each direction, and
 nftables in the server namespace drops 5 % of the packets in each direction at random: a
 SYN/SYN-ACK exchange fails about one time in ten. The same services answer on the clean
-veth path, which gives the reference run.
+veth path, which gives the reference run. UDP: the DNS, NTP and echo responders, each
+found open (a datagram came back) on the lossy path as on the clean one.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,5 +57,34 @@ def test_open_tcp_ports_match_a_clean_run_5_of_5(
         # Loss may hide a RST on every try (closed reads filtered), never invent an open port.
         flipped.append(sum(1 for s in states.values() if s == "filtered") - 2)
     print(f"lossy TCP {family}: {matches}/{RUNS} match; closed->filtered {flipped}; s {times}")
+    assert matches == RUNS
+    assert max(times) < 30
+
+
+UDP_RESPONDERS = {53: "dns", 123: "ntp", 7: "echo"}
+UDP_PORTS = "7,53,123,2000-2005"  # six closed ports: within Linux's ICMP burst
+
+
+def open_udp_ports(lab: netlab.Lab, address: str) -> tuple[set[int], float]:
+    started = time.monotonic()
+    proc = portprobe(lab, address, "-sU", "-p", UDP_PORTS, "--all", "--format", "json", "-q")
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert len(results) == 9
+    return {r["port"] for r in results if r["state"] == "open"}, seconds
+
+
+def test_open_udp_ports_match_a_clean_run_5_of_5(make_lab: Callable[..., netlab.Lab]) -> None:
+    lab = make_lab(udp=UDP_RESPONDERS, delay_ms=50, loss_pct=5)
+    assert lab.delayed4 is not None
+    clean, _ = open_udp_ports(lab, lab.server4)
+    assert clean == set(UDP_RESPONDERS)
+    matches, times = 0, []
+    for _ in range(RUNS):
+        found, seconds = open_udp_ports(lab, lab.delayed4)
+        matches += found == clean
+        times.append(seconds)
+    print(f"lossy UDP: {matches}/{RUNS} match; s {times}")
     assert matches == RUNS
     assert max(times) < 30
