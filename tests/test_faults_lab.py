@@ -80,6 +80,28 @@ def test_full_range_under_ulimit_256_is_exact_and_says_so(lab: netlab.Lab, tmp_p
     assert seconds < 40, seconds
 
 
+SPEAKING = {**{p: "banner" for p in range(5000, 5040)}, **{p: "http" for p in range(6000, 6040)}}
+
+
+def test_evidence_survives_a_descriptor_limit_of_64(
+    make_lab: Callable[..., netlab.Lab], tmp_path: Path
+) -> None:
+    # 80 speaking ports, three connections each, and the scan's own connects: far more
+    # than 64 descriptors. Every port must still show what it speaks.
+    lab = make_lab(tcp=SPEAKING)
+    out = tmp_path / "evidence.csv"
+    ports = "5000-5039,6000-6039"
+    proc = lab.run(
+        ["prlimit", "--nofile=64:64", *PORTPROBE, lab.server4, "-p", ports, "-o", str(out)],
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "concurrency lowered from 1024 to 32" in proc.stderr
+    rows = read_rows(out)
+    seen = {port: r["evidence"] for (_, port), r in rows.items()}
+    assert seen == {p: "ssh" if kind == "banner" else "http" for p, kind in SPEAKING.items()}
+
+
 # --------------------------------------------------------------------------- ephemeral ports
 
 EPHEMERAL = (40000, 40063)
