@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -336,7 +337,8 @@ def flooded(make_lab: Callable[..., netlab.Lab]) -> Iterator[tuple[netlab.Lab, A
     )  # fmt: skip
     try:
         assert flood.stdout is not None
-        assert flood.stdout.readline().strip() == "READY"
+        ready, _, _ = select.select([flood.stdout], [], [], 10.0)  # bounded start-up
+        assert ready and flood.stdout.readline().strip() == "READY", flood.poll()
         yield lab, flood
     finally:
         if flood.poll() is None:
