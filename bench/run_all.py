@@ -24,6 +24,7 @@ import memory
 import service_id
 import tcp_full
 import tcp_hosts
+import udp
 from common import BenchSummary, print_summary_table
 
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], BenchSummary]] = {
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str] | None], BenchSummary]] = {
     "lossy": lossy.run,
     "memory": memory.run,
     "service_id": service_id.run,
+    "udp": udp.run,
 }
 
 

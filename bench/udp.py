@@ -9,7 +9,7 @@ holds 9999 bound and silent, drops 162 with nftables, and has 100 closed ports
 (2000-2099). Its kernel keeps Linux's default ICMP rate limit (a burst of 6, then one
 error per second per destination for IPv4), so every closed port beyond the burst costs
 about a second: the floor of an exact scan is ``(100 - 6) * 1 s``, about 94 s. Per run,
-interleaved::
+interleaved, each after a 7 s pause that lets the bucket refill::
 
     nmap -sU -p LIST -n -Pn -oX out.xml 198.18.0.2
     portprobe 198.18.0.2 -sU -p LIST --all -q --no-evidence -o out.csv
@@ -24,6 +24,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,9 @@ CLOSED = range(2000, 2100)
 PORTS = ",".join(str(p) for p in sorted([*UDP_SERVICES, *DROPPED, *CLOSED]))
 TARGET_RATIO = 0.8
 LINUX_BURST = 6
+# Before each run, let the target's ICMP bucket refill (6 tokens at one a second), so that
+# neither tool starts with a budget the other one drained.
+REFILL = 7.0
 
 
 def run(argv: Sequence[str] | None = None) -> BenchSummary:
@@ -74,11 +78,13 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
         )
         for i in range(1, args.runs + 1):
             xml_path, csv_path = Path(tmp) / f"nmap-{i}.xml", Path(tmp) / f"pp-{i}.csv"
+            time.sleep(REFILL)
             t_nmap = timed_run(
                 lab,
                 [nmap, *family, "-sU", "-p", PORTS, "-n", "-Pn", "-oX", str(xml_path), target],
                 timeout=args.timeout,
             )
+            time.sleep(REFILL)
             t_pp = timed_run(
                 lab,
                 [portprobe, target, "-sU", "-p", PORTS, "--all", "-q", "--no-evidence",

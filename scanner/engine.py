@@ -313,6 +313,7 @@ class Scan:
         self._parked = 0
         self._pace_timer: asyncio.TimerHandle | None = None
         self._interval_hint = DEFAULT_INTERVAL
+        self._from_queue = False
 
     @staticmethod
     def _transports(
@@ -560,8 +561,8 @@ class Scan:
         else:
             loop.call_soon(self._send)
 
-    def _next_item(self, now: float) -> tuple[_Item | None, bool]:
-        """The next probe to send, and whether it comes from a paced host's queue."""
+    def _next_item(self, now: float) -> _Item | None:
+        """The next probe to send; ``_from_queue`` says if it left a paced host's queue."""
         ready = self._ready
         while ready and ready[0][0] <= now:
             when, host_index = heapq.heappop(ready)
@@ -571,19 +572,21 @@ class Scan:
             paced.release = None
             if paced.queue:
                 self._parked -= 1
-                return paced.queue.popleft(), True
+                self._from_queue = True
+                return paced.queue.popleft()
+        self._from_queue = False
         if self._requeued:
-            return self._requeued.popleft(), False
+            return self._requeued.popleft()
         if self._plan_done or self._parked >= MAX_PARKED:
-            return None, False
+            return None
         skip = self._skip
         for host, port in self._work:
             if skip is not None and skip(self._host(host).address, port):
                 self.stats.done += 1
                 continue
-            return (host, port, 0, 0, 0), False
+            return host, port, 0, 0, 0
         self._plan_done = True
-        return None, False
+        return None
 
     def _send(self) -> None:
         """Send probes while concurrency, rate and the consumer allow; one batch per call."""
@@ -597,6 +600,9 @@ class Scan:
             return
         rate = self.config.rate
         transports, heap, stats = self.transports, self._heap, self.stats
+        # A one-protocol scan (the usual) needs no lookup per probe.
+        only = next(iter(transports.values())) if len(transports) == 1 else None
+        udp, paced_hosts = self._udp, self._paced
         rtts, scan_rtt = self._host_rtt, self._scan_rtt
         initial = self.config.timing.initial_rtt_timeout
         clock = loop.time
@@ -613,11 +619,12 @@ class Scan:
                 if self._allowance < 1.0:
                     self._schedule_send((1.0 - self._allowance) / rate)
                     break
-            item, from_queue = self._next_item(now)
+            item = self._next_item(now)
             if item is None:
                 break
             host_index, port, tries = item[0], item[1], item[2]
-            if not from_queue and host_index in self._paced and port.protocol is Proto.UDP:
+            from_queue = self._from_queue
+            if udp and not from_queue and host_index in paced_hosts and port[0] is _UDP:
                 self._park(host_index, item)
                 continue
             host = self._host(host_index)
@@ -626,8 +633,8 @@ class Scan:
             now = clock()
             attempt = _Attempt(host_index, host, port, item, now, from_queue)
             try:
-                handle = transports[port.protocol].send(
-                    attempt, host.family, host.address, port.number
+                handle = (only or transports[port[0]]).send(
+                    attempt, host.family, host.address, port[1]
                 )
             except Backpressure as exc:
                 attempt.paced = False  # never counted as outstanding
@@ -704,7 +711,7 @@ class Scan:
         loop = self._loop
         assert loop is not None
         rtt = loop.time() - attempt.sent
-        if attempt.port.protocol is Proto.UDP:
+        if attempt.port[0] is _UDP:
             self._udp_answer(attempt, answer, rtt)
         self._final(attempt, answer, rtt)
         if not self._send_scheduled:
@@ -893,17 +900,17 @@ class Scan:
             attempt = entry[2]
             attempt.live = False
             self._inflight -= 1
-            protocol = attempt.port.protocol
+            protocol = attempt.port[0]
             transports[protocol].cancel(attempt.handle)
-            counts = protocol is Proto.TCP or fast or self._udp_silence(attempt)
+            counts = protocol is _TCP or fast or self._udp_silence(attempt)
             silences = attempt.silences + counts
             if silences <= retries:
                 item = (attempt.host, attempt.port, attempt.tries, 0, silences)
-                if protocol is Proto.UDP and attempt.host in self._paced:
+                if protocol is _UDP and attempt.host in self._paced:
                     self._park(attempt.host, item)
                 else:
                     self._requeued.append(item)
-            elif protocol is Proto.UDP and fast:
+            elif protocol is _UDP and fast:
                 self._final(attempt, _FAST_UDP_SILENT, None)
             else:
                 self._final(attempt, _SILENT[protocol], None)
@@ -921,6 +928,7 @@ def _stale(entry: tuple[float, int, _Attempt]) -> bool:
     return not attempt.live or entry[0] != attempt.deadline
 
 
+_TCP, _UDP = Proto.TCP, Proto.UDP  # (module constants: no enum lookup on the hot path)
 _SILENT = {
     Proto.TCP: Answer(PortState.FILTERED, Reason.NO_RESPONSE),
     Proto.UDP: Answer(PortState.OPEN_FILTERED, Reason.NO_RESPONSE),

@@ -21,8 +21,11 @@ Rules and theory:
   port's payloads go out, and the first datagram back means open. Because the socket is
   connected, the kernel hands it the ICMP error the probe drew, as an errno
   (``ECONNREFUSED`` for port-unreachable, ``EHOSTUNREACH``, ``ENETUNREACH``, ``EACCES``
-  for ICMPv6 admin-prohibited, ...): ``classify_udp_errno`` maps them. Silence is for the
-  engine to judge: it owns time, and knows the host's ICMP budget.
+  for ICMPv6 admin-prohibited, ...). Linux reports only "hard" errors that way unless
+  ``IP_RECVERR`` is set, so it is, and the exact ICMP type and code are then read from
+  the socket's error queue: :func:`classify_icmp` maps those, ``classify_udp_errno`` the
+  errno when no queued error says more. Silence is for the engine to judge: it owns
+  time, and knows the host's ICMP budget.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "Transport",
     "UdpTransport",
     "classify_errno",
+    "classify_icmp",
     "classify_udp_errno",
 ]
 
@@ -67,20 +71,35 @@ class Answer:
 OPEN = Answer(PortState.OPEN, Reason.SYN_ACK)
 CLOSED = Answer(PortState.CLOSED, Reason.CONN_REFUSED)
 
-# errno -> Answer for a TCP connect. Linux maps ICMP unreachables to these errnos
-# (net/ipv4/icmp.c icmp_err_convert, net/ipv6/icmp.c icmpv6_err_convert).
+_HOST = Answer(PortState.FILTERED, Reason.HOST_UNREACH)
+_NET = Answer(PortState.FILTERED, Reason.NET_UNREACH)
+_ADMIN = Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED)
+_PROTO = Answer(PortState.FILTERED, Reason.PROTO_UNREACH)
+_ERROR = Answer(PortState.FILTERED, Reason.ERROR)
+
+# errno -> Answer for an ICMP unreachable other than port-unreachable, for either transport.
+# Linux maps ICMP errors to these errnos (net/ipv4/icmp.c icmp_err_convert, net/ipv6/icmp.c
+# icmpv6_err_convert; ICMPv6 admin-prohibited is EACCES, IPv4's arrives as EHOSTUNREACH).
+_UNREACHABLE: dict[int, Answer] = {
+    errno.EHOSTUNREACH: _HOST,
+    errno.EHOSTDOWN: _HOST,
+    errno.ENONET: _HOST,
+    errno.ENETUNREACH: _NET,
+    errno.ENETDOWN: _NET,
+    errno.EACCES: _ADMIN,
+    errno.ENOPROTOOPT: _PROTO,
+}
+
+# errno -> Answer for a TCP connect.
 _TCP_ERRNO: dict[int, Answer] = {
     0: OPEN,
+    # The handshake completed and the server reset the connection before we looked: open.
+    # (A RST answering the SYN itself is ECONNREFUSED.)
+    errno.ECONNRESET: OPEN,
     errno.ECONNREFUSED: CLOSED,
-    errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENONET: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENETUNREACH: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.ENETDOWN: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.EACCES: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-    errno.EPERM: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-    errno.ENOPROTOOPT: Answer(PortState.FILTERED, Reason.PROTO_UNREACH),
+    errno.EPERM: _ADMIN,
     errno.ETIMEDOUT: Answer(PortState.FILTERED, Reason.NO_RESPONSE),
+    **_UNREACHABLE,
 }
 
 # Errors of the local machine, not of the port: send again later.
@@ -118,27 +137,24 @@ def classify_errno(err: int) -> Answer:
     port. An errno with no known meaning for the port is reported as filtered with reason
     ``error`` rather than guessed at.
     """
-    answer = _TCP_ERRNO.get(err)
+    return _classify(_TCP_ERRNO, err)
+
+
+def _classify(table: dict[int, Answer], err: int) -> Answer:
+    answer = table.get(err)
     if answer is not None:
         return answer
     if err in _BACKPRESSURE:
         raise Backpressure(err)
-    return Answer(PortState.FILTERED, Reason.ERROR)
+    return _ERROR
 
 
 UDP_OPEN = Answer(PortState.OPEN, Reason.UDP_RESPONSE)
 
-# errno -> Answer for a UDP exchange: the ICMP error the probe drew
-# (icmp_err_convert / icmpv6_err_convert again; ICMPv6 admin-prohibited is EACCES).
+# errno -> Answer for a UDP exchange: the ICMP error the probe drew.
 _UDP_ERRNO: dict[int, Answer] = {
     errno.ECONNREFUSED: Answer(PortState.CLOSED, Reason.PORT_UNREACH),
-    errno.EHOSTUNREACH: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.EHOSTDOWN: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENONET: Answer(PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENETUNREACH: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.ENETDOWN: Answer(PortState.FILTERED, Reason.NET_UNREACH),
-    errno.EACCES: Answer(PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-    errno.ENOPROTOOPT: Answer(PortState.FILTERED, Reason.PROTO_UNREACH),
+    **_UNREACHABLE,
 }
 
 #: Reasons that are ICMP errors from the target: each cost it a token of its ICMP budget.
@@ -153,6 +169,42 @@ ICMP_REASONS = frozenset(
 )
 
 
+# sock_extended_err (linux/errqueue.h): errno, origin, type, code, pad, info, data.
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+_ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Python 3.12 names them; Linux's values
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_PORT_UNREACH = _UDP_ERRNO[errno.ECONNREFUSED]
+# (origin, type, code) of a destination-unreachable -> Answer (RFC 792, RFC 1812, RFC 4443).
+_ICMP_UNREACH: dict[tuple[int, int, int], Answer] = {
+    (_ORIGIN_ICMP, 3, 0): _NET,
+    (_ORIGIN_ICMP, 3, 1): _HOST,
+    (_ORIGIN_ICMP, 3, 2): _PROTO,
+    (_ORIGIN_ICMP, 3, 3): _PORT_UNREACH,
+    (_ORIGIN_ICMP, 3, 6): _NET,  # destination network unknown
+    (_ORIGIN_ICMP, 3, 7): _HOST,  # destination host unknown
+    (_ORIGIN_ICMP, 3, 9): _ADMIN,  # network administratively prohibited
+    (_ORIGIN_ICMP, 3, 10): _ADMIN,  # host administratively prohibited
+    (_ORIGIN_ICMP, 3, 11): _NET,
+    (_ORIGIN_ICMP, 3, 12): _HOST,
+    (_ORIGIN_ICMP, 3, 13): _ADMIN,  # communication administratively prohibited
+    (_ORIGIN_ICMP6, 1, 0): _NET,  # no route to destination
+    (_ORIGIN_ICMP6, 1, 1): _ADMIN,
+    (_ORIGIN_ICMP6, 1, 3): _HOST,  # address unreachable
+    (_ORIGIN_ICMP6, 1, 4): _PORT_UNREACH,
+    (_ORIGIN_ICMP6, 1, 5): _ADMIN,  # source address failed ingress/egress policy
+    (_ORIGIN_ICMP6, 1, 6): _ADMIN,  # reject route to destination
+}
+
+
+def classify_icmp(origin: int, icmp_type: int, code: int) -> Answer | None:
+    """Map an ICMP error read from a socket's error queue to a state, or None if unknown.
+
+    ``origin`` is ``SO_EE_ORIGIN_ICMP`` (2) or ``SO_EE_ORIGIN_ICMP6`` (3).
+    """
+    return _ICMP_UNREACH.get((origin, icmp_type, code))
+
+
 def classify_udp_errno(err: int) -> Answer:
     """Map the errno a UDP exchange ended with (an ICMP error it drew) to a state and reason.
 
@@ -160,12 +212,7 @@ def classify_udp_errno(err: int) -> Answer:
     ``EPERM`` is the local firewall refusing to send, not an answer from the network, so it
     is reported as filtered with reason ``error``, like any errno with no known meaning.
     """
-    answer = _UDP_ERRNO.get(err)
-    if answer is not None:
-        return answer
-    if err in _BACKPRESSURE:
-        raise Backpressure(err)
-    return Answer(PortState.FILTERED, Reason.ERROR)
+    return _classify(_UDP_ERRNO, err)
 
 
 Deliver = Callable[[object, "Answer | None"], None]
@@ -378,6 +425,10 @@ class UdpTransport:
         except OSError as exc:
             raise Backpressure(exc.errno or errno.EMFILE) from exc
         try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
             sock.connect((address, port))  # no packet: it fixes the peer, and routes
         except OSError as exc:
             sock.close()
@@ -430,7 +481,7 @@ class UdpTransport:
                     answer = UDP_OPEN
                     break
         except OSError as exc:
-            answer = self._answer(exc)
+            answer = _queued_icmp(sock) or self._answer(exc)
         except asyncio_dgram.TransportClosed:
             answer = Answer(PortState.FILTERED, Reason.ERROR)
         finally:
@@ -443,3 +494,17 @@ class UdpTransport:
             return classify_udp_errno(exc.errno or 0)
         except Backpressure:
             return None
+
+
+def _queued_icmp(sock: socket.socket) -> Answer | None:
+    """The ICMP error at the head of ``sock``'s error queue (IP_RECVERR), if one is there."""
+    try:
+        _, ancillary, _, _ = sock.recvmsg(64, 256, socket.MSG_ERRQUEUE)
+    except OSError:
+        return None
+    for level, kind, data in ancillary:
+        recverr = _IP_RECVERR if level == socket.IPPROTO_IP else _IPV6_RECVERR
+        if kind == recverr and len(data) >= _EXTENDED_ERR.size:
+            _, origin, icmp_type, code, _, _, _ = _EXTENDED_ERR.unpack_from(data)
+            return classify_icmp(origin, icmp_type, code)
+    return None

@@ -124,3 +124,27 @@ PORTPROBE = [sys.executable, "-m", "scanner"]
 def portprobe(lab: netlab.Lab, *args: str, timeout: float = 150) -> Any:
     """Run ``python -m scanner ARGS`` inside ``lab``'s client namespace; the CompletedProcess."""
     return lab.run([*PORTPROBE, *args], timeout=timeout)
+
+
+def probe_evidence(
+    lab: netlab.Lab, config: Any, address: str, ports: list[int], *, udp: bool = False
+) -> tuple[dict[int, Any], float]:
+    """Probe ``ports`` at once with one Prober in ``lab``'s client namespace (UDP if ``udp``):
+    ({port: evidence}, total seconds)."""
+    import asyncio
+    import socket
+    import time
+
+    from scanner.evidence import Prober
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    async def run() -> tuple[dict[int, Any], float]:
+        prober = Prober(config)
+        probe = prober.probe_udp if udp else prober.probe
+        start = time.perf_counter()
+        found = await asyncio.gather(*(probe(address, family, p) for p in ports))
+        return dict(zip(ports, found, strict=True)), time.perf_counter() - start
+
+    outcome: tuple[dict[int, Any], float] = lab.call_in_client(asyncio.run, run())
+    return outcome

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
+from conftest import probe_evidence
 from netlab import Lab
 
 from scanner.evidence import NO_EVIDENCE, Evidence, EvidenceConfig, Prober
@@ -40,16 +41,7 @@ def probe_many(
     lab: Lab, config: EvidenceConfig, address: str, ports: list[int]
 ) -> tuple[dict[int, Evidence], float]:
     """Probe ``ports`` at once with one Prober: ({port: evidence}, total seconds)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-
-    async def run() -> tuple[dict[int, Evidence], float]:
-        prober = Prober(config)
-        start = time.perf_counter()
-        found = await asyncio.gather(*(prober.probe(address, family, p) for p in ports))
-        return dict(zip(ports, found, strict=True)), time.perf_counter() - start
-
-    outcome: tuple[dict[int, Evidence], float] = lab.call_in_client(asyncio.run, run())
-    return outcome
+    return probe_evidence(lab, config, address, ports)
 
 
 # --------------------------------------------------------------------------- the session lab

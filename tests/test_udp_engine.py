@@ -7,13 +7,14 @@ instead of per second) so that the tests run in a second or two.
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import pytest
 from fakes import FakeTransport, Hosts, RateLimitedUdpHost, Reply
 
 from scanner.engine import Scan
 from scanner.models import Port, PortState, Proto, Reason, Result, ScanConfig, Timing
-from scanner.transport import OPEN
+from scanner.transport import OPEN, Backpressure, classify_icmp, classify_udp_errno
 
 TIMING = Timing(initial_rtt_timeout=0.2, min_rtt_timeout=0.02, max_rtt_timeout=0.5)
 UDP = Proto.UDP
@@ -190,3 +191,56 @@ def test_skip_receives_the_port_with_its_protocol() -> None:
     assert [(r.protocol, r.port) for r in results] == [(Proto.TCP, 1)]
     assert sorted(seen) == [("198.18.0.2", Port(Proto.TCP, 1)), ("198.18.0.2", Port(UDP, 1))]
     assert udp.sends == 0
+
+
+ICMP_TABLE = [
+    # (origin, type, code) -> (state, reason); origin 2 = ICMP, 3 = ICMPv6
+    ((2, 3, 3), ("closed", "port-unreach")),
+    ((2, 3, 0), ("filtered", "net-unreach")),
+    ((2, 3, 1), ("filtered", "host-unreach")),
+    ((2, 3, 2), ("filtered", "proto-unreach")),
+    ((2, 3, 9), ("filtered", "admin-prohibited")),
+    ((2, 3, 10), ("filtered", "admin-prohibited")),
+    ((2, 3, 13), ("filtered", "admin-prohibited")),
+    ((3, 1, 4), ("closed", "port-unreach")),
+    ((3, 1, 0), ("filtered", "net-unreach")),
+    ((3, 1, 1), ("filtered", "admin-prohibited")),
+    ((3, 1, 3), ("filtered", "host-unreach")),
+    ((3, 1, 6), ("filtered", "admin-prohibited")),
+]
+
+
+@pytest.mark.parametrize(("icmp", "expected"), ICMP_TABLE)
+def test_icmp_errors_from_the_error_queue_map_to_states(
+    icmp: tuple[int, int, int], expected: tuple[str, str]
+) -> None:
+    answer = classify_icmp(*icmp)
+    assert answer is not None
+    assert (answer.state.value, answer.reason.value) == expected
+
+
+@pytest.mark.parametrize("icmp", [(2, 11, 0), (2, 3, 4), (3, 3, 0), (1, 0, 0)])
+def test_other_icmp_messages_say_nothing_about_the_port(icmp: tuple[int, int, int]) -> None:
+    assert classify_icmp(*icmp) is None
+
+
+@pytest.mark.parametrize(
+    ("err", "expected"),
+    [
+        (errno.ECONNREFUSED, ("closed", "port-unreach")),
+        (errno.EHOSTUNREACH, ("filtered", "host-unreach")),
+        (errno.ENETUNREACH, ("filtered", "net-unreach")),
+        (errno.EACCES, ("filtered", "admin-prohibited")),
+        (errno.EPERM, ("filtered", "error")),  # the local firewall, not the network
+        (errno.EMSGSIZE, ("filtered", "error")),
+    ],
+)
+def test_udp_errnos_map_to_states(err: int, expected: tuple[str, str]) -> None:
+    answer = classify_udp_errno(err)
+    assert (answer.state.value, answer.reason.value) == expected
+
+
+@pytest.mark.parametrize("err", [errno.EMFILE, errno.ENOBUFS, errno.EADDRNOTAVAIL])
+def test_local_resource_errors_are_backpressure_not_states(err: int) -> None:
+    with pytest.raises(Backpressure):
+        classify_udp_errno(err)

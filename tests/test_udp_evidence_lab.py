@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import cast
 
 import pytest
+from conftest import probe_evidence
 from netlab import Lab
 
 from scanner.evidence import NO_EVIDENCE, SLACK, Evidence, EvidenceConfig, Prober
@@ -33,16 +34,7 @@ def probe_many(
     lab: Lab, config: EvidenceConfig, address: str, ports: list[int]
 ) -> tuple[dict[int, Evidence], float]:
     """UDP-probe ``ports`` at once from the client namespace: ({port: evidence}, seconds)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-
-    async def run() -> tuple[dict[int, Evidence], float]:
-        prober = Prober(config)
-        start = time.perf_counter()
-        found = await asyncio.gather(*(prober.probe_udp(address, family, p) for p in ports))
-        return dict(zip(ports, found, strict=True)), time.perf_counter() - start
-
-    outcome: tuple[dict[int, Evidence], float] = lab.call_in_client(asyncio.run, run())
-    return outcome
+    return probe_evidence(lab, config, address, ports, udp=True)
 
 
 def probe_one(lab: Lab, config: EvidenceConfig, address: str, port: int) -> tuple[Evidence, float]:

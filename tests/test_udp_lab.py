@@ -10,6 +10,7 @@ Loopback is never rate limited, which is why none of this runs on 127.0.0.1.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -104,3 +105,23 @@ def test_udp_to_an_unroutable_address_is_net_unreachable(lab: Lab) -> None:
     # packet leaves.
     doc, _ = scan_json(lab, "198.19.0.1", "-sU", "-p", "53,161", "--no-evidence", "-q")
     assert states(doc) == {53: ("filtered", "net-unreach"), 161: ("filtered", "net-unreach")}
+
+
+def test_other_icmp_unreachables_are_filtered_with_their_reason(
+    make_lab: Callable[..., Lab],
+) -> None:
+    # Rules of this test's own lab: the server rejects 4441/udp with an ICMP host
+    # unreachable and 4442/udp with administratively prohibited.
+    lab = make_lab(udp={53: "dns"}, filtered_udp=[162])
+    for port, kind in ((4441, "host-unreachable"), (4442, "admin-prohibited")):
+        added = lab.run_in_server(
+            ["nft", "add", "rule", "inet", "portprobe_lab", "input",
+             "udp", "dport", str(port), "reject", "with", "icmpx", "type", kind]
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    v4, _ = scan_json(lab, lab.server4, "-sU", "-p", "53,4441,4442", "--no-evidence", "-q")
+    v6, _ = scan_json(lab, lab.server6, "-sU", "-p", "53,4441,4442", "--no-evidence", "-q")
+    assert states(v4)[53] == states(v6)[53] == ("open", "udp-response")
+    assert states(v4)[4441] == states(v6)[4441] == ("filtered", "host-unreach")
+    # The exact ICMP type and code come from the socket's error queue (IP_RECVERR).
+    assert states(v4)[4442] == states(v6)[4442] == ("filtered", "admin-prohibited")
