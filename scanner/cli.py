@@ -683,11 +683,17 @@ class _Enrichment:
             assert value is not None
             self._assessor = value
             waiting, self._waiting = self._waiting, []
-            # A failed write is kept by the output; the future must settle all the same,
-            # or finish() would wait for it forever.
-            with contextlib.suppress(ScanError):
+            # The future must settle whatever happens here, or finish() would wait for it
+            # forever. A failed write is kept by the output; any other error (the registry
+            # reads data files lazily: out of descriptors) is raised by finish().
+            try:
                 for result, evidence in waiting:
                     self._emit(value.assess(result, evidence))
+            except ScanError:
+                pass
+            except Exception as exc:
+                future.set_exception(exc)
+                return
             future.set_result(value)
 
         def work() -> None:
@@ -724,8 +730,12 @@ class _Enrichment:
             for task in self._tasks:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._loading is not None:
-            await self._loading
+        loading, self._loading = self._loading, None  # raises once, not on a second call
+        if loading is not None:
+            try:
+                await loading
+            except OSError as exc:
+                raise ScanError(f"cannot load the port registry: {exc.strerror or exc}") from exc
 
 
 class _Progress:
