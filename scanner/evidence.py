@@ -25,7 +25,8 @@ Rules and theory:
   protocol (banner bytes without their line end, TLS handshake records) is waited for,
   up to the budget.
 - Bounds: the whole port gets ``timeout`` seconds (from when it gets its turn: at most
-  ``concurrency`` ports are probed at once), a connection reads at most ``max_bytes``
+  ``concurrency`` ports are probed at once, fewer under a low open-file limit so that
+  the process keeps descriptors to spare), a connection reads at most ``max_bytes``
   (the TLS handshake, certificate chain included, is bounded by ``tls.MAX_HANDSHAKE``
   instead), and a probe returns within ``timeout`` + ``SLACK`` whatever happens. Network
   errors end an attempt, never the probe; errors of this machine (out of descriptors or
@@ -55,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import resource
 import socket
 import ssl
 import struct
@@ -72,6 +74,8 @@ SETTLE = 0.25  # seconds to wait for the rest of an identified banner without it
 PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PING
 READ_CHUNK = 4096
 RETRY_LOCAL = 0.02  # seconds before connecting again after a local resource error
+CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
+FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.FD_RESERVE)
 # Errors of this machine, not of the port (as the scan's transport treats them).
 _LOCAL_ERRORS = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN}
@@ -136,7 +140,7 @@ class Prober:
     def _turns(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._semaphore = asyncio.Semaphore(_ports_at_once(self.config.concurrency))
             self._loop = loop
         return self._semaphore
 
@@ -168,6 +172,19 @@ class Prober:
                     return await _udp_exchange(address, family, port, self.config)
             except TimeoutError:
                 return NO_EVIDENCE
+
+
+def _ports_at_once(concurrency: int) -> int:
+    """``concurrency``, lowered so that probes leave descriptors for the rest of the process.
+
+    A TCP port takes three connections at once. The scan's engine keeps ``FD_RESERVE``
+    descriptors of the open-file limit free for the process; the prober keeps as many
+    again free, so that output files and the registry can still be opened while both run.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return concurrency
+    return max(1, min(concurrency, (soft - 2 * FD_RESERVE) // CONNECTIONS_PER_PORT))
 
 
 class _Attempt:
