@@ -3,8 +3,10 @@
 This is the only module that imports typer or touches the terminal. It stays thin: every
 decision about probing lives in the engine, every format in ``scanner.report``.
 
-Exit statuses (:class:`ExitStatus`): 0 success, 1 a scan that could not finish, 2 bad
-input (always one line on stderr, never a traceback), 130 interrupted by SIGINT or SIGTERM.
+Exit statuses (:class:`ExitStatus`): 0 success, 1 a scan that could not finish (or, for
+``diff``, reports that differ), 2 bad input (always one line on stderr, never a traceback),
+3 a finished scan that found open ports its policy (``--expect``) does not allow, 130
+interrupted by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
@@ -32,6 +34,7 @@ from scanner import __version__
 from scanner.engine import Scan
 from scanner.errors import PortprobeError, ScanError, UsageError
 from scanner.models import Port, PortState, Proto, Result, ScanConfig, Timing
+from scanner.plan import Shard
 from scanner.ports import format_port_spec, parse_port_spec, top_ports
 from scanner.report import (
     FORMATS,
@@ -57,6 +60,8 @@ from scanner.units import parse_duration
 if TYPE_CHECKING:  # imported when first needed: they cost start-up time
     from scanner.assess import Assessor
     from scanner.evidence import Evidence, Prober
+    from scanner.policy import Policy
+    from scanner.report.read import Report
 
 
 class ExitStatus(enum.IntEnum):
@@ -64,7 +69,9 @@ class ExitStatus(enum.IntEnum):
 
     SUCCESS = 0
     ERROR = 1
+    CHANGED = 1  # diff: the reports differ
     USAGE = 2
+    POLICY = 3  # the scan finished; open ports the policy does not allow
     INTERRUPTED = 130
 
 
@@ -150,6 +157,9 @@ class ScanRequest:
     command: list[str]
     evidence: bool = True
     evidence_timeout: float = 2.0
+    policy: Policy | None = None
+    shard: Shard = Shard()
+    resumed: Report | None = None  # the interrupted scan's report (--resume)
 
 
 @app.command(
@@ -197,11 +207,28 @@ def scan_command(
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option("-o", "--output", help="Write a report to FILE (.csv .json .jsonl .txt)."),
+        typer.Option(
+            "-o", "--output", help="Write a report to FILE (.csv .json .jsonl .xml .txt)."
+        ),
+    ] = None,
+    xml_output: Annotated[
+        str | None, typer.Option("-oX", help="Write nmap-style XML to FILE (-o FILE --format xml).")
     ] = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="Report format: table, csv, json or jsonl."),
+        typer.Option("--format", help="Report format: table, csv, json, jsonl or xml."),
+    ] = None,
+    expect: Annotated[
+        str | None,
+        typer.Option("--expect", help="Policy FILE of allowed host/port/protocol; flag the rest."),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="Scan only part K of N (K/N; needs --seed when N > 1)."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Finish the interrupted scan whose JSON(L) report is FILE."),
     ] = None,
     show_all: Annotated[
         bool, typer.Option("--all", help="Show and write closed ports too.")
@@ -239,30 +266,109 @@ def scan_command(
     ] = "2s",
 ) -> None:
     env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
-    request = _validate(
-        argv=env.argv,
-        targets=targets or [],
-        ports=ports,
-        top=top,
-        protocols=[p for p, wanted in ((Proto.TCP, tcp), (Proto.UDP, udp)) if wanted],
-        defeat_icmp_ratelimit=defeat_icmp_ratelimit,
-        targets_file=targets_file,
-        exclude=exclude or [],
-        exclude_file=exclude_file,
+    if resume is not None:
+        request = _resume_request(ctx, env, resume)
+    else:
+        request = _request(env.argv, ctx.params)
+    raise typer.Exit(run_scan(request, env))
+
+
+def _request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
+    """The :class:`ScanRequest` for the scan command's parsed ``params``."""
+    output, fmt = params["output"], params["fmt"]
+    if params["xml_output"] is not None:
+        if output is not None:
+            raise UsageError("use either -o or -oX, not both")
+        if fmt not in (None, "xml"):
+            raise UsageError("-oX writes XML: drop --format, or use -o FILE --format FORMAT")
+        output, fmt = params["xml_output"], "xml"
+    return _validate(
+        argv=argv,
+        targets=params["targets"] or [],
+        ports=params["ports"],
+        top=params["top"],
+        protocols=[
+            p for p, wanted in ((Proto.TCP, params["tcp"]), (Proto.UDP, params["udp"])) if wanted
+        ],
+        defeat_icmp_ratelimit=params["defeat_icmp_ratelimit"],
+        targets_file=params["targets_file"],
+        exclude=params["exclude"] or [],
+        exclude_file=params["exclude_file"],
         output=output,
         fmt=fmt,
-        show_all=show_all,
-        concurrency=concurrency,
-        rate=rate,
-        retries=retries,
-        timing=(min_rtt, max_rtt, initial_rtt),
-        seed=seed,
-        workers=workers,
-        quiet=quiet,
-        evidence=not no_evidence,
-        evidence_timeout=evidence_timeout,
+        show_all=params["show_all"],
+        concurrency=params["concurrency"],
+        rate=params["rate"],
+        retries=params["retries"],
+        timing=(params["min_rtt"], params["max_rtt"], params["initial_rtt"]),
+        seed=params["seed"],
+        workers=params["workers"],
+        quiet=params["quiet"],
+        evidence=not params["no_evidence"],
+        evidence_timeout=params["evidence_timeout"],
+        expect=params["expect"],
+        shard=params["shard"],
     )
-    raise typer.Exit(run_scan(request, env))
+
+
+def _resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanRequest:
+    """The request that finishes the interrupted scan reported in ``path``.
+
+    The scan's own command line and seed come from the report; the new report replaces
+    ``path`` (atomically) and holds the old results and the new ones.
+    """
+    from click.core import ParameterSource
+
+    from scanner.report.read import read_report
+
+    for name in ctx.params:
+        if name not in ("resume", "quiet") and ctx.get_parameter_source(name) not in (
+            ParameterSource.DEFAULT,
+            None,
+        ):
+            raise UsageError("--resume takes no other options: the interrupted scan's are used")
+    report = read_report(path)
+    if report.format not in ("json", "jsonl"):
+        raise UsageError(
+            f"{path}: --resume needs a JSON or JSON Lines report (they record the scan's "
+            f"command line), not {report.format}"
+        )
+    command, seed = report.meta.get("command"), report.meta.get("seed")
+    if (
+        not isinstance(command, list)
+        or not all(isinstance(word, str) for word in command)
+        or not command
+        or isinstance(seed, bool)
+        or not isinstance(seed, int)
+    ):
+        raise UsageError(f"{path}: the report does not record its command line and seed")
+    if report.complete:
+        raise UsageError(f"{path}: that scan finished; there is nothing to resume")
+    argv = command[1:]
+    if argv[:1] == ["scan"]:
+        argv = argv[1:]
+    try:
+        stored = ctx.command.make_context("scan", list(argv), parent=ctx.parent)
+    except ClickException as exc:
+        problem = exc.format_message()
+        raise UsageError(f"{path}: its command line does not parse: {problem}") from None
+    params = {**stored.params, "output": path, "xml_output": None, "fmt": report.format}
+    if ctx.get_parameter_source("quiet") is not ParameterSource.DEFAULT:
+        params["quiet"] = ctx.params["quiet"]
+    if params.get("resume") is not None:
+        raise UsageError(f"{path}: its command line is itself a --resume")
+    request = _request(argv, params)
+    if not request.show_all:
+        env.say(
+            "warning: the report does not list closed ports (no --all), so they are "
+            "probed again; use --all to make a scan fully resumable"
+        )
+    return replace(
+        request,
+        command=list(command),
+        config=replace(request.config, seed=seed),
+        resumed=report,
+    )
 
 
 @app.command("port", help="A reference card for one port: registry, attestation, local listeners.")
@@ -318,6 +424,75 @@ def local_command(ctx: typer.Context) -> None:
     env.stdout.write(tabulate(rows, headers=headers, disable_numparse=True) + "\n")
     if hidden:
         env.stdout.write("Some owners are hidden: run as root to see other users' processes.\n")
+
+
+@app.command("diff", help="What changed between two reports (any format): exit 0 none, 1 some.")
+def diff_command(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The earlier report.", show_default=False)],
+    new: Annotated[str, typer.Argument(help="The later report.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="Output: table, csv or json.")] = "table",
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the diff to FILE.")
+    ] = None,
+) -> None:
+    from scanner.report.diff import DIFF_FORMATS, diff_results, write_diff
+    from scanner.report.read import read_report
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    if fmt not in DIFF_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(DIFF_FORMATS)}, not {fmt!r}")
+    changes = diff_results(read_report(old).results, read_report(new).results)
+    if output is None:
+        write_diff(changes, fmt, env.stdout, old=old, new=new)
+    else:
+        with AtomicOutput(output) as sink:
+            write_diff(changes, fmt, sink.stream, old=old, new=new)
+    raise typer.Exit(ExitStatus.CHANGED if changes else ExitStatus.SUCCESS)
+
+
+@app.command("merge", help="Join the reports of a sharded scan into one report.")
+def merge_command(
+    ctx: typer.Context,
+    files: Annotated[list[str], typer.Argument(help="Shard reports.", show_default=False)],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o", "--output", help="Write the merged report to FILE (format by extension)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Report format: table, csv, json, jsonl or xml."),
+    ] = None,
+) -> None:
+    from scanner.report.merge import merge_reports, write_merged
+    from scanner.report.read import read_report
+
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt is None:
+        fmt = format_for_path(output) if output is not None else "table"
+    merged = merge_reports([(name, read_report(name)) for name in files])
+    if merged.missing:
+        env.say(f"warning: {merged.missing}: the merged report is marked incomplete")
+    sink = AtomicOutput(output) if output is not None else None
+    try:
+        write_merged(
+            merged,
+            fmt,
+            sink.stream if sink is not None else env.stdout,
+            version=__version__,
+            command=["portprobe", *env.argv],
+        )
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    if sink is not None:
+        sink.commit()
+        env.say(f"merged {len(files)} reports, {len(merged.results)} results -> {output}")
 
 
 registry_app = typer.Typer(help="The shipped IANA port registry: show, update, roll back.")
@@ -400,6 +575,8 @@ def _validate(
     quiet: bool,
     evidence: bool = True,
     evidence_timeout: str = "2s",
+    expect: str | None = None,
+    shard: str | None = None,
 ) -> ScanRequest:
     """Turn raw options into a :class:`ScanRequest`; UsageError (exit 2) on any fault."""
     if ports is not None and top is not None:
@@ -441,6 +618,16 @@ def _validate(
     )
     if floor > ceiling:
         raise UsageError("--min-rtt-timeout must not exceed --max-rtt-timeout")
+    part = _parse_shard(shard) if shard is not None else Shard()
+    if part.count > 1 and seed is None:
+        raise UsageError(
+            "--shard needs --seed: every shard must walk the same order (use one seed for all)"
+        )
+    policy = None
+    if expect is not None:
+        from scanner.policy import read_policy
+
+        policy = read_policy(expect)
     config = ScanConfig(
         concurrency=concurrency,
         rate=rate,
@@ -462,7 +649,20 @@ def _validate(
         command=["portprobe", *argv],
         evidence=evidence,
         evidence_timeout=parse_duration(evidence_timeout, option="--evidence-timeout"),
+        policy=policy,
+        shard=part,
     )
+
+
+def _parse_shard(text: str) -> Shard:
+    """``K/N`` (1 <= K <= N) as a :class:`Shard`; UsageError otherwise."""
+    k, slash, n = text.strip().partition("/")
+    if not (slash and k.isascii() and k.isdigit() and n.isascii() and n.isdigit()):
+        raise UsageError(f"--shard must be K/N, such as 1/4, not {text[:20]!r}")
+    index, count = int(k), int(n)
+    if not 1 <= index <= count or count > 1_000_000:
+        raise UsageError(f"--shard {index}/{count}: K must be from 1 to N (at most 1000000)")
+    return Shard(index - 1, count)
 
 
 def run_scan(request: ScanRequest, env: Environment) -> ExitStatus:
@@ -495,7 +695,18 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
             sink.discard()
         env.say("error: no hosts left to scan")
         return ExitStatus.ERROR
-    scan = Scan(hosts, request.ports, request.config)
+    from scanner.registry import registry_date
+
+    done = _done(request.resumed)
+    scan = Scan(
+        hosts,
+        request.ports,
+        request.config,
+        shard=request.shard,
+        skip=(lambda address, port: (address, port.protocol.value, port.number) in done)
+        if done
+        else None,
+    )
     loop = asyncio.get_running_loop()
     meta = ScanMeta(
         version=__version__,
@@ -504,6 +715,9 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         seed=scan.seed,
         ports=format_port_spec(request.ports),
         hosts=hosts.size,
+        shard=f"{request.shard.index + 1}/{request.shard.count}",
+        registry_date=registry_date(),
+        closed_listed=request.show_all,
     )
     to_stdout = request.format != "table" and sink is None
     writer: Writer | None = None
@@ -520,18 +734,25 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, scan.stop)
     table = TableReport(show_all=request.show_all)
-    output = _Output(table, writer, sink)
+    output = _Output(table, writer, sink, request.policy)
     enrichment = _Enrichment(request, output.emit)
     summary = Summary(ports_per_host=len(request.ports))
+    for old in request.resumed.results if request.resumed is not None else ():
+        summary.add(old)
+        output.emit(old)
     failure: ScanError | None = None
     progress = _Progress(scan, env) if env.stderr_isatty and not request.quiet else None
+    probed = 0
     try:
         async for result in scan:
             if output.failure is not None:  # a write failed in an evidence task
                 raise output.failure
+            probed += 1
             summary.add(result)
             if request.show_all or result.state is not PortState.CLOSED:
                 enrichment.add(result)
+            elif writer is not None:
+                writer.omit(result)
         await enrichment.finish(interrupted=scan.stats.interrupted)
         failure = output.failure
     except (ScanError, OSError) as exc:
@@ -588,6 +809,17 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         f"{len(request.ports)} port{'s' if len(request.ports) != 1 else ''} each, "
         f"scanned in {elapsed:.2f} s (seed {scan.seed})\n"
     )
+    if request.resumed is not None:
+        report.write(
+            f"portprobe resumed {request.output}: {len(request.resumed.results)} results "
+            f"kept, {probed} ports probed now\n"
+        )
+    if output.violations:
+        report.write(
+            f"portprobe: {output.violations} open port{'s' if output.violations != 1 else ''} "
+            "not allowed by the policy\n"
+        )
+        return ExitStatus.POLICY
     return ExitStatus.SUCCESS
 
 
@@ -599,13 +831,28 @@ def _write_failure(exc: BaseException) -> ScanError:
     return ScanError(f"writing the report failed: {reason}")
 
 
+def _done(report: Report | None) -> set[tuple[str, str, int]]:
+    """The (host, protocol, port) keys an interrupted scan's report says are finished."""
+    if report is None:
+        return set()
+    return {(r.host, r.protocol.value, r.port) for r in report.results}
+
+
 class _Output:
     """Where finished results go: the terminal table, and the report writer if any."""
 
     FLUSH_EVERY = 0.5
 
-    def __init__(self, table: TableReport, writer: Writer | None, sink: AtomicOutput | None):
+    def __init__(
+        self,
+        table: TableReport,
+        writer: Writer | None,
+        sink: AtomicOutput | None,
+        policy: Policy | None = None,
+    ):
         self._table, self._writer, self._sink = table, writer, sink
+        self._policy = policy
+        self.violations = 0
         self._last_flush = time.monotonic()
         self.failure: ScanError | None = None
 
@@ -616,6 +863,10 @@ class _Output:
         are also emitted from evidence tasks and loop callbacks, where an exception
         would otherwise be lost, and a lost write is a silent loss.
         """
+        if self._policy is not None:
+            result = self._policy.mark(result)
+            if result.assessment is not None and result.assessment.policy == "violation":
+                self.violations += 1
         self._table.add(result)
         if self._writer is not None:
             try:

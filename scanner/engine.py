@@ -255,6 +255,11 @@ class Scan:
     >>> async def open_ports(hosts, ports):           # doctest: +SKIP
     ...     return [r async for r in Scan(hosts, ports) if r.state == "open"]
 
+    ``ports`` are numbers (TCP) or :class:`~scanner.models.Port` s of either protocol.
+    ``transport`` is one transport or one per protocol (default: TCP connects and UDP
+    exchanges, as the ports need). ``skip(address, port)`` leaves a probe out (resuming a
+    scan); ``shard`` takes one part of the seeded order.
+
     Results come in the order they are final. :meth:`stop` ends the scan early: the
     iterator then yields what is already final and ends, with ``stats.interrupted`` set.
     """
@@ -298,8 +303,12 @@ class Scan:
         self._resume_at = 0.0
         self._buffer: list[Any] = []  # what _emit made of each final result
         self._waiter: asyncio.Future[None] | None = None
+        # RTT estimates per host and protocol (key: the host's index for TCP, its bitwise
+        # complement for UDP: a UDP answer may come from an application, or be starved by
+        # a TCP sweep sharing the loop), and scan-wide per protocol.
         self._host_rtt: dict[int, _Rtt] = {}
         self._scan_rtt: _Rtt | None = None
+        self._udp_scan_rtt: _Rtt | None = None
         self._host_cache: dict[int, HostLike] = {}
         self._allowance = 1.0
         self._last_refill = 0.0
@@ -603,7 +612,7 @@ class Scan:
         # A one-protocol scan (the usual) needs no lookup per probe.
         only = next(iter(transports.values())) if len(transports) == 1 else None
         udp, paced_hosts = self._udp, self._paced
-        rtts, scan_rtt = self._host_rtt, self._scan_rtt
+        rtts, scan_rtt, udp_scan_rtt = self._host_rtt, self._scan_rtt, self._udp_scan_rtt
         initial = self.config.timing.initial_rtt_timeout
         clock = loop.time
         sent = 0
@@ -651,7 +660,10 @@ class Scan:
             if isinstance(handle, Answer):
                 self._final(attempt, handle, None)
                 continue
-            rtt = rtts.get(host_index) or scan_rtt
+            if udp and port[0] is _UDP:
+                rtt = rtts.get(~host_index) or udp_scan_rtt
+            else:
+                rtt = rtts.get(host_index) or scan_rtt
             if rtt is None:
                 self._provisional.append(attempt)
             attempt.deadline = now + (rtt.timeout if rtt is not None else initial)
@@ -723,16 +735,23 @@ class Scan:
                 self._retries = self.config.retries  # answered after a silence: probes get lost
             timing = self.config.timing
             floor, ceiling = timing.min_rtt_timeout, timing.max_rtt_timeout
-            host_rtt = self._host_rtt.get(attempt.host)
+            udp = attempt.port[0] is _UDP
+            key = ~attempt.host if udp else attempt.host
+            host_rtt = self._host_rtt.get(key)
             if host_rtt is None:
-                self._host_rtt[attempt.host] = _Rtt(rtt, floor, ceiling)
+                self._host_rtt[key] = _Rtt(rtt, floor, ceiling)
             else:
                 host_rtt.add(rtt, floor, ceiling)
-            if self._scan_rtt is None:
-                self._scan_rtt = _Rtt(rtt, floor, ceiling)
-                self._retime_provisional()
+            scan_rtt = self._udp_scan_rtt if udp else self._scan_rtt
+            if scan_rtt is None:
+                scan_rtt = _Rtt(rtt, floor, ceiling)
+                if udp:
+                    self._udp_scan_rtt = scan_rtt
+                else:
+                    self._scan_rtt = scan_rtt
+                self._retime_provisional(attempt.port[0], scan_rtt.timeout)
             else:
-                self._scan_rtt.add(rtt, floor, ceiling)
+                scan_rtt.add(rtt, floor, ceiling)
         self._buffer.append(self._emit(attempt, answer, rtt))
         self.stats.done += 1
 
@@ -756,9 +775,13 @@ class Scan:
     def _arrival(self, attempt: _Attempt, rtt: float | None = None) -> float:
         """When ``attempt`` reached its host: its send plus half the (measured) RTT."""
         if rtt is None:
-            estimate = self._host_rtt.get(attempt.host) or self._scan_rtt
+            estimate = self._udp_rtt(attempt.host)
             rtt = estimate.srtt if estimate is not None else 0.0
         return attempt.sent + rtt / 2
+
+    def _udp_rtt(self, host_index: int) -> _Rtt | None:
+        """The UDP RTT estimate of a host, else of the scan."""
+        return self._host_rtt.get(~host_index) or self._udp_scan_rtt
 
     def _udp_answer(self, attempt: _Attempt, answer: Answer, rtt: float) -> None:
         """Account a UDP answer to its host's ICMP budget (an error spent a token)."""
@@ -800,7 +823,7 @@ class Scan:
             )
         elif attempt.paced:
             self._unpace(attempt)
-        estimate = self._host_rtt.get(host_index) or self._scan_rtt
+        estimate = self._udp_rtt(host_index)
         jitter = PACE_JITTER + (estimate.rttvar if estimate is not None else 0.0)
         if paced.budget.proves_silence(self._arrival(attempt), jitter):
             return True
@@ -834,7 +857,7 @@ class Scan:
         paced = self._paced[host_index]
         if not paced.queue or paced.outstanding >= MAX_OUTSTANDING:
             return
-        estimate = self._host_rtt.get(host_index) or self._scan_rtt
+        estimate = self._udp_rtt(host_index)
         ahead = estimate.srtt / 2 if estimate is not None else 0.0
         when = paced.budget.release_at(now, ahead, paced.outstanding, paced.last)
         if paced.release is not None and paced.release <= when:
@@ -859,16 +882,19 @@ class Scan:
         self._pace_timer = None
         self._schedule_send()
 
-    def _retime_provisional(self) -> None:
-        """Give the attempts sent under the initial timeout the first measured one."""
-        assert self._scan_rtt is not None
-        timeout, heap = self._scan_rtt.timeout, self._heap
+    def _retime_provisional(self, protocol: Proto, timeout: float) -> None:
+        """Give the attempts of ``protocol`` sent under the initial timeout the first
+        measured one."""
+        heap, others = self._heap, []
         for attempt in self._provisional:
+            if attempt.port[0] is not protocol:
+                others.append(attempt)
+                continue
             deadline = attempt.sent + timeout
             if attempt.live and deadline < attempt.deadline:
                 attempt.deadline = deadline  # the old heap entry is now stale
                 heapq.heappush(heap, (deadline, next(self._seq), attempt))
-        self._provisional = []
+        self._provisional = others
         if heap and heap[0][0] < self._timer_when:
             self._arm_timer(heap[0][0])
 
@@ -901,7 +927,15 @@ class Scan:
             attempt.live = False
             self._inflight -= 1
             protocol = attempt.port[0]
-            transports[protocol].cancel(attempt.handle)
+            transport = transports[protocol]
+            late = transport.reap(attempt.handle)
+            transport.cancel(attempt.handle)
+            if late is not None:  # it had come back; the event loop had not got to it
+                rtt = now - attempt.sent
+                if protocol is _UDP:
+                    self._udp_answer(attempt, late, rtt)
+                self._final(attempt, late, rtt)
+                continue
             counts = protocol is _TCP or fast or self._udp_silence(attempt)
             silences = attempt.silences + counts
             if silences <= retries:

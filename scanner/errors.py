@@ -9,6 +9,8 @@ for input a scan cannot start with, and for failures of the scanner's own machin
     │   ├── TargetError         a target such as "198.18.0.300" or "a..b"
     │   │   └── TargetFileError a targets file that cannot be read or has a bad line
     │   ├── OutputError         an output path that cannot be written
+    │   ├── ReportError         a report (diff, merge, --resume) that cannot be read
+    │   ├── PolicyError         a policy file (--expect) that cannot be read or parsed
     │   └── RegistryError       registry data that cannot be read, parsed or rolled back
     │                           (defined in scanner.registry)
     └── ScanError               the scan itself failed (e.g. writing results failed midway)
@@ -50,6 +52,14 @@ class TargetFileError(TargetError):
 
 class OutputError(UsageError):
     """An output file cannot be created or written."""
+
+
+class ReportError(UsageError):
+    """A report given as input (to ``diff``, ``merge`` or ``--resume``) cannot be read."""
+
+
+class PolicyError(UsageError):
+    """A policy file (``--expect``) cannot be read, or one of its lines is malformed."""
 
 
 class ScanError(PortprobeError):

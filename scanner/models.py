@@ -72,6 +72,8 @@ class Assessment:
     seen or nothing was probed); ``verdict`` compares the two (``consistent``,
     ``contradicts``, ``unverified``; empty for ports that are not open); ``warning`` starts
     with "label is not evidence" where the label is obscure, unassigned or contradicted.
+    ``policy`` is empty unless the scan was given a policy (``--expect``): then an open
+    port is ``allowed`` or ``violation`` (open, and the policy does not allow it).
     """
 
     label: str = ""
@@ -82,6 +84,7 @@ class Assessment:
     evidence_detail: str = ""
     verdict: str = ""
     warning: str = ""
+    policy: str = ""
 
 
 @dataclass(frozen=True, slots=True)

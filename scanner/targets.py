@@ -49,6 +49,7 @@ __all__ = [
     "Unresolved",
     "build_targets",
     "parse_exclude_file",
+    "parse_network",
     "parse_target",
     "read_targets_file",
 ]
@@ -128,6 +129,12 @@ def parse_target(text: str) -> TargetSpec:
     Raises :class:`~scanner.errors.TargetError` with a one-line message naming ``text``.
     """
     return _parse(text, guard=True)
+
+
+def parse_network(text: str) -> TargetSpec:
+    """:func:`parse_target` without the size guards: for exclusions and policies, where a
+    large block (even ``0.0.0.0/0``) costs nothing because it is never expanded."""
+    return _parse(text, guard=False)
 
 
 def _parse(text: str, *, guard: bool) -> TargetSpec:

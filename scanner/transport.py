@@ -245,6 +245,13 @@ class Transport(Protocol):
     def flush(self) -> None:
         """Deliver every answer that has already arrived (called before timing out)."""
 
+    def reap(self, handle: object) -> Answer | None:
+        """The answer that has arrived for ``handle`` but was not delivered yet, if any.
+
+        Called on an attempt about to time out, after :meth:`flush`; the attempt is then
+        cancelled either way. (A transport whose ``flush`` delivers everything returns None.)
+        """
+
     def close(self) -> None:
         """Abandon every attempt and release every resource."""
 
@@ -315,6 +322,9 @@ class TcpConnectTransport:
                     complete(entry)
             if len(events) < _BATCH:
                 return
+
+    def reap(self, handle: object) -> Answer | None:
+        return None  # flush() has harvested every connect that finished
 
     def close(self) -> None:
         for fd, entry in list(self._pending.items()):
@@ -389,6 +399,15 @@ class _ExchangeProtocol(DgramProtocol):
         self._wake.put_nowait((_WOKEN, None))  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One UDP attempt's socket, and the queues asyncio-dgram reads into."""
+
+    sock: socket.socket
+    recvq: _RecvQueue
+    excq: asyncio.Queue[Exception]
+
+
 Payloads = Callable[[int], Sequence[bytes]]
 """``payloads(port)``: the datagrams a UDP probe of ``port`` sends (at least one)."""
 
@@ -414,7 +433,8 @@ class UdpTransport:
         self._payloads = payloads or _protocol_payloads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        # Every attempt in flight: its socket and the queues asyncio-dgram reads into.
+        self._pending: dict[asyncio.Task[None], _Exchange] = {}
 
     def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._loop, self._deliver = loop, deliver
@@ -434,29 +454,54 @@ class UdpTransport:
             sock.close()
             return classify_udp_errno(exc.errno or 0)
         assert self._loop is not None
-        task = self._loop.create_task(self._exchange(key, sock, self._payloads(port)))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        # A task cancelled before it ever ran leaves its socket to us (closing twice is fine).
-        task.add_done_callback(lambda _: sock.close())
+        exchange = _Exchange(sock, asyncio.Queue(), asyncio.Queue())
+        task = self._loop.create_task(self._exchange(key, exchange, self._payloads(port)))
+        self._pending[task] = exchange
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        exchange = self._pending.pop(task, None)
+        if exchange is not None:  # a task cancelled before it ran leaves its socket to us
+            exchange.sock.close()
 
     def cancel(self, handle: object) -> None:
         task: asyncio.Task[None] = handle  # type: ignore[assignment]
         task.cancel()
 
     def flush(self) -> None:
-        """Nothing to harvest: answers are delivered as the event loop reads them."""
+        """Nothing to harvest at once: :meth:`reap` looks at one attempt about to expire."""
+
+    def reap(self, handle: object) -> Answer | None:
+        """What came back for an attempt whose task has not seen it yet: a datagram or an
+        error queued by asyncio-dgram, or still in the socket (a busy loop: a TCP sweep in
+        the same scan delays the tasks by tens of milliseconds)."""
+        exchange = self._pending.get(handle)  # type: ignore[call-overload]
+        if exchange is None:
+            return None
+        while not exchange.recvq.empty():
+            data, _ = exchange.recvq.get_nowait()
+            if data is not _WOKEN:
+                return UDP_OPEN
+        if not exchange.excq.empty():
+            error = exchange.excq.get_nowait()
+            if isinstance(error, OSError):
+                return _queued_icmp(exchange.sock) or self._answer(error)
+        try:
+            exchange.sock.recv(1)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return _queued_icmp(exchange.sock) or self._answer(exc)
+        return UDP_OPEN
 
     def close(self) -> None:
         for task in list(self._pending):
             task.cancel()
-        self._pending.clear()
 
-    async def _exchange(self, key: object, sock: socket.socket, payloads: Sequence[bytes]) -> None:
+    async def _exchange(self, key: object, exchange: _Exchange, payloads: Sequence[bytes]) -> None:
         assert self._loop is not None and self._deliver is not None
-        recvq: _RecvQueue = asyncio.Queue()
-        excq: asyncio.Queue[Exception] = asyncio.Queue()
+        sock, recvq, excq = exchange.sock, exchange.recvq, exchange.excq
         drained = asyncio.Event()
         try:
             transport, _ = await self._loop.create_datagram_endpoint(

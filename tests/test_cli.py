@@ -34,7 +34,7 @@ BAD_INPUT = [
     (["127.0.0.1", "-p", "22", "-iL", "/nonexistent/targets.txt"], "/nonexistent/targets.txt"),
     (["127.0.0.1", "-p", "22", "-o", "/nonexistent/dir/out.csv"], "cannot write"),
     (["127.0.0.1", "-p", "22", "-o", "out.xlsx"], "--format"),
-    (["127.0.0.1", "-p", "22", "--format", "xml"], "--format"),
+    (["127.0.0.1", "-p", "22", "--format", "yaml"], "--format"),
     (["127.0.0.1", "-p", "22", "--rate", "0"], "--rate"),
     (["127.0.0.1", "-p", "22", "--rate", "-5"], "--rate"),
     (["127.0.0.1", "-p", "22", "--rate", "fast"], "--rate"),

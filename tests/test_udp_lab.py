@@ -125,3 +125,20 @@ def test_other_icmp_unreachables_are_filtered_with_their_reason(
     assert states(v4)[4441] == states(v6)[4441] == ("filtered", "host-unreach")
     # The exact ICMP type and code come from the socket's error queue (IP_RECVERR).
     assert states(v4)[4442] == states(v6)[4442] == ("filtered", "admin-prohibited")
+
+
+def test_udp_stays_exact_beside_a_full_tcp_sweep(lab: Lab) -> None:
+    # The TCP sweep keeps the event loop busy: UDP answers reach their tasks late, and
+    # would expire if UDP were timed by TCP's sub-millisecond RTTs or not reaped first.
+    udp = "U:3,7,53,123,162,9999,2000-2005"
+    doc, _ = scan_json(lab, lab.server4, "-p", f"T:1-65535,{udp}", "--no-evidence", "-q")
+    tcp = states(doc, "tcp")
+    assert len(tcp) == 65535
+    assert {p for p, (state, _) in tcp.items() if state == "open"} == {
+        22, 80, 443, 2451, 3451, 8080,
+    }  # fmt: skip
+    assert {p for p, (state, _) in tcp.items() if state == "filtered"} == {81, 444}
+    assert states(doc, "udp") == {
+        **{p: EXPECTED[p] for p in (7, 53, 123, 162, 9999)},
+        **{p: ("closed", "port-unreach") for p in (3, 2000, 2001, 2002, 2003, 2004, 2005)},
+    }

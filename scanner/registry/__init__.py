@@ -59,6 +59,7 @@ from scanner.registry.store import (
     UpdateResult,
     default_data_dir,
     load_registry,
+    registry_date,
     rollback_registry,
     update_registry,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "load_registry",
     "parse_registry_csv",
     "port_range",
+    "registry_date",
     "rollback_registry",
     "update_registry",
 ]

@@ -46,6 +46,7 @@ __all__ = [
     "UpdateResult",
     "default_data_dir",
     "load_registry",
+    "registry_date",
     "rollback_registry",
     "update_registry",
 ]
@@ -107,6 +108,28 @@ def load_registry() -> Registry:
         except RegistryError as exc:
             log.warning("ignoring the registry copy %s; using the shipped data", exc)
     return _load_shipped()
+
+
+def registry_date() -> str:
+    """The date of the registry data a scan will use, read from provenance files only.
+
+    Cheap (no CSV is parsed), for report headers written before the registry is loaded.
+    A user copy without a readable provenance is dated by its modification time, as
+    :func:`load_registry` dates it.
+    """
+    directory = default_data_dir()
+    path = directory / CSV_NAME
+    try:
+        if path.exists():
+            date = _read_provenance(directory / PROVENANCE_NAME).get("snapshot_date")
+            if isinstance(date, str):
+                return date
+            return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date().isoformat()
+    except OSError:
+        pass
+    data = importlib.resources.files("scanner") / "data"
+    shipped = json.loads((data / PROVENANCE_NAME).read_text(encoding="utf-8"))
+    return str(shipped["snapshot_date"])
 
 
 def _load_shipped() -> Registry:

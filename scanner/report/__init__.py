@@ -1,4 +1,4 @@
-"""Reports: the terminal table, CSV, JSON and JSON Lines, and the scan summary.
+"""Reports: the terminal table, CSV, JSON, JSON Lines and nmap-style XML, and the summary.
 
 Writers take an open stream and a fixed, documented column list; they never decide which
 results to include (the caller does) and never print anything themselves.
@@ -38,7 +38,7 @@ __all__ = [
     "printable",
 ]
 
-FORMATS = ("table", "csv", "json", "jsonl")
+FORMATS = ("table", "csv", "json", "jsonl", "xml")
 
 _EXTENSIONS = {
     ".csv": "csv",
@@ -46,6 +46,7 @@ _EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".txt": "table",
+    ".xml": "xml",
 }
 
 
@@ -69,4 +70,8 @@ def make_writer(name: str, stream: TextIO, meta: ScanMeta) -> Writer:
         return JsonWriter(stream, meta)
     if name == "jsonl":
         return JsonLinesWriter(stream, meta)
+    if name == "xml":
+        from scanner.report.xml import XmlWriter
+
+        return XmlWriter(stream, meta)
     raise OutputError(f"unknown output format {name!r}")

@@ -35,7 +35,8 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _address_key(host: str) -> tuple[int, bytes]:
+def address_key(host: str) -> tuple[int, bytes]:
+    """A sort key that orders addresses numerically, IPv4 before IPv6, anything else last."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -53,7 +54,11 @@ def _verdict_cell(verdict: str) -> str:
     return "!! CONTRADICTS" if verdict == "contradicts" else verdict
 
 
-def _row(r: Result, assessed: bool) -> tuple[str, ...]:
+def _policy_cell(policy: str) -> str:
+    return "!! VIOLATION" if policy == "violation" else policy
+
+
+def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
     cells = (
         printable(f"{r.hostname} ({r.host})" if r.hostname else r.host),
         f"{r.port}/{r.protocol.value}",
@@ -64,7 +69,7 @@ def _row(r: Result, assessed: bool) -> tuple[str, ...]:
         return cells
     a = r.assessment
     if a is None:
-        return (*cells, "", "", "", "")
+        return (*cells, "", "", "", "", *(("",) if judged else ()))
     evidence = f"{a.evidence} ({a.evidence_detail})" if a.evidence_detail else a.evidence
     if len(evidence) > EVIDENCE_WIDTH:
         evidence = evidence[: EVIDENCE_WIDTH - 3] + "..."
@@ -74,6 +79,7 @@ def _row(r: Result, assessed: bool) -> tuple[str, ...]:
         printable(a.attestation),
         printable(evidence),
         printable(_verdict_cell(a.verdict)),
+        *((printable(_policy_cell(a.policy)),) if judged else ()),
     )
 
 
@@ -98,11 +104,14 @@ class TableReport:
         """Write the table, the "Not shown" line and the unreachable hosts to ``stream``."""
         if self.rows:
             # One address parse per host, not per row: --all can mean 65,535 rows a host.
-            keys = {host: _address_key(host) for host in {r.host for r in self.rows}}
+            keys = {host: address_key(host) for host in {r.host for r in self.rows}}
             rows = sorted(self.rows, key=lambda r: (keys[r.host], r.protocol.value, r.port))
             assessed = any(r.assessment is not None for r in rows)
-            table = [_row(r, assessed) for r in rows]
-            headers = HEADERS + ASSESSED_HEADERS if assessed else HEADERS
+            judged = any(r.assessment is not None and r.assessment.policy for r in rows)
+            table = [_row(r, assessed, judged) for r in rows]
+            headers: tuple[str, ...] = HEADERS + ASSESSED_HEADERS if assessed else HEADERS
+            if judged:
+                headers += ("POLICY",)
             # Every cell is text: numparse would cost most of the time on large tables.
             stream.write(tabulate(table, headers=headers, disable_numparse=True) + "\n")
             warned = [r for r in rows if r.assessment is not None and r.assessment.warning]
@@ -110,6 +119,10 @@ class TableReport:
                 assert r.assessment is not None
                 where = f"{r.host} {r.port}/{r.protocol.value}"
                 stream.write(printable(f"{where}: {r.assessment.warning}") + "\n")
+            for r in rows:
+                if r.assessment is not None and r.assessment.policy == "violation":
+                    where = f"{r.host} {r.port}/{r.protocol.value}"
+                    stream.write(f"{where}: open, and the policy does not allow it\n")
         elif summary.total:
             stream.write("No open ports found.\n")
         line = summary.not_shown(self.shown)

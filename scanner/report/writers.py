@@ -22,7 +22,7 @@ from typing import Any, Protocol, TextIO
 from scanner.models import Result
 from scanner.report.summary import Summary
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ASSESSMENT_COLUMNS = (
     "label",
@@ -33,8 +33,10 @@ ASSESSMENT_COLUMNS = (
     "evidence_detail",
     "verdict",
     "warning",
+    "policy",
 )
-"""The results layer's columns (see :class:`scanner.models.Assessment`); added in schema 2."""
+"""The results layer's columns (see :class:`scanner.models.Assessment`); added in schema 2,
+``policy`` appended in schema 3."""
 
 CSV_COLUMNS = (
     "host",
@@ -49,7 +51,8 @@ CSV_COLUMNS = (
     *ASSESSMENT_COLUMNS,
 )
 """The CSV header, in order. ``rtt_ms`` is empty when nothing answered. Schema 1 had the
-first nine columns; schema 2 appended the assessment, so readers of 1 still find theirs."""
+first nine columns; schema 2 appended the assessment and schema 3 ``policy``, so readers of
+an older schema still find their columns where they were."""
 
 _NO_ASSESSMENT = ("",) * len(ASSESSMENT_COLUMNS)
 
@@ -89,6 +92,7 @@ def assessment_cells(result: Result) -> tuple[str, ...]:
         a.evidence_detail,
         a.verdict,
         a.warning,
+        a.policy,
     )
 
 
@@ -110,7 +114,13 @@ def result_record(result: Result) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanMeta:
-    """What a report says about the scan itself."""
+    """What a report says about the scan itself.
+
+    ``shard`` is ``K/N`` (``1/1`` for a whole scan); ``registry_date`` the date of the IANA
+    registry data the labels come from; ``closed_listed`` whether closed ports are written
+    (``--all``), which tells a reader (``--resume``) that a port missing from the report
+    was not probed yet rather than closed.
+    """
 
     version: str
     command: list[str]
@@ -118,6 +128,9 @@ class ScanMeta:
     seed: int
     ports: str
     hosts: int
+    shard: str = "1/1"
+    registry_date: str = ""
+    closed_listed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,8 +141,11 @@ class ScanMeta:
             "command": self.command,
             "started": isotime(self.started),
             "seed": self.seed,
+            "shard": self.shard,
             "ports": self.ports,
             "hosts": self.hosts,
+            "registry_date": self.registry_date,
+            "closed_listed": self.closed_listed,
             **self.extra,
         }
 
@@ -152,10 +168,17 @@ class Ending:
 
 
 class Writer(Protocol):
-    """A report format: ``write`` each result as it comes, then ``close`` once."""
+    """A report format: ``write`` each result as it comes, then ``close`` once.
+
+    ``omit`` is told of each result the report leaves out (closed ports, without
+    ``--all``); only formats that count them (XML's ``extraports``) use it.
+    """
 
     def write(self, result: Result) -> None:
         """Write one result as a complete record."""
+
+    def omit(self, result: Result) -> None:
+        """Count one result that is not written."""
 
     def close(self, ending: Ending) -> None:
         """Finish the document (it stays valid however the scan ended)."""
@@ -188,6 +211,9 @@ class CsvWriter:
         quote = any(isinstance(cell, str) and "\r" in cell for cell in row)
         (self._quoted if quote else self._csv).writerow(row)
 
+    def omit(self, result: Result) -> None:
+        pass
+
     def close(self, ending: Ending) -> None:
         pass
 
@@ -205,6 +231,9 @@ class JsonWriter:
         self._first = False
         self._stream.write(sep + json.dumps(result_record(result)))
 
+    def omit(self, result: Result) -> None:
+        pass
+
     def close(self, ending: Ending) -> None:
         self._stream.write('\n ],\n "end": ' + json.dumps(ending.as_dict()) + "\n}\n")
 
@@ -218,6 +247,9 @@ class JsonLinesWriter:
 
     def write(self, result: Result) -> None:
         self._stream.write(json.dumps({"type": "result", **result_record(result)}) + "\n")
+
+    def omit(self, result: Result) -> None:
+        pass
 
     def close(self, ending: Ending) -> None:
         self._stream.write(json.dumps({"type": "end", **ending.as_dict()}) + "\n")

@@ -1,0 +1,390 @@
+"""Reading reports back: CSV, JSON, JSON Lines and nmap-style XML, told apart by content.
+
+Rules:
+- A report file is untrusted input (``diff``, ``merge`` and ``--resume`` read files that
+  may come from anywhere). Any fault, whatever the bytes, is one :class:`ReportError` with
+  a one-line message naming the file (and the line or record); never another exception.
+- The format comes from the content, not the name: ``<`` starts XML, a first line that is
+  a JSON object of ``"type": "scan"`` starts JSON Lines, another ``{`` a JSON document,
+  and anything else must be CSV with portprobe's header.
+- XML documents may not declare entities (no "billion laughs"); nmap's own XML reads too,
+  as long as its states and reasons are ones portprobe knows (its service name is read as
+  the label, product and extra info as the evidence).
+- A report lists every port that is not closed (and the closed ones with ``--all``): a
+  port missing from it was closed, or not probed if the scan was cut short.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+import reprlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree import ElementTree
+
+from scanner.errors import ReportError
+from scanner.models import Assessment, PortState, Proto, Reason, Result
+from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
+
+__all__ = ["Report", "read_report", "read_report_bytes"]
+
+_repr = reprlib.Repr()
+_repr.maxstring = 40
+_repr.maxother = 40
+
+# The columns every CSV schema (1, 2, 3) has.
+_REQUIRED_CSV = CSV_COLUMNS[:9]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a report file holds.
+
+    ``format`` is ``csv``, ``json``, ``jsonl`` or ``xml``. ``meta`` is the ``scan`` record
+    (for XML, the ``nmaprun`` attributes; empty for CSV); ``ending`` the ``end`` record
+    (empty if the file has none). ``complete`` is False for a scan that was cut short,
+    True for one that finished, None when the file does not say (CSV).
+    """
+
+    format: str
+    results: list[Result]
+    meta: dict[str, Any] = field(default_factory=dict)
+    ending: dict[str, Any] = field(default_factory=dict)
+    complete: bool | None = None
+
+
+def read_report(path: str) -> Report:
+    """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return read_report_bytes(data, path)
+
+
+def read_report_bytes(data: bytes, name: str) -> Report:
+    """Read a report from ``data``; ``name`` is used in messages. ReportError on any fault."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ReportError(f"{name}:{line}: not UTF-8 text") from None
+    start = text.lstrip()
+    try:
+        if not start:
+            raise _Fault("empty file: not a portprobe report")
+        if start.startswith("<"):
+            return _read_xml(text)
+        if start.startswith("{"):
+            first = start.split("\n", 1)[0]
+            try:
+                head = json.loads(first)
+            except (ValueError, RecursionError):
+                head = None
+            if isinstance(head, dict) and head.get("type") == "scan":
+                return _read_jsonl(text)
+            return _read_json(text)
+        return _read_csv(text)
+    except _Fault as exc:
+        raise ReportError(f"{name}{exc.where}: {exc.message}") from None
+
+
+class _Fault(Exception):
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+
+def _at(where: str, message: str) -> _Fault:
+    return _Fault(message, where)
+
+
+# -- one result, from a mapping of CSV column names ------------------------------------
+
+
+def _text(record: Mapping[str, Any], key: str, *, required: bool = False) -> str:
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise _Fault(f"no {key!r}")
+        return ""
+    if not isinstance(value, str):
+        raise _Fault(f"{key!r} must be text, not {_repr.repr(value)}")
+    return value
+
+
+def _number(value: Any, key: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise _Fault(f"{key!r} must be a number, not {_repr.repr(value)}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise _Fault(f"{key!r} must be a number, not {_repr.repr(value)}") from None
+    else:
+        raise _Fault(f"{key!r} must be a number, not {_repr.repr(value)}")
+    if not number >= 0 or number == float("inf"):
+        raise _Fault(f"{key!r} must be a number of at least 0, not {_repr.repr(value)}")
+    return number
+
+
+def _integer(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = _repr.repr(value)
+        raise _Fault(f"{key!r} must be a whole number from {low} to {high}, not {shown}")
+    return value
+
+
+def _enum(kind: type[Proto] | type[PortState] | type[Reason], value: str, key: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise _Fault(f"unknown {key} {_repr.repr(value)}") from None
+
+
+def _timestamp(value: str) -> float:
+    if not value:
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Fault(f"'time' is not an ISO-8601 time: {_repr.repr(value)}") from None
+    if moment.tzinfo is None:
+        raise _Fault(f"'time' has no time zone: {_repr.repr(value)}")
+    return moment.timestamp()
+
+
+def _result(record: Mapping[str, Any]) -> Result:
+    host = _text(record, "host", required=True)
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise _Fault(f"'host' is not an IP address: {_repr.repr(host)}") from None
+    hostname = _text(record, "hostname")
+    if hostname.startswith("'"):  # the CSV writer's guard against formulas
+        hostname = hostname[1:]
+    rtt = _number(record.get("rtt_ms"), "rtt_ms")
+    tries = record.get("tries")
+    assessed = {key: _unguard(_text(record, key)) for key in ASSESSMENT_COLUMNS}
+    return Result(
+        host,
+        _integer(record.get("port"), "port", 1, 65535),
+        _enum(Proto, _text(record, "protocol", required=True), "protocol"),
+        _enum(PortState, _text(record, "state", required=True), "state"),
+        _enum(Reason, _text(record, "reason", required=True), "reason"),
+        hostname or None,
+        None if rtt is None else rtt / 1000,
+        1 if tries in (None, "") else _integer(tries, "tries", 0, 1_000_000),
+        _timestamp(_text(record, "time")),
+        Assessment(**assessed) if any(assessed.values()) else None,
+    )
+
+
+def _unguard(cell: str) -> str:
+    """Undo the CSV writer's apostrophe before a cell a spreadsheet would run."""
+    if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+        return cell[1:]
+    return cell
+
+
+# -- CSV --------------------------------------------------------------------------------
+
+
+def _read_csv(text: str) -> Report:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or not set(_REQUIRED_CSV) <= set(header):
+            raise _Fault("not a portprobe report (no CSV header with host,port,protocol,...)")
+        results = []
+        for row in reader:
+            if not row:
+                continue
+            where = f":{reader.line_num}"
+            if len(row) != len(header):
+                raise _at(where, f"{len(row)} cells where the header has {len(header)}")
+            try:
+                results.append(_result(dict(zip(header, row, strict=True))))
+            except _Fault as exc:
+                raise _at(where, exc.message) from None
+    except csv.Error as exc:
+        raise _at(f":{reader.line_num}", f"bad CSV: {exc}") from None
+    return Report("csv", results)
+
+
+# -- JSON and JSON Lines ------------------------------------------------------------------
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _at(where, "JSON nested too deeply") from None
+    except ValueError as exc:
+        message = getattr(exc, "msg", "bad JSON")
+        line = getattr(exc, "lineno", None)
+        raise _at(f":{line}" if line and not where else where, f"bad JSON: {message}") from None
+
+
+def _complete(ending: Mapping[str, Any]) -> bool | None:
+    value = ending.get("complete")
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise _Fault(f"'complete' must be true or false, not {_repr.repr(value)}")
+    return value
+
+
+def _read_json(text: str) -> Report:
+    doc = _json(text, "")
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise _Fault('not a portprobe report (a JSON object with "results" expected)')
+    meta, ending = doc.get("scan", {}), doc.get("end", {})
+    if not isinstance(meta, dict) or not isinstance(ending, dict):
+        raise _Fault('"scan" and "end" must be objects')
+    results = []
+    for index, record in enumerate(doc["results"]):
+        if not isinstance(record, dict):
+            raise _at(f": result {index + 1}", "not an object")
+        try:
+            results.append(_result(record))
+        except _Fault as exc:
+            raise _at(f": result {index + 1}", exc.message) from None
+    complete = _complete(ending) if "end" in doc else False
+    return Report("json", results, meta, ending, complete)
+
+
+def _read_jsonl(text: str) -> Report:
+    meta: dict[str, Any] = {}
+    ending: dict[str, Any] = {}
+    results = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f":{number}"
+        record = _json(line, where)
+        if not isinstance(record, dict):
+            raise _at(where, "not a JSON object")
+        kind = record.get("type")
+        if kind == "scan":
+            meta = record
+        elif kind == "result":
+            try:
+                results.append(_result(record))
+            except _Fault as exc:
+                raise _at(where, exc.message) from None
+        elif kind == "end":
+            ending = record
+        else:
+            raise _at(where, f"unknown record type {_repr.repr(kind)}")
+    try:
+        complete = _complete(ending) if ending else False
+    except _Fault as exc:
+        raise _at(":end", exc.message) from None
+    return Report("jsonl", results, meta, ending, complete)
+
+
+# -- XML ------------------------------------------------------------------------------------
+
+
+def _read_xml(text: str) -> Report:
+    if "<!ENTITY" in text:
+        raise _Fault("XML entity declarations are not accepted")
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        line = exc.position[0] if getattr(exc, "position", None) else None
+        raise _at(f":{line}" if line else "", "bad XML") from None
+    except (ValueError, RecursionError):
+        raise _Fault("bad XML") from None
+    if root.tag != "nmaprun":
+        raise _Fault("not an nmap-style XML report (no <nmaprun>)")
+    results: list[Result] = []
+    for index, host in enumerate(root.iter("host"), start=1):
+        try:
+            results.extend(_xml_host(host))
+        except _Fault as exc:
+            raise _at(f": host {index}", exc.message) from None
+    finished = root.find("runstats/finished")
+    complete = None if finished is None else finished.get("exit", "success") == "success"
+    ending: dict[str, Any] = {} if finished is None else dict(finished.attrib)
+    if "time" in ending:
+        ending["finished"] = _unix_iso(ending["time"])
+    # The nmaprun attributes under the names of our JSON "scan" record.
+    infos = root.findall("scaninfo")
+    letters = {"tcp": "T:", "udp": "U:"}
+    spec = ",".join(
+        (letters.get(i.get("protocol", ""), "") if len(infos) > 1 else "") + i.get("services", "")
+        for i in infos
+    )
+    meta: dict[str, Any] = dict(root.attrib)
+    meta.update(
+        command=root.get("args", ""),
+        portprobe_version=root.get("version"),
+        started=_unix_iso(root.get("start", "")),
+        seed=root.get("portprobe_seed"),
+        shard=root.get("portprobe_shard"),
+        registry_date=root.get("portprobe_registry_date"),
+        ports=spec or None,
+    )
+    return Report("xml", results, meta, ending, complete)
+
+
+def _unix_iso(value: str) -> str | None:
+    """A Unix time in text as ISO-8601 UTC (None if it is not one)."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 11:
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC).isoformat()
+
+
+def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
+    address = next(
+        (
+            a.get("addr", "")
+            for a in host.iter("address")
+            if a.get("addrtype", "ipv4") in ("ipv4", "ipv6")
+        ),
+        None,
+    )
+    if address is None:
+        raise _Fault("no IP address")
+    names = [h.get("name") for h in host.iter("hostname") if h.get("name")]
+    for port in host.iter("port"):
+        state = port.find("state")
+        if state is None:
+            raise _Fault(f"port {_repr.repr(port.get('portid'))} has no state")
+        record: dict[str, Any] = {
+            "host": address,
+            "port": port.get("portid"),
+            "protocol": port.get("protocol", ""),
+            "state": state.get("state", ""),
+            "reason": state.get("reason", ""),
+            "hostname": names[0] if names else None,
+            "rtt_ms": state.get("portprobe_rtt_ms"),
+            "tries": state.get("portprobe_tries"),
+            "time": state.get("portprobe_time", ""),
+        }
+        service = port.find("service")
+        if service is not None:
+            # See scanner.report.xml: the label, the evidence, then portprobe's own fields.
+            record["label"] = service.get("name", "")
+            record["evidence"] = service.get("product")
+            record["evidence_detail"] = service.get("extrainfo")
+            for key in ASSESSMENT_COLUMNS:
+                value = service.get(f"portprobe_{key}")
+                if value is not None:
+                    record[key] = value
+        yield _result(record)
