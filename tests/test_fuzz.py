@@ -72,7 +72,8 @@ OPTIONS = [
     "-q", "--quiet", "--no-evidence", "--evidence-timeout", "--help", "-h", "--version",
     "--", "-", "-p-",
 ]  # fmt: skip
-COMMANDS = ["scan", "port", "local", "registry", "info", "update", "rollback", "--from"]
+# "diff" reads reports (the fixture's files); "merge" is left out: it writes its output.
+COMMANDS = ["scan", "port", "local", "registry", "info", "update", "rollback", "--from", "diff"]
 VALUES = [
     "22", "0", "65535", "65536", "-1", "1-", "-1024", "1,2,3", "1-65535", "80-22", "x",
     "1e9", "nan", "inf", "-inf", "0.0", "10ms", "2s", "1h", "-5s", "99999999999999999999",
