@@ -991,11 +991,20 @@ class _WorkerScan(Scan):
 
     async def serve(self, fd: int) -> None:
         """Scan this worker's shard, writing records to ``fd``; SIGTERM stops it cleanly."""
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.stop)
-        async for batch in self._batches():
-            _write_all(fd, b"".join(batch))
-        stats = self.stats
-        _write_all(fd, encode_counters(stats.sent, stats.retransmitted, stats.deferred, self._cap))
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        try:
+            async for batch in self._batches():
+                _write_all(fd, b"".join(batch))
+            stats = self.stats
+            _write_all(
+                fd, encode_counters(stats.sent, stats.retransmitted, stats.deferred, self._cap)
+            )
+        finally:
+            # Everything is sent: a late SIGTERM has nothing left to stop. Ignore it before
+            # the loop closes its self-pipe, which the handler would otherwise write to.
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _write_all(fd: int, data: bytes) -> None:
