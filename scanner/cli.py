@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
+from click import Context
 from click.exceptions import ClickException
 from typer.core import TyperGroup
 
@@ -89,8 +90,12 @@ class Environment:
         return bool(getattr(self.stderr, "isatty", lambda: False)())
 
     def say(self, message: str) -> None:
-        """One line to stderr, prefixed with the program name."""
-        self.stderr.write(f"portprobe: {message}\n")
+        """One line to stderr, prefixed with the program name.
+
+        Messages quote user input (paths, targets) and errors: control characters are
+        escaped, so a message stays one line and cannot drive the terminal.
+        """
+        self.stderr.write(f"portprobe: {printable(message)}\n")
         self.stderr.flush()
 
 
@@ -703,9 +708,6 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         else None,
     )
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, scan.stop)
-
     meta = ScanMeta(
         version=__version__,
         command=request.command,
@@ -722,7 +724,15 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     stream: TextIO | None = sink.stream if sink is not None else None
     if request.format != "table":
         stream = stream if stream is not None else env.stdout
-        writer = make_writer(request.format, stream, meta)
+        try:
+            writer = make_writer(request.format, stream, meta)
+        except OSError as exc:  # stdout is a full disk or a closed pipe: nothing to scan for
+            if sink is not None:
+                sink.discard()
+            env.say(f"error: {_write_failure(exc)}")
+            return ExitStatus.ERROR
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, scan.stop)
     table = TableReport(show_all=request.show_all)
     output = _Output(table, writer, sink, request.policy)
     enrichment = _Enrichment(request, output.emit)
@@ -735,6 +745,8 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     probed = 0
     try:
         async for result in scan:
+            if output.failure is not None:  # a write failed in an evidence task
+                raise output.failure
             probed += 1
             summary.add(result)
             if request.show_all or result.state is not PortState.CLOSED:
@@ -742,8 +754,9 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
             elif writer is not None:
                 writer.omit(result)
         await enrichment.finish(interrupted=scan.stats.interrupted)
+        failure = output.failure
     except (ScanError, OSError) as exc:
-        failure = exc if isinstance(exc, ScanError) else ScanError(f"writing failed: {exc}")
+        failure = _write_failure(exc)
         scan.stop()
         await enrichment.finish(interrupted=True)
     finally:
@@ -764,10 +777,13 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         if sink is not None:
             sink.commit()
     except (ScanError, OSError) as exc:
-        failure = failure or ScanError(f"writing the report failed: {exc}")
+        failure = failure or _write_failure(exc)
     report = env.stderr if to_stdout else env.stdout
     if not to_stdout:
-        table.render(summary, env.stdout)
+        try:
+            table.render(summary, env.stdout)
+        except OSError as exc:
+            failure = failure or _write_failure(exc)
     if not request.quiet:
         for address, (burst, interval, measured) in scan.icmp_budgets().items():
             pace = f"one per {interval:.2f} s" if measured else "about one per second, assumed"
@@ -807,6 +823,14 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     return ExitStatus.SUCCESS
 
 
+def _write_failure(exc: BaseException) -> ScanError:
+    """A failed write (disk full, a closed pipe) as the one-line error the user sees."""
+    if isinstance(exc, ScanError):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ScanError(f"writing the report failed: {reason}")
+
+
 def _done(report: Report | None) -> set[tuple[str, str, int]]:
     """The (host, protocol, port) keys an interrupted scan's report says are finished."""
     if report is None:
@@ -830,20 +854,30 @@ class _Output:
         self._policy = policy
         self.violations = 0
         self._last_flush = time.monotonic()
+        self.failure: ScanError | None = None
 
     def emit(self, result: Result) -> None:
-        """Show and write one assessed result (the caller decided it is reported)."""
+        """Show and write one assessed result (the caller decided it is reported).
+
+        A write that fails raises :class:`ScanError` and is kept in ``failure``: results
+        are also emitted from evidence tasks and loop callbacks, where an exception
+        would otherwise be lost, and a lost write is a silent loss.
+        """
         if self._policy is not None:
             result = self._policy.mark(result)
             if result.assessment is not None and result.assessment.policy == "violation":
                 self.violations += 1
         self._table.add(result)
         if self._writer is not None:
-            self._writer.write(result)
-            now = time.monotonic()
-            if self._sink is not None and now - self._last_flush > self.FLUSH_EVERY:
-                self._sink.flush()
-                self._last_flush = now
+            try:
+                self._writer.write(result)
+                now = time.monotonic()
+                if self._sink is not None and now - self._last_flush > self.FLUSH_EVERY:
+                    self._sink.flush()
+                    self._last_flush = now
+            except (ScanError, OSError) as exc:
+                self.failure = self.failure or _write_failure(exc)
+                raise self.failure from exc
 
 
 class _Enrichment:
@@ -900,8 +934,17 @@ class _Enrichment:
             assert value is not None
             self._assessor = value
             waiting, self._waiting = self._waiting, []
-            for result, evidence in waiting:
-                self._emit(value.assess(result, evidence))
+            # The future must settle whatever happens here, or finish() would wait for it
+            # forever. A failed write is kept by the output; any other error (the registry
+            # reads data files lazily: out of descriptors) is raised by finish().
+            try:
+                for result, evidence in waiting:
+                    self._emit(value.assess(result, evidence))
+            except ScanError:
+                pass
+            except Exception as exc:
+                future.set_exception(exc)
+                return
             future.set_result(value)
 
         def work() -> None:
@@ -938,8 +981,12 @@ class _Enrichment:
             for task in self._tasks:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._loading is not None:
-            await self._loading
+        loading, self._loading = self._loading, None  # raises once, not on a second call
+        if loading is not None:
+            try:
+                await loading
+            except OSError as exc:
+                raise ScanError(f"cannot load the port registry: {exc.strerror or exc}") from exc
 
 
 class _Progress:
@@ -996,6 +1043,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
         env.argv = list(argv)
     _configure_logging(env)
     command = typer.main.get_command(app)
+    if not (list(argv) if argv is not None else sys.argv[1:]):
+        # Help, and one line saying why (Click would print the help as the error message).
+        env.stdout.write(command.get_help(Context(command, info_name="portprobe")) + "\n")
+        env.say("error: no command or target given")
+        sys.exit(int(ExitStatus.USAGE))
     try:
         status = command.main(
             args=list(argv) if argv is not None else None,
@@ -1012,6 +1064,20 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
     except (KeyboardInterrupt, typer.Abort):
         env.say("interrupted")
         status = ExitStatus.INTERRUPTED
-    with contextlib.suppress(Exception):
+    try:
         sys.stdout.flush()
+    except OSError as exc:  # a full disk or a closed pipe: the output is lost, so say so
+        env.say(f"error: {_write_failure(exc)}")
+        status = ExitStatus.ERROR
+        _discard_stdout()
+    except ValueError:
+        pass  # stdout was closed: nothing buffered to lose
     sys.exit(int(status) if isinstance(status, int) else 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -25,11 +25,14 @@ Rules and theory:
   protocol (banner bytes without their line end, TLS handshake records) is waited for,
   up to the budget.
 - Bounds: the whole port gets ``timeout`` seconds (from when it gets its turn: at most
-  ``concurrency`` ports are probed at once), a connection reads at most ``max_bytes``
+  ``concurrency`` ports are probed at once, fewer under a low open-file limit so that
+  the process keeps descriptors to spare), a connection reads at most ``max_bytes``
   (the TLS handshake, certificate chain included, is bounded by ``tls.MAX_HANDSHAKE``
   instead), and a probe returns within ``timeout`` + ``SLACK`` whatever happens. Network
-  errors end an attempt, never the probe. Every connection is closed with a RST
-  (``SO_LINGER`` 0), as the scan's own connects are: no TIME_WAIT left behind.
+  errors end an attempt, never the probe; errors of this machine (out of descriptors or
+  local ports, while the scan itself holds most of them) are retried within the budget.
+  Every connection is closed with a RST (``SO_LINGER`` 0), as the scan's own connects
+  are: no TIME_WAIT left behind.
 
 UDP (:meth:`Prober.probe_udp`):
 
@@ -52,6 +55,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import resource
 import socket
 import ssl
 import struct
@@ -68,6 +73,13 @@ SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
 PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PING
 READ_CHUNK = 4096
+RETRY_LOCAL = 0.02  # seconds before connecting again after a local resource error
+CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
+FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.FD_RESERVE)
+# Errors of this machine, not of the port (as the scan's transport treats them).
+_LOCAL_ERRORS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN}
+)
 _LINGER_RST = struct.pack("ii", 1, 0)
 RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go out again
 ERROR_POLL = 0.05  # seconds between looks at a UDP socket's queued ICMP error
@@ -128,7 +140,7 @@ class Prober:
     def _turns(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._semaphore = asyncio.Semaphore(_ports_at_once(self.config.concurrency))
             self._loop = loop
         return self._semaphore
 
@@ -162,6 +174,19 @@ class Prober:
                 return NO_EVIDENCE
 
 
+def _ports_at_once(concurrency: int) -> int:
+    """``concurrency``, lowered so that probes leave descriptors for the rest of the process.
+
+    A TCP port takes three connections at once. The scan's engine keeps ``FD_RESERVE``
+    descriptors of the open-file limit free for the process; the prober keeps as many
+    again free, so that output files and the registry can still be opened while both run.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return concurrency
+    return max(1, min(concurrency, (soft - 2 * FD_RESERVE) // CONNECTIONS_PER_PORT))
+
+
 class _Attempt:
     """One connection's attempt; its task fills ``best``/``partial`` and sets ``done``."""
 
@@ -184,9 +209,7 @@ class _Attempt:
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout_at(self.p.deadline):
-                reader, writer = await asyncio.open_connection(
-                    self.p.address, self.p.port, family=self.p.family, limit=READ_CHUNK * 2
-                )
+                reader, writer = await self._connect()
                 await self.talk(reader, writer)
         except (OSError, EOFError, ValueError):
             pass  # refused, reset, unreachable, timed out, not this protocol: no evidence
@@ -195,6 +218,22 @@ class _Attempt:
             self.promising = False
             if writer is not None:
                 _abort(writer)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect; an error of this machine (no descriptor, no local port) is retried.
+
+        Such an error says nothing about the port: giving up would lose its evidence
+        silently whenever the scan itself uses most of the descriptors.
+        """
+        while True:
+            try:
+                return await asyncio.open_connection(
+                    self.p.address, self.p.port, family=self.p.family, limit=READ_CHUNK * 2
+                )
+            except OSError as exc:
+                if exc.errno not in _LOCAL_ERRORS:
+                    raise
+            await asyncio.sleep(RETRY_LOCAL)  # the budget's timeout still applies
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError

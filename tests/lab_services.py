@@ -22,6 +22,18 @@ UDP kinds: dns, ntp, echo, silent; snmp (an agent for community "public", v1 and
 v2c, that answers a GetRequest for sysDescr.0), memcached (answers ``version`` in its
 UDP framing), sip (answers OPTIONS with 200 OK).
 
+Hostile TCP kinds, for the hardening tests (tests/test_hostile_lab.py): tarpit (one byte
+of a never-ending SSH-like banner per second, for TARPIT_SECONDS), endless (printable
+bytes as fast as the client takes them, ENDLESS_BYTES in all, with no line end), garbage
+(GARBAGE: 4 KiB of seeded random binary, then hold), ansi (an SMTP greeting full of
+terminal escapes: CSI, OSC 0/8/52, C1 CSI, bidi overrides), ansi-http (an HTTP answer
+whose title holds the same), formula and formula-http (an SMTP greeting's text, or an
+HTTP Server header, that a spreadsheet would run as a formula; which one of FORMULAS
+depends on the port, so a lab with several such ports tries each start character), rst
+(accept, then RST at once), halfopen (a listener whose accept queue is full and is never
+accepted from: the kernel drops new SYNs), noread (accept, never read, never send, a
+tiny receive buffer, hold).
+
 Robustness rules: one asyncio loop, no per-connection buffers beyond a few KiB,
 held connections are capped and time out after HOLD_SECONDS, every callback
 swallows its own errors, and UDP replies leave from the address the request
@@ -37,6 +49,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -51,7 +64,10 @@ from collections.abc import Callable
 
 TCP_KINDS = frozenset(
     {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
-)
+) | frozenset(
+    {"tarpit", "endless", "garbage", "ansi", "ansi-http", "formula", "formula-http", "rst",
+     "halfopen", "noread"}
+)  # fmt: skip
 TLS_KINDS = frozenset({"https", "tls"})
 TLS_COMMON_NAME = "lab.test"
 UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent", "snmp", "memcached", "sip"})
@@ -405,6 +421,188 @@ def make_tls_context() -> ssl.SSLContext:
     return ctx
 
 
+# --------------------------------------------------------------------------- hostile TCP
+
+TARPIT_SECONDS = 120.0
+TARPIT_BYTES = b"SSH-2.0-tarpit" + b"x" * 4096  # never a line end
+ENDLESS_BYTES = 200 * 1024 * 1024  # per connection, far beyond any honest banner
+ENDLESS_CHUNK = bytes(range(0x21, 0x7F)) * 700  # 65,800 printable bytes, no line end
+GARBAGE = bytes([0x00, 0x1B, 0x9B, 0xFF]) + random.Random(7).randbytes(4092)
+ANSI_EVIL = (
+    "\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;ZWNobyBwd25lZA==\x07"  # clear, title, clipboard
+    "\x1b]8;;http://198.18.0.66/\x1b\\click\x1b]8;;\x1b\\"  # a hyperlink
+    "\u202etxt.exe\u202c\u2066\u200b\x9b31mred\x1b[0m\x00\x7f\x08\x08"  # bidi, C1 CSI, BS
+)
+ANSI_BANNER = ("220 evil.test ESMTP " + ANSI_EVIL + "\r\n").encode()
+ANSI_TITLE = ("<title>" + ANSI_EVIL + "</title>").encode()
+FORMULAS = (
+    "=cmd|' /C calc'!A0",
+    "+1+cmd|' /C calc'!A0",
+    "-2+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    '=HYPERLINK("http://198.18.0.66/","x")',
+    "=1+1\tcmd",
+)
+HOLD_HOSTILE = 60.0
+
+
+def formula_for(port: int) -> str:
+    """The formula a formula/formula-http port sends (chosen by its port number)."""
+    return FORMULAS[port % len(FORMULAS)]
+
+
+def _local_port(transport: asyncio.BaseTransport) -> int:
+    name = transport.get_extra_info("sockname")
+    return int(name[1]) if name else 0
+
+
+class TarpitProto(_Held):
+    """tcp "tarpit": one byte per second, never a line end."""
+
+    timeout = TARPIT_SECONDS
+
+    def started(self) -> None:
+        self.sent = 0
+        self.drip()
+
+    def drip(self) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
+        self.transport.write(TARPIT_BYTES[self.sent % len(TARPIT_BYTES) :][:1])
+        self.sent += 1
+        asyncio.get_running_loop().call_later(1.0, self.drip)
+
+
+class EndlessProto(_Held):
+    """tcp "endless": printable bytes as fast as the client reads, ENDLESS_BYTES in all."""
+
+    timeout = HOLD_HOSTILE
+
+    def started(self) -> None:
+        self.sent = 0
+        self.paused = False
+        self.pump()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.pump()
+
+    def pump(self) -> None:
+        assert self.transport is not None
+        while not self.paused and not self.transport.is_closing():
+            if self.sent >= ENDLESS_BYTES:
+                self.transport.close()
+                return
+            self.transport.write(ENDLESS_CHUNK)
+            self.sent += len(ENDLESS_CHUNK)
+
+
+class GarbageProto(BannerProto):
+    """tcp "garbage": 4 KiB of binary, then hold."""
+
+    banner = GARBAGE
+
+
+class AnsiProto(BannerProto):
+    """tcp "ansi": an SMTP greeting full of terminal escapes, then hold."""
+
+    banner = ANSI_BANNER
+
+
+class FormulaProto(_Held):
+    """tcp "formula": an SMTP greeting whose text a spreadsheet would run (see FORMULAS)."""
+
+    def started(self) -> None:
+        assert self.transport is not None
+        formula = formula_for(_local_port(self.transport))
+        self.transport.write(b"220 " + formula.encode() + b" ESMTP\r\n")
+
+
+def hostile_http_response(server: bytes, body: bytes) -> bytes:
+    """A well-formed HTTP/1.1 200 with this Server header and body, connection closed."""
+    return (
+        b"HTTP/1.1 200 OK\r\nServer: " + server + b"\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        b"Connection: close\r\n\r\n" + body
+    )
+
+
+class AnsiHttpProto(HttpProto):
+    """tcp "ansi-http": an HTTP answer whose title is full of terminal escapes."""
+
+    def respond(self) -> None:
+        assert self.transport is not None
+        self.done = True
+        body = b"<html><head>" + ANSI_TITLE + b"</head><body>x</body></html>\n"
+        self.transport.write(hostile_http_response(b"evil-http/1.0", body))
+        self.transport.close()
+
+
+class FormulaHttpProto(HttpProto):
+    """tcp "formula-http": an HTTP answer whose Server header is a formula."""
+
+    def respond(self) -> None:
+        assert self.transport is not None
+        self.done = True
+        server = formula_for(_local_port(self.transport)).encode()
+        body = b"<html><head><title>formula</title></head><body>x</body></html>\n"
+        self.transport.write(hostile_http_response(server, body))
+        self.transport.close()
+
+
+class RstProto(asyncio.Protocol):
+    """tcp "rst": accept, then reset the connection at once (SO_LINGER 0)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+
+class NoReadProto(_Held):
+    """tcp "noread": accept, never read, never send, hold (the client's writes pile up)."""
+
+    timeout = HOLD_HOSTILE
+
+    def started(self) -> None:
+        assert self.transport is not None
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        self.transport.pause_reading()
+
+
+def halfopen_listeners(port: int) -> list[socket.socket]:
+    """tcp "halfopen": listen with backlog 0, fill the accept queue, never accept.
+
+    Linux drops a SYN while the accept queue is full, so every later connect attempt
+    goes unanswered. Returns the listeners and the connections that fill their queues.
+    """
+    held: list[socket.socket] = []
+    for family, local in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+        listener.listen(0)
+        held.append(listener)
+        # Backlog 0 holds one connection: fill it with our own, which is never accepted.
+        filler = socket.socket(family, socket.SOCK_STREAM)
+        filler.settimeout(2.0)
+        filler.connect((local, port))
+        held.append(filler)
+    return held
+
+
 TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
     "open": OpenProto,
     "banner": BannerProto,
@@ -416,6 +614,15 @@ TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
     "redis": RedisProto,
     "https": TlsProto,
     "tls": TlsSilentProto,
+    "tarpit": TarpitProto,
+    "endless": EndlessProto,
+    "garbage": GarbageProto,
+    "ansi": AnsiProto,
+    "ansi-http": AnsiHttpProto,
+    "formula": FormulaProto,
+    "formula-http": FormulaHttpProto,
+    "rst": RstProto,
+    "noread": NoReadProto,
 }
 
 
@@ -682,11 +889,15 @@ async def serve(spec: dict[str, object], watch_stdin: bool) -> None:
     udp = dict(spec.get("udp") or {})  # type: ignore[call-overload]
     servers = []
     udp_socks = []
+    half_open: list[socket.socket] = []
     if TLS_KINDS & set(tcp.values()):
         TlsProto.context = make_tls_context()  # before READY: a failure shows in the lab log
     for port, kind in tcp.items():
         if kind not in TCP_KINDS:
             raise ValueError(f"unknown tcp kind {kind!r}")
+        if kind == "halfopen":
+            half_open += halfopen_listeners(int(port))
+            continue
         for family in (socket.AF_INET, socket.AF_INET6):
             sock = _bind(family, socket.SOCK_STREAM, int(port))
             servers.append(
@@ -734,6 +945,8 @@ async def serve(spec: dict[str, object], watch_stdin: bool) -> None:
         srv.close()
     for sock in udp_socks:
         loop.remove_reader(sock.fileno())
+        sock.close()
+    for sock in half_open:
         sock.close()
 
 

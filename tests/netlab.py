@@ -80,7 +80,10 @@ TUN_TXQUEUELEN = 10000
 
 TCP_KINDS = frozenset(
     {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
-)
+) | frozenset(
+    {"tarpit", "endless", "garbage", "ansi", "ansi-http", "formula", "formula-http", "rst",
+     "halfopen", "noread"}
+)  # hostile kinds, see lab_services.py  # fmt: skip
 TLS_KINDS = frozenset({"https", "tls"})  # need the openssl CLI (lab_services makes a cert)
 UDP_KINDS = frozenset({"dns", "ntp", "echo", "silent", "snmp", "memcached", "sip"})
 

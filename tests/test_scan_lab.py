@@ -211,7 +211,8 @@ def test_rate_limits_probes_per_second(lab: netlab.Lab) -> None:
     assert elapsed >= 1.4  # 1500 probes at 1000/s cannot take less, however fast the host
 
 
-@pytest.mark.parametrize(("signum", "fmt"), [(signal.SIGINT, "csv"), (signal.SIGTERM, "json")])
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_leaves_a_valid_file_with_every_finished_result(
     lab: netlab.Lab, tmp_path: Path, signum: int, fmt: str
 ) -> None:
@@ -240,10 +241,17 @@ def test_interrupt_leaves_a_valid_file_with_every_finished_result(
     assert 500 < finished < 65535
     if fmt == "csv":
         rows = read_csv(out)
-    else:
+    elif fmt == "json":
         doc = json.loads(out.read_text())
         assert doc["end"]["complete"] is False
         rows = {(r["host"], r["port"]): (r["state"], r["reason"]) for r in doc["results"]}
+    else:
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert lines[0]["type"] == "scan" and lines[-1]["type"] == "end"
+        assert lines[-1]["complete"] is False
+        results = [r for r in lines if r["type"] == "result"]
+        assert len(results) == len(lines) - 2
+        rows = {(r["host"], r["port"]): (r["state"], r["reason"]) for r in results}
     assert len(rows) == finished
     want = expected("198.18.0.2", set(range(1, 65536)))
     assert all(want[key] == value for key, value in rows.items())

@@ -17,15 +17,22 @@ from tabulate import tabulate
 from scanner.models import PortState, Result
 from scanner.report.summary import Summary
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+# The class of ``scanner.protocols.clean``: C0 and C1 controls, DEL, zero-width characters,
+# line/paragraph separators, bidi embeddings, overrides and isolates, and the BOM.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 SHOWN_BY_DEFAULT = frozenset({PortState.OPEN})
 MAX_UNREACHABLE_LISTED = 10
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (C0, C1, bidi overrides) shown as ``\\xNN`` escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with control characters (C0, C1, bidi, zero-width) as ``\\xNN``/``\\uNNNN``."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def address_key(host: str) -> tuple[int, bytes]:
@@ -69,10 +76,10 @@ def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
     return (
         *cells,
         printable(a.label),
-        a.attestation,
+        printable(a.attestation),
         printable(evidence),
-        _verdict_cell(a.verdict),
-        *((_policy_cell(a.policy),) if judged else ()),
+        printable(_verdict_cell(a.verdict)),
+        *((printable(_policy_cell(a.policy)),) if judged else ()),
     )
 
 

@@ -189,24 +189,27 @@ class CsvWriter:
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._csv = csv.writer(stream, lineterminator="\n")
+        # The csv module quotes a cell holding the line terminator ("\n"), not one holding
+        # a bare CR, which RFC 4180 readers take as a line end: such rows are fully quoted.
+        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._csv.writerow(CSV_COLUMNS)
 
     def write(self, result: Result) -> None:
         hostname = result.hostname
-        self._csv.writerow(
-            (
-                result.host,
-                result.port,
-                result.protocol.value,
-                result.state.value,
-                result.reason.value,
-                "" if hostname is None else safe_cell(hostname),
-                "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
-                result.tries,
-                isotime(result.timestamp),
-                *map(safe_cell, assessment_cells(result)),
-            )
+        row = (
+            result.host,
+            result.port,
+            result.protocol.value,
+            result.state.value,
+            result.reason.value,
+            "" if hostname is None else safe_cell(hostname),
+            "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
+            result.tries,
+            isotime(result.timestamp),
+            *map(safe_cell, assessment_cells(result)),
         )
+        quote = any(isinstance(cell, str) and "\r" in cell for cell in row)
+        (self._quoted if quote else self._csv).writerow(row)
 
     def omit(self, result: Result) -> None:
         pass
