@@ -18,9 +18,9 @@ Rules and theory:
 - An unanswered attempt is sent again, then the port gets the transport's silent state
   (``filtered``/``no-response`` for TCP). As in nmap, ``retries`` is a ceiling for TCP: a
   scan starts with one retry and goes up to the ceiling as soon as a retransmission is
-  answered, the evidence that probes are being lost. UDP ports get every retry, since a
-  silent port is common there and its silence shows no loss. A clean network then costs two tries per
-  silent port, a lossy one all of them. Before expiring anything
+  answered, the evidence that probes are being lost. A clean network then costs two tries
+  per silent TCP port, a lossy one all of them. UDP ports get every retry, since a silent
+  port is common there and its silence shows no loss. Before expiring anything
   the engine first harvests answers that already arrived, so a busy event loop cannot turn
   an answered port into a filtered one.
 - Local resource errors (out of descriptors or ephemeral ports) are never port states: the

@@ -75,13 +75,6 @@ def open_udp_ports(lab: netlab.Lab, address: str) -> tuple[set[int], float]:
     return {r["port"] for r in results if r["state"] == "open"}, seconds
 
 
-# Not strict: the miss is random (about one run in twelve). The mechanism has a strict,
-# deterministic xfail in test_hardening.py (an open UDP port whose first two probes are lost).
-@pytest.mark.xfail(
-    strict=False,
-    reason="engine: retries stay at 1 until a retransmission is answered; a responder whose "
-    "first two probes are lost is open|filtered (2 of 25 runs)",
-)
 def test_open_udp_ports_match_a_clean_run_5_of_5(make_lab: Callable[..., netlab.Lab]) -> None:
     lab = make_lab(udp=UDP_RESPONDERS, delay_ms=50, loss_pct=5)
     assert lab.delayed4 is not None
