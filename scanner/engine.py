@@ -33,8 +33,10 @@ Rules and theory:
   until a host both answers with ICMP errors and leaves a probe unanswered; from then on
   its UDP probes wait in a queue of its own and are released at the pace its inferred
   token bucket allows. A paced host's silence counts as a try only if the model says it
-  had a token for the probe; otherwise the port is simply probed again later. Hosts'
-  queues are served side by side, so every host's budget is spent at once. The fast mode
+  had a token for the probe, by its own errors and by those of its /24 or /64 pooled (in
+  case several addresses share one bucket); otherwise the port is probed again later. A
+  host that sent no error is judged by its neighbours' alone.
+  Hosts' queues are served side by side, so every host's budget is spent at once. The fast mode
   (``defeat_icmp_ratelimit``) does none of this: unanswered ports become
   ``closed|filtered``.
 """
@@ -45,6 +47,7 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import ipaddress
 import itertools
 import logging
 import os
@@ -95,8 +98,10 @@ MAX_PARKED = 65536
 # Probes in flight to one paced host at once.
 MAX_OUTSTANDING = 16
 # A paced port probed this many times without a silence that proves anything counts the
-# next silence anyway (a target whose budget the model cannot learn must still finish).
-MAX_FREE = 48
+# next silence anyway, so that a scan always ends. The model proves silences within about
+# a second of the last ICMP error of a family, so this only bounds pathological cases:
+# low enough a cap would call closed ports of addresses sharing one bucket silent.
+MAX_FREE = 1000
 # ICMP errors remembered per host before it is paced (the first volley sizes its bucket).
 MAX_EARLY_ERRORS = 64
 # Slack when judging whether a probe met a token: timer and scheduling noise, in seconds.
@@ -318,6 +323,10 @@ class Scan:
         # UDP pacing: ICMP errors of hosts not paced yet, the paced hosts, and a heap of
         # (release time, host) for the paced hosts whose next probe is due.
         self._early_errors: dict[int, list[float]] = {}
+        # The ICMP errors of each /24 (IPv4) or /64 (IPv6) of the scan pooled, as if its
+        # hosts shared one bucket: several addresses of one machine do.
+        self._pooled: dict[str, IcmpBudget] = {}
+        self._early_pooled: dict[str, list[float]] = {}
         self._paced: dict[int, _PacedHost] = {}
         self._ready: list[tuple[float, int]] = []
         self._parked = 0
@@ -363,6 +372,7 @@ class Scan:
         return {
             self._host(index).address: (p.budget.burst, p.budget.interval, p.budget.learned)
             for index, p in self._paced.items()
+            if p.budget.errors  # (a host paced only for its neighbours' errors has none)
         }
 
     # -- the consumer's side ------------------------------------------------------------
@@ -792,14 +802,18 @@ class Scan:
         if answer.reason not in ICMP_REASONS or self.config.defeat_icmp_ratelimit:
             return
         when = self._arrival(attempt, rtt)
+        pool = _pool(attempt.target.address)
+        pooled = self._pooled.get(pool)
+        if pooled is not None:
+            pooled.error(when)
+        else:
+            _remember(self._early_pooled.setdefault(pool, []), when)
         if paced is not None:
             paced.budget.error(when)
             if paced.budget.learned:
                 self._interval_hint = paced.budget.interval
             return
-        early = self._early_errors.setdefault(attempt.host, [])
-        if len(early) < MAX_EARLY_ERRORS:
-            early.append(when)
+        _remember(self._early_errors.setdefault(attempt.host, []), when)
 
     def _udp_silence(self, attempt: _Attempt) -> bool:
         """Whether a UDP timeout proves the port silent (a try), judged by the host's budget.
@@ -808,14 +822,17 @@ class Scan:
         here on. A host that never sent one gives no reason to doubt a silence.
         """
         host_index = attempt.host
+        pool = _pool(attempt.target.address)
         paced = self._paced.get(host_index)
         if paced is None:
-            early = self._early_errors.pop(host_index, None)
-            if not early:
-                return True
-            early.sort()
+            early = sorted(self._early_errors.pop(host_index, []))
+            if not early and pool not in self._pooled and not self._early_pooled.get(pool):
+                return True  # no ICMP error from this host or its neighbours: no doubt
             budget = IcmpBudget(early, interval=self._interval_hint)
             paced = self._paced[host_index] = _PacedHost(budget)
+            if pool not in self._pooled:
+                pooled_early = sorted(self._early_pooled.pop(pool, early))
+                self._pooled[pool] = IcmpBudget(pooled_early, interval=DEFAULT_INTERVAL)
             self.stats.paced_hosts += 1
             log.info(
                 "%s rate-limits ICMP errors: pacing UDP probes to it (burst %d)",
@@ -826,7 +843,12 @@ class Scan:
             self._unpace(attempt)
         estimate = self._udp_rtt(host_index)
         jitter = PACE_JITTER + (estimate.rttvar if estimate is not None else 0.0)
-        if paced.budget.proves_silence(self._arrival(attempt), jitter):
+        arrival = self._arrival(attempt)
+        # The host must have had a token by its own errors, and by everyone's: another
+        # address may draw on the same bucket. (Hosts with budgets of their own only lose
+        # time by this: their silences are proved once the errors of the others stop.)
+        pooled = self._pooled[pool]
+        if paced.budget.proves_silence(arrival, jitter) and pooled.proves_silence(arrival, jitter):
             return True
         return attempt.tries - attempt.silences >= MAX_FREE
 
@@ -957,6 +979,19 @@ class Scan:
         self._send()
         if self._buffer or self._finished():
             self._wake()
+
+
+def _pool(address: str) -> str:
+    """The ICMP pool of an address: its /24 (IPv4) or /64 (IPv6), as text."""
+    if ":" in address:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return address.rpartition(".")[0]
+
+
+def _remember(errors: list[float], when: float) -> None:
+    """Keep an ICMP error's time for a budget not built yet (the first ones size it)."""
+    if len(errors) < MAX_EARLY_ERRORS:
+        errors.append(when)
 
 
 def _stale(entry: tuple[float, int, _Attempt]) -> bool:

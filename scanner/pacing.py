@@ -75,6 +75,11 @@ class IcmpBudget:
         for t in errors:
             self._consume(t, learn=False)
 
+    @property
+    def errors(self) -> int:
+        """How many of the host's errors the model holds (at most ``HISTORY``)."""
+        return len(self._history)
+
     def tokens(self, t: float) -> float:
         """Tokens the model says the host has at time ``t`` (after every error before it)."""
         return self._tokens_at(t, len(self._history))

@@ -160,6 +160,7 @@ class RateLimitedUdpHost:
     port-unreachable, one reaching a host without a token is dropped silently. ``ports``
     maps a port to "closed" (the default), "open" (a reply) or "silent". Packets take
     ``delay`` seconds each way. ``drop_first`` ports lose their first probe on the way.
+    With ``shared``, all addresses draw on one bucket (several addresses of one machine).
     """
 
     burst: int = 6
@@ -167,6 +168,7 @@ class RateLimitedUdpHost:
     delay: float = 0.001
     ports: dict[int, str] = field(default_factory=dict)
     drop_first: set[int] = field(default_factory=set)
+    shared: bool = False
     protocol: Proto = Proto.UDP
     errors_sent: int = 0
     sends: int = 0
@@ -196,6 +198,8 @@ class RateLimitedUdpHost:
         return handle
 
     def _token(self, address: str, now: float) -> bool:
+        if self.shared:
+            address = "*"
         tokens, stamp = self._buckets.get(address, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - stamp) / self.interval)
         if tokens >= 1.0:

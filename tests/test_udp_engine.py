@@ -111,6 +111,23 @@ def test_hosts_budgets_are_spent_side_by_side() -> None:
     assert max(last.values()) - min(last.values()) < span / 2
 
 
+def test_addresses_sharing_one_bucket_still_get_every_closed_port() -> None:
+    # Two addresses of one machine: one bucket, refilled at Linux's real pace (the model's
+    # starting assumption). Judged by its own errors alone, each host would believe in
+    # tokens that the other address had already spent.
+    host = RateLimitedUdpHost(burst=1, interval=1.0, shared=True, ports={9999: "silent"})
+    scan = Scan(
+        Hosts("198.18.0.2", "198.18.0.3"),
+        udp_ports([9999, 4000, 4001, 4002, 4003]),
+        ScanConfig(seed=6, timing=TIMING),
+        transport=host,
+    )
+    results = run(scan)
+    assert {r.state for r in results if r.port != 9999} == {PortState.CLOSED}
+    assert {r.state for r in results if r.port == 9999} == {PortState.OPEN_FILTERED}
+    assert host.errors_sent == 8
+
+
 def test_a_lost_probe_of_a_closed_port_is_retried_not_called_silent() -> None:
     host = RateLimitedUdpHost(burst=6, interval=0.03, drop_first={2001, 2002, 2003})
     results = run(

@@ -142,3 +142,17 @@ def test_udp_stays_exact_beside_a_full_tcp_sweep(lab: Lab) -> None:
         **{p: EXPECTED[p] for p in (7, 53, 123, 162, 9999)},
         **{p: ("closed", "port-unreach") for p in (3, 2000, 2001, 2002, 2003, 2004, 2005)},
     }
+
+
+def test_addresses_of_one_machine_share_its_icmp_budget(
+    make_lab: Callable[..., Lab],
+) -> None:
+    # 198.18.0.2 and 198.18.0.3 are one kernel: one ICMP bucket for the scanner's address.
+    lab = make_lab(udp={53: "dns"}, extra_hosts=1)
+    doc, _ = scan_json(
+        lab, lab.server4, lab.extra4[0], "-sU", "-p", "53,2000-2007", "--no-evidence", "-q"
+    )
+    got = {(r["host"], r["port"]): r["state"] for r in doc["results"]}
+    for host in (lab.server4, lab.extra4[0]):
+        assert got[host, 53] == "open"
+        assert [got[host, p] for p in range(2000, 2008)] == ["closed"] * 8
