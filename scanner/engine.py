@@ -816,10 +816,11 @@ class Scan:
         _remember(self._early_errors.setdefault(attempt.host, []), when)
 
     def _udp_silence(self, attempt: _Attempt) -> bool:
-        """Whether a UDP timeout proves the port silent (a try), judged by the host's budget.
+        """Whether a UDP timeout proves the port silent (a try), judged by ICMP budgets.
 
-        A host that has sent ICMP errors and now leaves a probe unanswered is paced from
-        here on. A host that never sent one gives no reason to doubt a silence.
+        A host that leaves a probe unanswered while it or its /24 or /64 has sent ICMP
+        errors is paced from then on. Where no error came from the host or its neighbours,
+        nothing gives reason to doubt a silence.
         """
         host_index = attempt.host
         pool = _pool(attempt.target.address)
@@ -835,18 +836,18 @@ class Scan:
                 self._pooled[pool] = IcmpBudget(pooled_early, interval=DEFAULT_INTERVAL)
             self.stats.paced_hosts += 1
             log.info(
-                "%s rate-limits ICMP errors: pacing UDP probes to it (burst %d)",
+                "%s: pacing UDP probes to the ICMP budget of it and its neighbours (%d errors)",
                 attempt.target.address,
-                budget.burst,
+                budget.errors,
             )
         elif attempt.paced:
             self._unpace(attempt)
         estimate = self._udp_rtt(host_index)
         jitter = PACE_JITTER + (estimate.rttvar if estimate is not None else 0.0)
         arrival = self._arrival(attempt)
-        # The host must have had a token by its own errors, and by everyone's: another
+        # The host must have had a token by its own errors, and by its pool's: another
         # address may draw on the same bucket. (Hosts with budgets of their own only lose
-        # time by this: their silences are proved once the errors of the others stop.)
+        # time by this: their silences are proved once their neighbours' errors stop.)
         pooled = self._pooled[pool]
         if paced.budget.proves_silence(arrival, jitter) and pooled.proves_silence(arrival, jitter):
             return True
