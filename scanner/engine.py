@@ -218,14 +218,22 @@ class _Attempt:
     )
 
     def __init__(
-        self, host: int, target: HostLike, port: Port, item: _Item, sent: float, paced: bool
+        self,
+        host: int,
+        target: HostLike,
+        port: Port,
+        tries: int,
+        deferrals: int,
+        silences: int,
+        sent: float,
+        paced: bool,
     ) -> None:
         self.host = host
         self.target = target
         self.port = port
-        self.tries = item[2] + 1
-        self.deferrals = item[3]
-        self.silences = item[4]
+        self.tries = tries
+        self.deferrals = deferrals
+        self.silences = silences
         self.sent = sent
         self.paced = paced
         self.deadline = 0.0
@@ -252,7 +260,10 @@ class _PacedHost:
 
 def _ports(ports: Sequence[int | Port]) -> tuple[Port, ...]:
     """Ports as :class:`Port` (a bare number is TCP), in the given order."""
-    return tuple(p if isinstance(p, Port) else Port(Proto.TCP, p) for p in ports)
+    # (tuple.__new__ skips the namedtuple's Python-level __new__: a third of the cost
+    # for 65,535 ports.)
+    make, tcp = tuple.__new__, Proto.TCP
+    return tuple(p if type(p) is Port else make(Port, (tcp, p)) for p in ports)
 
 
 class Scan:
@@ -332,7 +343,6 @@ class Scan:
         self._parked = 0
         self._pace_timer: asyncio.TimerHandle | None = None
         self._interval_hint = DEFAULT_INTERVAL
-        self._from_queue = False
 
     @staticmethod
     def _transports(
@@ -581,8 +591,8 @@ class Scan:
         else:
             loop.call_soon(self._send)
 
-    def _next_item(self, now: float) -> _Item | None:
-        """The next probe to send; ``_from_queue`` says if it left a paced host's queue."""
+    def _next_paced(self, now: float) -> _Item | None:
+        """The next probe of a paced host whose turn has come, if any."""
         ready = self._ready
         while ready and ready[0][0] <= now:
             when, host_index = heapq.heappop(ready)
@@ -592,9 +602,11 @@ class Scan:
             paced.release = None
             if paced.queue:
                 self._parked -= 1
-                self._from_queue = True
                 return paced.queue.popleft()
-        self._from_queue = False
+        return None
+
+    def _next_item(self) -> _Item | None:
+        """The next probe to send that is not waiting in a paced host's queue."""
         if self._requeued:
             return self._requeued.popleft()
         if self._plan_done or self._parked >= MAX_PARKED:
@@ -622,7 +634,7 @@ class Scan:
         transports, heap, stats = self.transports, self._heap, self.stats
         # A one-protocol scan (the usual) needs no lookup per probe.
         only = next(iter(transports.values())) if len(transports) == 1 else None
-        udp, paced_hosts = self._udp, self._paced
+        udp, paced_hosts, ready = self._udp, self._paced, self._ready
         rtts, scan_rtt, udp_scan_rtt = self._host_rtt, self._scan_rtt, self._udp_scan_rtt
         initial = self.config.timing.initial_rtt_timeout
         clock = loop.time
@@ -639,11 +651,15 @@ class Scan:
                 if self._allowance < 1.0:
                     self._schedule_send((1.0 - self._allowance) / rate)
                     break
-            item = self._next_item(now)
+            item = None
+            if ready and ready[0][0] <= now:
+                item = self._next_paced(now)
+            from_queue = item is not None
             if item is None:
-                break
-            host_index, port, tries = item[0], item[1], item[2]
-            from_queue = self._from_queue
+                item = self._next_item()
+                if item is None:
+                    break
+            host_index, port, tries, deferrals, silences = item
             if udp and not from_queue and host_index in paced_hosts and port[0] is _UDP:
                 self._park(host_index, item)
                 continue
@@ -651,7 +667,9 @@ class Scan:
             # Each probe is timed from its own send: a batch takes milliseconds, and its
             # last probes must get neither a shorter timeout nor a longer RTT.
             now = clock()
-            attempt = _Attempt(host_index, host, port, item, now, from_queue)
+            attempt = _Attempt(
+                host_index, host, port, tries + 1, deferrals, silences, now, from_queue
+            )
             try:
                 handle = (only or transports[port[0]]).send(
                     attempt, host.family, host.address, port[1]
@@ -734,7 +752,7 @@ class Scan:
         loop = self._loop
         assert loop is not None
         rtt = loop.time() - attempt.sent
-        if attempt.port[0] is _UDP:
+        if self._udp and attempt.port[0] is _UDP:
             self._udp_answer(attempt, answer, rtt)
         self._final(attempt, answer, rtt)
         if not self._send_scheduled:
@@ -746,7 +764,7 @@ class Scan:
                 self._retries = self.config.retries  # answered after a silence: probes get lost
             timing = self.config.timing
             floor, ceiling = timing.min_rtt_timeout, timing.max_rtt_timeout
-            udp = attempt.port[0] is _UDP
+            udp = self._udp and attempt.port[0] is _UDP
             key = ~attempt.host if udp else attempt.host
             host_rtt = self._host_rtt.get(key)
             if host_rtt is None:

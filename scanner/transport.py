@@ -137,7 +137,8 @@ def classify_errno(err: int) -> Answer:
     port. An errno with no known meaning for the port is reported as filtered with reason
     ``error`` rather than guessed at.
     """
-    return _classify(_TCP_ERRNO, err)
+    answer = _TCP_ERRNO.get(err)  # (the common case without a call: this is the hot path)
+    return answer if answer is not None else _classify(_TCP_ERRNO, err)
 
 
 def _classify(table: dict[int, Answer], err: int) -> Answer:
