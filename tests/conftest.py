@@ -121,6 +121,15 @@ def listener() -> Iterator[int]:
 PORTPROBE = [sys.executable, "-m", "scanner"]
 
 
+def run_cli(*args: str, cwd: Path | None = None) -> Any:
+    """Run ``python -m scanner ARGS`` on this machine (no lab); the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run(
+        [*PORTPROBE, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+
+
 def portprobe(lab: netlab.Lab, *args: str, timeout: float = 150) -> Any:
     """Run ``python -m scanner ARGS`` inside ``lab``'s client namespace; the CompletedProcess."""
     return lab.run([*PORTPROBE, *args], timeout=timeout)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -550,17 +549,6 @@ def test_diff_of_any_bytes_exits_2_with_one_line(tmp_path: Path, data: bytes) ->
         assert err.getvalue().startswith("portprobe: error: ")
     else:  # the bytes happened to be a report
         assert exit_info.value.code in (0, 1) and err.getvalue() == ""
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scanner", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        check=False,
-    )
 
 
 def test_diff_command_exit_codes_and_formats(tmp_path: Path) -> None:
