@@ -129,11 +129,12 @@ def test_twenty_silent_ports_cost_about_one_timeout(make_lab: Callable[..., Lab]
 
 
 @pytest.mark.netns
-def test_concurrency_bounds_ports_in_flight(make_lab: Callable[..., Lab]) -> None:
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_concurrency_bounds_ports_in_flight(make_lab: Callable[..., Lab], protocol: str) -> None:
     ports = list(range(5000, 5006))
-    lab = make_lab(tcp=dict.fromkeys(ports, "silent"))
+    lab = make_lab(**{protocol: dict.fromkeys(ports, "silent")})
     config = EvidenceConfig(timeout=0.5, concurrency=3)
-    found, seconds = probe_many(lab, config, lab.server4, ports)
+    found, seconds = probe_evidence(lab, config, lab.server4, ports, udp=protocol == "udp")
     assert set(found.values()) == {NO_EVIDENCE}
     assert 2 * config.timeout * 0.9 <= seconds < 3 * config.timeout  # two rounds of three
 

@@ -19,6 +19,7 @@ The numbers of examples are fixed (``CASES``) so the README's figures can quote 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -280,19 +281,8 @@ META = ScanMeta(version="0", command=["portprobe"], started=0.0, seed=1, ports="
 
 @st.composite
 def hostile_results(draw: st.DrawFn) -> Result:
-    fields = {
-        name: draw(nasty_text)
-        for name in (
-            "label",
-            "label_description",
-            "range",
-            "attestation",
-            "evidence",
-            "evidence_detail",
-            "verdict",
-            "warning",
-        )
-    }
+    # Every text field of the assessment (the policy column included) is hostile.
+    fields = {field.name: draw(nasty_text) for field in dataclasses.fields(Assessment)}
     return Result(
         "198.18.0.2",
         draw(st.integers(1, 65535)),

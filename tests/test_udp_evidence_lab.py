@@ -121,16 +121,6 @@ def test_closed_port_ends_at_the_icmp_error(make_lab: Callable[..., Lab], family
     assert seconds < 0.5  # port unreachable ends the probe; no wait for the budget
 
 
-@pytest.mark.netns
-def test_concurrency_bounds_ports_in_flight(make_lab: Callable[..., Lab]) -> None:
-    ports = list(range(6000, 6006))
-    lab = make_lab(udp=dict.fromkeys(ports, "silent"))
-    config = EvidenceConfig(timeout=0.5, concurrency=3)
-    found, seconds = probe_many(lab, config, lab.server4, ports)
-    assert set(found.values()) == {NO_EVIDENCE}
-    assert 2 * config.timeout * 0.9 <= seconds < 3 * config.timeout  # two rounds of three
-
-
 # --------------------------------------------------------------------------- loopback
 
 
