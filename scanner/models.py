@@ -74,6 +74,8 @@ class Assessment:
     with "label is not evidence" where the label is obscure, unassigned or contradicted.
     ``policy`` is empty unless the scan was given a policy (``--expect``): then an open
     port is ``allowed`` or ``violation`` (open, and the policy does not allow it).
+    ``product``, ``version``, ``evidence_probe``, ``evidence_rule`` and
+    ``evidence_excerpt`` are the evidence trail (see ``scanner.protocols.Evidence``).
     """
 
     label: str = ""
@@ -85,6 +87,11 @@ class Assessment:
     verdict: str = ""
     warning: str = ""
     policy: str = ""
+    product: str = ""
+    version: str = ""
+    evidence_probe: str = ""
+    evidence_rule: str = ""
+    evidence_excerpt: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,12 +39,22 @@ class Evidence:
     ``service``: the protocol seen ("ssh", "http", "https", "tls", "smtp", ...), or ""
     when nothing was identified. ``detail``: printable, one line, at most
     :data:`DETAIL_LIMIT` characters (software, version, status, certificate name...).
-    ``proof``: how it was seen ("banner", "http", "tls", "tls+http", "redis"), "" for none.
+    ``proof``: how it was seen ("banner", "http", "tls", "tls+http", "redis", or the name
+    of the probe that drew it), "" for none.
+
+    The trail (what a person needs to check the verdict): ``product`` and ``version`` as
+    the protocol gives them ("OpenSSH", "9.2p1"); ``rule``, the decoder rule that named
+    the service ("ssh:identification", "ldap:rootdse"); ``excerpt``, a bounded, escaped
+    excerpt of the bytes that matched (:func:`clean`). All default to "".
     """
 
     service: str
     detail: str
     proof: str
+    product: str = ""
+    version: str = ""
+    rule: str = ""
+    excerpt: str = ""
 
 
 NO_EVIDENCE = Evidence("", "", "")
