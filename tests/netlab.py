@@ -161,6 +161,17 @@ def _ip_batch(ns: str, commands: list[str]) -> None:
         _cmd([_ip(), "-n", ns, "-batch", "-"], input="\n".join(commands) + "\n")
 
 
+def _accepts(address: str, port: int) -> bool:
+    """True when a TCP connect to ``address``:``port`` succeeds within 0.5 s."""
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _proc_start_time(pid: int) -> int | None:
     """Kernel start time (clock ticks) of ``pid``, or None if it does not exist."""
     try:
@@ -751,6 +762,47 @@ class Lab:
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]  # type: ignore[no-any-return]
+
+    def start_daemon(
+        self,
+        argv: list[str],
+        *,
+        tcp: Iterable[int] = (),
+        address: str | None = None,
+        timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a real daemon inside the SERVER namespace; wait until its ``tcp`` ports listen.
+
+        ``argv`` runs as ``ip netns exec SERVER argv`` in its own process group, its
+        output kept in a log (shown if it fails to start). Readiness: each port in ``tcp``
+        accepts a connection from the CLIENT namespace to ``address`` (default: the
+        server's IPv4 address), within ``timeout`` seconds, else :class:`LabError`. A daemon
+        that forks into the background is still stopped at teardown: deleting the
+        namespace kills every process in it.
+        """
+        self._require_running()
+        log = tempfile.TemporaryFile(prefix="portprobe-daemon-")  # noqa: SIM115
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            [_ip(), "netns", "exec", self.server_ns, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+        self._popens.append(proc)
+        target = address or self.server4
+        deadline = time.monotonic() + timeout
+        for port in tcp:
+            while not self.call_in_client(_accepts, target, port):
+                if time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read()[-3000:].decode(errors="replace")
+                    raise LabError(f"{argv[0]} not listening on {port} after {timeout}s:\n{tail}")
+                time.sleep(0.1)
+        return proc
 
     def run_in_server(
         self, argv: list[str], *, timeout: float = 30
