@@ -10,17 +10,20 @@ Rules:
 - The merge is complete when every input is complete and, for shards, all ``N`` are there.
 - The merged summary counts every result listed, plus the closed ports the inputs counted
   but left out (reports without ``--all``).
+- What the inputs probed and left out (their ``probed`` record, or XML's folded ports) is
+  carried over: the writer is told of each such closed port (``omit``), so the merged
+  report records what was probed, and XML's ``<extraports>`` counts are the whole scan's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
 from scanner.errors import ReportError
-from scanner.models import PortState, Reason, Result
+from scanner.models import Port, PortState, Reason, Result
 from scanner.report import make_writer
 from scanner.report.read import Report
 from scanner.report.summary import Summary
@@ -46,6 +49,7 @@ class Merged:
     registry_date: str
     closed_listed: bool
     missing: str  # e.g. "shard 2/3 is missing"; empty when nothing is
+    unlisted: list[Result] = field(default_factory=list)  # closed ports the inputs left out
 
 
 def _time(value: object) -> float | None:
@@ -146,7 +150,45 @@ def merge_reports(reports: Sequence[tuple[str, Report]]) -> Merged:
         registry_date=dates[0] if dates else "",
         closed_listed=all(m.get("closed_listed") is True for m in metas.values()),
         missing=missing,
+        unlisted=sorted(
+            {
+                _key(r): r
+                for _, report in reports
+                for r in _unlisted(report)
+                if _key(r) not in owner
+            }.values(),
+            key=lambda r: (address_key(r.host), r.protocol.value, r.port),
+        ),
     )
+
+
+def _key(result: Result) -> tuple[str, str, int]:
+    return result.host, result.protocol.value, result.port
+
+
+def _unlisted(report: Report) -> list[Result]:
+    """The closed ports ``report`` probed and left out, as results (no RTT, no time)."""
+    coverage = report.coverage
+    found: list[Result] = []
+
+    def closed(host: str, port: Port) -> Result:
+        return Result(host, port.number, port.protocol, PortState.CLOSED, Reason.CONN_REFUSED)
+
+    for host, ports in coverage.unlisted.items():
+        found.extend(
+            closed(host, port) for port, state in ports.items() if state is PortState.CLOSED
+        )
+    if coverage.ports:
+        listed = {(r.host, Port(r.protocol, r.port)) for r in report.results}
+        for network in coverage.complete:
+            for address in network:
+                host = str(address)
+                found.extend(
+                    closed(host, port)
+                    for port in sorted(coverage.ports)
+                    if (host, port) not in listed
+                )
+    return found
 
 
 def _add_unlisted_closed(summary: Summary, report: Report) -> None:
@@ -186,4 +228,6 @@ def write_merged(
     writer = make_writer(fmt, stream, meta)
     for result in merged.results:
         writer.write(result)
+    for result in merged.unlisted:
+        writer.omit(result)
     writer.close(Ending(finished=merged.finished, complete=merged.complete, summary=merged.summary))
