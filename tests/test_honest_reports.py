@@ -9,11 +9,9 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from conftest import run_cli
 
 from scanner.models import Assessment, PortState, Proto, Reason, Result
 from scanner.ports import parse_port_spec
