@@ -5,13 +5,19 @@ portprobe and nmap run in the lab's client namespace; every address is the lab's
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import socket
 from pathlib import Path
 
+import lab_discovery
 import netlab
 import pytest
 from conftest import portprobe
 from test_audit_lab import _services_file
+
+from scanner.discovery import DiscoveryConfig, HostStatus, discover
+from scanner.transport import IcmpEchoTransport
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -42,3 +48,64 @@ def test_ndiff_finds_no_difference_on_a_host_with_28_filtered_ports(
     assert "Traceback" not in diff.stderr, diff.stderr
     assert [line for line in diff.stdout.splitlines() if "/tcp" in line] == [], diff.stdout
     assert diff.returncode == 0, diff.stdout
+
+
+# -- host discovery ------------------------------------------------------------------------
+
+
+def _discover(lab: netlab.Lab, hosts: list[str], config: DiscoveryConfig) -> dict[str, HostStatus]:
+    async def run() -> dict[str, HostStatus]:
+        return {status.host: status async for status in discover(hosts, config)}
+
+    found: dict[str, HostStatus] = lab.call_in_client(asyncio.run, run())
+    return found
+
+
+def _icmp_kind() -> str:
+    transport = IcmpEchoTransport()
+    try:
+        return transport.kind(socket.AF_INET)
+    finally:
+        transport.close()
+
+
+def test_discovery_tells_live_hosts_from_silent_routed_ones(
+    make_lab: type[netlab.Lab],
+) -> None:
+    lab = make_lab(tcp={22: "open", 80: "http"}, extra_hosts=lab_discovery.EXTRA_HOSTS)
+    up, down = lab_discovery.prepare(lab)
+    found = _discover(lab, [*up, *down], DiscoveryConfig())
+    assert sorted(h for h, s in found.items() if s.up) == sorted(up)
+    assert sorted(h for h, s in found.items() if not s.up) == sorted(down)
+    assert {found[h].reason for h in down} == {"no-response"}
+    assert found[lab.server4].reason in ("syn-ack", "conn-refused", "echo-reply")
+    # Hosts that answer one kind of probe only: each method alone finds them.
+    assert found[lab_discovery.ICMP_ONLY].reason == "echo-reply"
+    assert found[lab_discovery.UDP_ONLY].reason == "port-unreach"
+
+
+@pytest.mark.parametrize("unprivileged", [True, False], ids=["ping-socket", "raw-socket"])
+def test_icmp_echo_alone_through_either_socket(
+    make_lab: type[netlab.Lab], unprivileged: bool
+) -> None:
+    lab = make_lab(tcp={}, extra_hosts=lab_discovery.EXTRA_HOSTS)
+    _up, down = lab_discovery.prepare(lab)
+    # The lab's client namespace is ours: let root's group use ping sockets there, or not.
+    groups = "0 2147483647" if unprivileged else "1 0"
+    sysctl = lab.run(["sysctl", "-w", f"net.ipv4.ping_group_range={groups}"], timeout=10)
+    assert sysctl.returncode == 0, sysctl.stderr
+    kind = lab.call_in_client(_icmp_kind)
+    assert kind == ("dgram" if unprivileged else "raw")
+    config = DiscoveryConfig(tcp_ports=(), udp_port=None)
+    hosts = [lab.server4, lab_discovery.ICMP_ONLY, lab_discovery.UDP_ONLY, *down[:4]]
+    found = _discover(lab, hosts, config)
+    assert (
+        {h: s.up for h, s in found.items()}
+        == {
+            lab.server4: True,
+            lab_discovery.ICMP_ONLY: True,
+            lab_discovery.UDP_ONLY: False,  # it drops echoes, and no other probe was sent
+            **{h: False for h in down[:4]},
+        }
+    )
+    assert found[lab.server4].reason == "echo-reply"

@@ -15,8 +15,13 @@ Rules:
   ``<state>``, the scan's seed, shard and registry date of ``<nmaprun>``.
 - No ``<script>`` elements: nmap 7.93's ndiff crashes (TypeError) on a port whose only
   difference is its script output, so a changed verdict would break every ndiff run.
+- nmap lists a host's ports of a state when there are 25 or fewer of them (all protocols
+  together; 25 times the verbosity with ``-v``), closed ones too, and folds a state of more
+  into ``<extraports>``, whose ``<extrareasons>`` name the ports (nmap 7.92's ``ports``
+  attribute): so does portprobe, so that ndiff against nmap's XML of the same host finds
+  no difference. Open ports are never folded; with ``--all`` nothing is.
 - nmap groups ports by host, and results arrive in a random host order, so a host's rows
-  are kept (only the reported ones, as the terminal table keeps them) until the host is
+  are kept (those of a folded state as port numbers only) until the host is
   complete: every result passes the writer (``write``, or ``omit`` for a closed port left
   out), and in a whole scan (shard ``1/1``) every host gets one result per port, so the
   ``<host>`` element is written as soon as its count is reached. Hosts still incomplete
@@ -128,7 +133,12 @@ class XmlWriter:
         # Results a host gets in a whole scan; 0: unknown (a shard), so hosts wait for close.
         self._per_host = sum(map(len, ports.values())) if whole_scan(meta.shard) else 0
         verbose = meta.extra.get("verbose", 0)
-        self._max_listed = fold_limit(verbose if isinstance(verbose, int) else 0)
+        # --all asks for every port listed: nothing is folded (as nmap's -d3).
+        self._max_listed = (
+            1 << 30
+            if meta.closed_listed
+            else fold_limit(verbose if isinstance(verbose, int) else 0)
+        )
         command = " ".join(meta.command)
         stream.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
