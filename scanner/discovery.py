@@ -66,7 +66,9 @@ class DiscoveryConfig:
     udp_port: int | None = DISCOVERY_UDP_PORT
     icmp: bool = True
     retries: int = 1
-    timing: Timing = Timing()
+    # Live hosts set the timeout (their RTT), but a slow host among fast ones must not be
+    # missed: a round waits at least 300 ms.
+    timing: Timing = Timing(min_rtt_timeout=0.3)
     concurrency: int = 512
 
     def __post_init__(self) -> None:

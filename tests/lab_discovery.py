@@ -26,40 +26,39 @@ SILENT4 = "198.18.2.0/28"
 SILENT6 = "2001:db8:2::/124"
 EXTRA_HOSTS = 6  # 198.18.0.3-8
 
-_RULES = f"""
+_RULES = """
 table inet discovery_lab {{
   chain prerouting {{
     type filter hook prerouting priority -10; policy accept;
-    ip daddr {SILENT4} drop
-    ip6 daddr {SILENT6} drop
-    ip daddr {ICMP_ONLY} meta l4proto {{ tcp, udp }} drop
-    ip daddr {UDP_ONLY} meta l4proto tcp drop
-    ip daddr {UDP_ONLY} icmp type echo-request drop
+    ip daddr {silent4} drop
+    ip6 daddr {silent6} drop
+    ip daddr {icmp_only} meta l4proto {{ tcp, udp }} drop
+    ip daddr {udp_only} meta l4proto tcp drop
+    ip daddr {udp_only} icmp type echo-request drop
   }}
 }}
 """
 
 
-def silent_addresses() -> list[str]:
-    """Every address of the silent routed networks."""
-    return [str(a) for net in (SILENT4, SILENT6) for a in ipaddress.ip_network(net)]
-
-
-def prepare(lab: netlab.Lab) -> tuple[list[str], list[str]]:
+def prepare(
+    lab: netlab.Lab, *, silent4: str = SILENT4, silent6: str = SILENT6
+) -> tuple[list[str], list[str]]:
     """Add the routes and drop rules to ``lab``; return (addresses up, addresses down)."""
     for argv in (
-        ["ip", "route", "add", SILENT4, "via", lab.server4],
-        ["ip", "-6", "route", "add", SILENT6, "via", lab.server6],
+        ["ip", "route", "add", silent4, "via", lab.server4],
+        ["ip", "-6", "route", "add", silent6, "via", lab.server6],
     ):
         proc = lab.run(argv, timeout=10)
         if proc.returncode != 0:
             raise netlab.LabError(f"{' '.join(argv)}: {proc.stderr.strip()}")
     # run_in_server takes no input: the rules go through a file of our own.
     with tempfile.NamedTemporaryFile("w", suffix=".nft", encoding="ascii") as rules:
-        rules.write(_RULES)
+        rules.write(
+            _RULES.format(silent4=silent4, silent6=silent6, icmp_only=ICMP_ONLY, udp_only=UDP_ONLY)
+        )
         rules.flush()
         proc = lab.run_in_server(["nft", "-f", rules.name])
     if proc.returncode != 0:
         raise netlab.LabError(f"nft: {proc.stderr.strip()}")
     up = [lab.server4, lab.server6, *lab.extra4]
-    return up, silent_addresses()
+    return up, [str(a) for net in (silent4, silent6) for a in ipaddress.ip_network(net)]
