@@ -37,7 +37,7 @@ def test_ndiff_finds_no_difference_on_a_host_with_28_filtered_ports(
     _services_file(datadir / "nmap-services", ports)
     nmap_xml, ours = tmp_path / "nmap.xml", tmp_path / "portprobe.xml"
     scan = ["-sT", "-Pn", "-p", spec, "--datadir", str(datadir), lab.server4]
-    nmap = lab.run(["nmap", *scan, "-oX", str(nmap_xml)], timeout=120)
+    nmap = lab.run(["nmap", *scan, "-oA", str(tmp_path / "nmap")], timeout=120)
     assert nmap.returncode == 0, nmap.stderr
     proc = portprobe(lab, lab.server4, "-p", spec, "--no-evidence", "-oX", str(ours))
     assert proc.returncode == 0, proc.stderr
@@ -48,6 +48,19 @@ def test_ndiff_finds_no_difference_on_a_host_with_28_filtered_ports(
     assert "Traceback" not in diff.stderr, diff.stderr
     assert [line for line in diff.stdout.splitlines() if "/tcp" in line] == [], diff.stdout
     assert diff.returncode == 0, diff.stdout
+    # The grepable output (-oG) has nmap's ports line: the same ports, states and labels.
+    grepable = tmp_path / "portprobe.gnmap"
+    proc = portprobe(lab, lab.server4, "-p", spec, "--no-evidence", "-o", str(grepable))
+    assert proc.returncode == 0, proc.stderr
+    assert _ports_line(grepable) == _ports_line(tmp_path / "nmap.gnmap")
+
+
+def _ports_line(path: Path) -> tuple[list[str], str]:
+    """The port fields (without the version) and the ignored state of a grepable file."""
+    (line,) = [line for line in path.read_text().splitlines() if "\tPorts: " in line]
+    fields = dict(part.split(": ", 1) for part in line.split("\t")[1:])
+    ports = ["/".join(f.split("/")[:5]) for f in fields["Ports"].split(", ")]
+    return ports, fields.get("Ignored State", "")
 
 
 # -- host discovery ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Reports: the terminal table, CSV, JSON, JSON Lines and nmap-style XML, and the summary.
+"""Reports: the terminal table, CSV, JSON, JSON Lines, nmap-style XML and grepable output,
+and the summary.
 
 Writers take an open stream and a fixed, documented column list; they never decide which
 results to include (the caller does) and never print anything themselves.
@@ -38,10 +39,11 @@ __all__ = [
     "printable",
 ]
 
-FORMATS = ("table", "csv", "json", "jsonl", "xml")
+FORMATS = ("table", "csv", "json", "jsonl", "xml", "grepable")
 
 _EXTENSIONS = {
     ".csv": "csv",
+    ".gnmap": "grepable",
     ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -74,4 +76,8 @@ def make_writer(name: str, stream: TextIO, meta: ScanMeta) -> Writer:
         from scanner.report.xml import XmlWriter
 
         return XmlWriter(stream, meta)
+    if name == "grepable":
+        from scanner.report.grepable import GrepableWriter
+
+        return GrepableWriter(stream, meta)
     raise OutputError(f"unknown output format {name!r}")

@@ -127,7 +127,7 @@ class XmlWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._meta = meta
-        self._hosts: dict[str, _HostPorts] = {}
+        self._hosts: dict[str, HostPorts] = {}
         self._flushed: set[str] = set()
         ports = _ports_by_protocol(meta.ports)
         # Results a host gets in a whole scan; 0: unknown (a shard), so hosts wait for close.
@@ -157,7 +157,7 @@ class XmlWriter:
     def _add(self, result: Result) -> None:
         host = self._hosts.get(result.host)
         if host is None:
-            host = self._hosts[result.host] = _HostPorts(result.timestamp, self._max_listed)
+            host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
         host.add(result)
         if self._per_host and host.count == self._per_host:
             self._stream.write(self._host(result.host, host))
@@ -171,7 +171,7 @@ class XmlWriter:
         # nmap lists a state's ports when there are 25 or fewer, closed ones too.
         self._add(result)
 
-    def _host(self, address: str, host: _HostPorts) -> str:
+    def _host(self, address: str, host: HostPorts) -> str:
         names = (
             f'<hostname name={_attr(host.hostname)} type="user"/>\n'
             if host.hostname is not None
@@ -244,7 +244,7 @@ def fold_limit(verbose: int) -> int:
     return FOLD_ABOVE * verbose if verbose > 0 else FOLD_ABOVE
 
 
-class _HostPorts:
+class HostPorts:
     """One host's results until its ``<host>`` is written, folded as nmap folds them.
 
     Memory: results are kept for states of at most ``max_listed`` ports (and for open
