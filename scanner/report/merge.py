@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TextIO
 
 from scanner.errors import ReportError
-from scanner.models import Port, PortState, Reason, Result
+from scanner.models import PortState, Reason, Result
 from scanner.report import make_writer
 from scanner.report.read import Report
 from scanner.report.summary import Summary
@@ -154,7 +154,7 @@ def merge_reports(reports: Sequence[tuple[str, Report]]) -> Merged:
             {
                 _key(r): r
                 for _, report in reports
-                for r in _unlisted(report)
+                for r in report.coverage.unlisted_results(report.results)
                 if _key(r) not in owner
             }.values(),
             key=lambda r: (address_key(r.host), r.protocol.value, r.port),
@@ -164,31 +164,6 @@ def merge_reports(reports: Sequence[tuple[str, Report]]) -> Merged:
 
 def _key(result: Result) -> tuple[str, str, int]:
     return result.host, result.protocol.value, result.port
-
-
-def _unlisted(report: Report) -> list[Result]:
-    """The closed ports ``report`` probed and left out, as results (no RTT, no time)."""
-    coverage = report.coverage
-    found: list[Result] = []
-
-    def closed(host: str, port: Port) -> Result:
-        return Result(host, port.number, port.protocol, PortState.CLOSED, Reason.CONN_REFUSED)
-
-    for host, ports in coverage.unlisted.items():
-        found.extend(
-            closed(host, port) for port, state in ports.items() if state is PortState.CLOSED
-        )
-    if coverage.ports:
-        listed = {(r.host, Port(r.protocol, r.port)) for r in report.results}
-        for network in coverage.complete:
-            for address in network:
-                host = str(address)
-                found.extend(
-                    closed(host, port)
-                    for port in sorted(coverage.ports)
-                    if (host, port) not in listed
-                )
-    return found
 
 
 def _add_unlisted_closed(summary: Summary, report: Report) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.errors import PortSpecError
-from scanner.models import Port, PortState, Result
+from scanner.models import Port, PortState, Reason, Result
 from scanner.ports import format_port_spec, parse_port_spec
 
 __all__ = ["Coverage", "ProbedLog", "collapse_hosts", "ports_of_spec", "whole_scan"]
@@ -156,6 +156,29 @@ class Coverage:
         if self.ports is not None and port in self.ports and self.host_complete(host):
             return PortState.CLOSED
         return None
+
+    def probed(self, host: str, port: Port) -> bool:
+        """Whether the report says ``port`` of ``host`` was probed, without listing it."""
+        return self.unlisted_state(host, port) is not None
+
+    def unlisted_results(self, listed: Iterable[Result]) -> list[Result]:
+        """The closed ports probed and not listed (``listed`` are the report's results), as
+        results without RTT or time: what a merge or a resumed scan carries over."""
+        found: list[Result] = []
+
+        def closed(host: str, port: Port) -> Result:
+            return Result(host, port.number, port.protocol, PortState.CLOSED, Reason.CONN_REFUSED)
+
+        for host, ports in self.unlisted.items():
+            found.extend(closed(host, p) for p, state in ports.items() if state is PortState.CLOSED)
+        if self.ports and self.complete:
+            shown = {(r.host, Port(r.protocol, r.port)) for r in listed}
+            every = sorted(self.ports)
+            for network in self.complete:
+                for address in network:
+                    host = str(address)
+                    found.extend(closed(host, p) for p in every if (host, p) not in shown)
+        return found
 
     def unlisted_keys(self) -> Iterator[Key]:
         """The (host, protocol, port) of every port named as probed and not listed."""
