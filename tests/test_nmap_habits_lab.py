@@ -13,10 +13,11 @@ from pathlib import Path
 import lab_discovery
 import netlab
 import pytest
-from conftest import portprobe
+from conftest import PORTPROBE, portprobe
 from test_audit_lab import _services_file
 
 from scanner.discovery import DiscoveryConfig, HostStatus, discover
+from scanner.report.read import read_report
 from scanner.transport import IcmpEchoTransport
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
@@ -122,3 +123,52 @@ def test_icmp_echo_alone_through_either_socket(
         }
     )
     assert found[lab.server4].reason == "echo-reply"
+
+
+# -- scaling out: the README's GNU parallel recipe ------------------------------------------
+
+
+def _recipe() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- shard-recipe -->", 1)[1].split("<!-- /shard-recipe -->", 1)[0]
+    return block.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def _full_states(path: Path) -> dict[tuple[str, str, int], str]:
+    """Every port a report says was probed, listed or not, with its state."""
+    report = read_report(str(path))
+    every = [*report.results, *report.coverage.unlisted_results(report.results)]
+    states = {(r.host, r.protocol.value, r.port): r.state.value for r in every}
+    assert len(states) == len(every), "a port was reported twice"
+    return states
+
+
+@pytest.mark.skipif(shutil.which("parallel") is None, reason="GNU parallel is not installed")
+def test_the_readmes_parallel_shard_recipe_equals_the_unsharded_scan(
+    lab: netlab.Lab, tmp_path: Path
+) -> None:
+    recipe = _recipe()
+    assert recipe.startswith("parallel portprobe ") and "portprobe merge" in recipe
+    # `portprobe` is this checkout's, run by the interpreter running the tests.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "portprobe"
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(PORTPROBE)} "$@"\n')
+    wrapper.chmod(0o755)
+    script = f"cd {tmp_path} && export PATH={bin_dir}:$PATH && set -e\n{recipe}"
+    proc = lab.run(["bash", "-c", script], timeout=200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shards = sorted(tmp_path.glob("shard*.jsonl"))
+    assert len(shards) == 4
+    # The same scan, unsharded: the command line of the recipe without the shard.
+    first = recipe.split("\n", 1)[0] + recipe.split("\n")[1]
+    words = first.replace("\\", " ").split()
+    argv = words[words.index("portprobe") + 1 : words.index(":::")]
+    shard_at = argv.index("--shard")
+    del argv[shard_at : shard_at + 2]
+    argv[argv.index("-o") + 1] = str(tmp_path / "whole.json")
+    whole = portprobe(lab, *argv)
+    assert whole.returncode == 0, whole.stderr
+    expected = _full_states(tmp_path / "whole.json")
+    assert len(expected) == 2 * 2000  # every port of both addresses, closed ones included
+    assert _full_states(tmp_path / "merged.json") == expected
