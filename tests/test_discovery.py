@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
+from xml.etree import ElementTree
 
 from scanner.discovery import DiscoveryConfig, HostStatus, discover
 from scanner.models import PortState, Reason, Timing
+from scanner.report import ScanMeta
+from scanner.report.hosts import HOST_COLUMNS, write_hosts
 from scanner.transport import Answer, Deliver
 
 UP_RST = Answer(PortState.CLOSED, Reason.CONN_REFUSED)
@@ -86,3 +92,79 @@ def test_up_down_and_why() -> None:
 def test_no_host_no_probe() -> None:
     probe = Scripted({})
     assert run([], probe) == {} and probe.sent == []
+
+
+# -- the discovery report (-sn) in every format ----------------------------------------------
+
+STATUSES = [
+    HostStatus("198.18.0.10", True, "syn-ack", 0.0004),
+    HostStatus("198.18.2.1", False, "no-response"),
+    HostStatus("198.18.0.9", True, "echo-reply", 0.0002),
+    HostStatus("2001:db8::2", True, "conn-refused", 0.0003),
+]
+META = ScanMeta(
+    version="0.1.0",
+    command=["portprobe", "-sn", "198.18.0.9-10", "198.18.2.1", "2001:db8::2"],
+    started=1795406400.0,
+    seed=0,
+    ports="",
+    hosts=4,
+)
+
+
+def hosts_report(fmt: str, **options: int) -> str:
+    out = io.StringIO()
+    write_hosts(STATUSES, fmt, out, META, finished=1795406401.5, **options)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_table_lists_the_hosts_up_in_address_order() -> None:
+    text = hosts_report("table")
+    assert [line for line in text.splitlines() if line.startswith("portprobe report")] == [
+        "portprobe report for 198.18.0.9",
+        "portprobe report for 198.18.0.10",
+        "portprobe report for 2001:db8::2",
+    ]
+    assert "Host is up (0.00020s latency)." in text and "198.18.2.1" not in text
+    assert "198.18.2.1 [host down, no-response]" in hosts_report("table", verbose=1)
+
+
+def test_xml_is_nmaps_sn_shape_and_libnmap_reads_it() -> None:
+    from libnmap.parser import NmapParser
+
+    text = hosts_report("xml")
+    root = ElementTree.fromstring(text)
+    assert [h.find("address").get("addr") for h in root.iter("host")] == [  # type: ignore[union-attr]
+        "198.18.0.9",
+        "198.18.0.10",
+        "2001:db8::2",
+    ]
+    assert root.find("runstats/hosts").attrib == {"up": "3", "down": "1", "total": "4"}  # type: ignore[union-attr]
+    parsed = NmapParser.parse_fromstring(text)
+    assert sorted(h.address for h in parsed.hosts if h.is_up()) == [
+        "198.18.0.10",
+        "198.18.0.9",
+        "2001:db8::2",
+    ]
+
+
+def test_grepable_csv_and_json() -> None:
+    grepable = hosts_report("grepable").splitlines()
+    assert grepable[1:4] == [
+        "Host: 198.18.0.9 ()\tStatus: Up",
+        "Host: 198.18.0.10 ()\tStatus: Up",
+        "Host: 2001:db8::2 ()\tStatus: Up",
+    ]
+    assert grepable[4].endswith("4 IP addresses (3 hosts up) scanned in 1.50 seconds")
+    rows = list(csv.reader(io.StringIO(hosts_report("csv"))))
+    assert rows[0] == list(HOST_COLUMNS)
+    assert rows[1:] == [
+        ["198.18.0.9", "up", "echo-reply", "0.2"],
+        ["198.18.0.10", "up", "syn-ack", "0.4"],
+        ["198.18.2.1", "down", "no-response", ""],
+        ["2001:db8::2", "up", "conn-refused", "0.3"],
+    ]
+    doc = json.loads(hosts_report("json"))
+    assert [(h["host"], h["status"]) for h in doc["hosts"]][2] == ("198.18.2.1", "down")
+    kinds = [json.loads(line)["type"] for line in hosts_report("jsonl").splitlines()]
+    assert kinds == ["scan", "host", "host", "host", "host", "end"]
