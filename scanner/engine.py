@@ -297,7 +297,7 @@ class Scan:
         self.transports = self._transports(transport, ports)
         seed = config.seed if config.seed is not None else secrets.randbits(64)
         self.seed = seed
-        self.plan = Plan(hosts.size, ports, seed=seed, shard=shard)
+        self.plan = Plan(hosts.size, ports, seed=seed, shard=shard, sequential=config.sequential)
         self.stats = ScanStats(total=self.plan.expected)
         self._udp = Proto.UDP in self.transports
         self._workers = self._worker_count(transport)
