@@ -60,10 +60,10 @@ import resource
 import socket
 import ssl
 import struct
-from dataclasses import dataclass
 
 import asyncio_dgram
 
+from scanner.models import EvidenceConfig
 from scanner.protocols import NO_EVIDENCE, Evidence, banner, http, join_detail, redis, tls, udp
 
 __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "Prober", "rank"]
@@ -95,28 +95,6 @@ def rank(evidence: Evidence | None) -> int:
     if not evidence.service:
         return _UNIDENTIFIED
     return {"tls": _TLS, "http": _HTTP, "tls+http": _HTTPS}.get(evidence.proof, _IDENTIFIED)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvidenceConfig:
-    """Budgets of evidence gathering.
-
-    ``timeout``: seconds for one port, all its attempts running concurrently within it.
-    ``max_bytes``: most bytes read per connection. ``concurrency``: most ports at once.
-    """
-
-    timeout: float = 2.0
-    max_bytes: int = 8192
-    concurrency: int = 32
-
-    def __post_init__(self) -> None:
-        """Reject budgets that cannot work."""
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be > 0, not {self.timeout!r}")
-        if self.max_bytes < 64:
-            raise ValueError(f"max_bytes must be >= 64, not {self.max_bytes!r}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {self.concurrency!r}")
 
 
 class Prober:
