@@ -83,9 +83,9 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         registry_date=registry_date(),
         closed_listed=request.show_all,
     )
-    to_stdout = request.format != "table" and sink is None
+    to_stdout = request.format != "table" and sink is None  # the report is the output
     writer: Writer | None = None
-    if request.format != "table":
+    if sink is not None or to_stdout:
         try:
             writer = make_writer(
                 request.format, sink.stream if sink is not None else env.stdout, meta
@@ -108,7 +108,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupt)
-    table = TableReport(show_all=request.show_all)
+    table = None if to_stdout else TableReport(show_all=request.show_all)  # the terminal's
     output = _Output(table, writer, sink)
     summary = Summary(ports_per_host=len(request.ports))
     failure: ScanError | None = None
@@ -142,14 +142,12 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     try:
         if writer is not None:
             writer.close(ending)
-        elif sink is not None:
-            table.render(summary, sink.stream)
         if sink is not None:
             sink.commit()
     except (ScanError, OSError) as exc:
         failure = failure or write_failure(exc)
     report = env.stderr if to_stdout else env.stdout
-    if not to_stdout:
+    if table is not None:
         try:
             table.render(summary, env.stdout)
         except OSError as exc:
@@ -205,7 +203,9 @@ class _Output:
 
     FLUSH_EVERY = 0.5
 
-    def __init__(self, table: TableReport, writer: Writer | None, sink: AtomicOutput | None):
+    def __init__(
+        self, table: TableReport | None, writer: Writer | None, sink: AtomicOutput | None
+    ):
         self._table, self._writer, self._sink = table, writer, sink
         self.violations = 0
         self._last_flush = time.monotonic()
@@ -214,7 +214,8 @@ class _Output:
         """Show and write one assessed result; a failed write raises (ScanError, OSError)."""
         if result.assessment is not None and result.assessment.policy == "violation":
             self.violations += 1
-        self._table.add(result)
+        if self._table is not None:
+            self._table.add(result)
         if self._writer is not None:
             self._writer.write(result)
             now = time.monotonic()
