@@ -108,7 +108,9 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupt)
-    table = None if to_stdout else TableReport(show_all=request.show_all)  # the terminal's
+    # The terminal's table. With -o FILE, --all goes to the file only: closed rows by the
+    # thousand are for a file, and laying them out would cost more than the scan.
+    table = None if to_stdout else TableReport(show_all=request.show_all and sink is None)
     output = _Output(table, writer, sink)
     summary = Summary(ports_per_host=len(request.ports))
     failure: ScanError | None = None
