@@ -75,7 +75,7 @@ PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PI
 READ_CHUNK = 4096
 RETRY_LOCAL = 0.02  # seconds before connecting again after a local resource error
 CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
-FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.FD_RESERVE)
+FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.base.FD_RESERVE)
 # Errors of this machine, not of the port (as the scan's transport treats them).
 _LOCAL_ERRORS = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN}
