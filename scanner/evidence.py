@@ -32,39 +32,34 @@ Rules and theory:
   errors end an attempt, never the probe; errors of this machine (out of descriptors or
   local ports, while the scan itself holds most of them) are retried within the budget.
   Every connection is closed with a RST (``SO_LINGER`` 0), as the scan's own connects
-  are: no TIME_WAIT left behind.
+  are: no TIME_WAIT left behind. Sockets are the transport's (``transport.streams``:
+  connect, bounded reads, the RST; ``transport.udp``: the UDP exchange); this module
+  opens none of its own.
 
 UDP (:meth:`Prober.probe_udp`):
 
-- One connected datagram socket per port, read through asyncio-dgram, sends every
-  payload ``protocols.udp.probes_for`` gives the port, and sends them all once more at
-  ``RESEND_AFTER`` of the budget if nothing came back (a datagram or its answer may be
-  lost). Payloads go out with ``send`` on the socket itself: asyncio's datagram
-  transport (Python 3.11) silently drops an empty datagram, and the generic probe is one.
-  The first reply within ``timeout`` decides, at most ``max_bytes`` of it, through
+- One exchange per port (``transport.udp.exchange``, the one the scan's UDP probes use:
+  a connected socket, empty datagrams sent too) sends every payload the port has
+  (``transport.udp.udp_payloads``), and sends them all once more at ``RESEND_AFTER`` of
+  the budget if nothing came back (a datagram or its answer may be lost). The first
+  reply within ``timeout`` decides, at most ``max_bytes`` of it, through
   ``protocols.udp.identify``; no reply is :data:`NO_EVIDENCE`.
-- Connected, so the kernel delivers only the target's datagrams, and ICMP errors
-  (port or host unreachable) surface as errors on the socket. They mean no evidence,
-  never an exception, and end the probe at once. asyncio-dgram queues such an error
-  without waking a pending ``recv``, so the wait is cut into ``ERROR_POLL`` slices
-  between which the queued error is looked at.
+- ICMP errors (port or host unreachable) mean no evidence, never an exception, and end
+  the probe at once.
 - UDP probes share the TCP probes' ``concurrency`` turns and ``timeout`` + ``SLACK`` bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import resource
-import socket
 import ssl
-import struct
 from dataclasses import dataclass
 
-import asyncio_dgram
-
 from scanner.protocols import NO_EVIDENCE, Evidence, banner, http, join_detail, redis, tls, udp
+from scanner.transport import FD_RESERVE
+from scanner.transport import udp as udp_transport
+from scanner.transport.streams import BoundedReader, abort, connect
 
 __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "Prober", "rank"]
 
@@ -72,17 +67,8 @@ MIN_GRACE = 0.05  # seconds other attempts may still beat an HTTP-grade result
 SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
 PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PING
-READ_CHUNK = 4096
-RETRY_LOCAL = 0.02  # seconds before connecting again after a local resource error
 CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
-FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.base.FD_RESERVE)
-# Errors of this machine, not of the port (as the scan's transport treats them).
-_LOCAL_ERRORS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN}
-)
-_LINGER_RST = struct.pack("ii", 1, 0)
 RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go out again
-ERROR_POLL = 0.05  # seconds between looks at a UDP socket's queued ICMP error
 
 # Ranks of evidence, strongest last (see the module's rules).
 _NONE, _UNIDENTIFIED, _TLS, _HTTP, _HTTPS, _IDENTIFIED = range(6)
@@ -169,7 +155,7 @@ class Prober:
         async with self._turns():
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
-                    return await _udp_exchange(address, family, port, self.config)
+                    return await _probe_udp(address, family, port, self.config)
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -209,7 +195,8 @@ class _Attempt:
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout_at(self.p.deadline):
-                reader, writer = await self._connect()
+                # (An error of this machine is retried: the budget's timeout still applies.)
+                reader, writer = await connect(self.p.address, self.p.family, self.p.port)
                 await self.talk(reader, writer)
         except (OSError, EOFError, ValueError):
             pass  # refused, reset, unreachable, timed out, not this protocol: no evidence
@@ -217,35 +204,10 @@ class _Attempt:
             self.done = True
             self.promising = False
             if writer is not None:
-                _abort(writer)
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect; an error of this machine (no descriptor, no local port) is retried.
-
-        Such an error says nothing about the port: giving up would lose its evidence
-        silently whenever the scan itself uses most of the descriptors.
-        """
-        while True:
-            try:
-                return await asyncio.open_connection(
-                    self.p.address, self.p.port, family=self.p.family, limit=READ_CHUNK * 2
-                )
-            except OSError as exc:
-                if exc.errno not in _LOCAL_ERRORS:
-                    raise
-            await asyncio.sleep(RETRY_LOCAL)  # the budget's timeout still applies
+                abort(writer)
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
-
-
-def _abort(writer: asyncio.StreamWriter) -> None:
-    """Close with a RST: the peer learns at once, and no TIME_WAIT socket stays behind."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-    writer.transport.abort()
 
 
 class _Passive(_Attempt):
@@ -253,15 +215,15 @@ class _Passive(_Attempt):
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        limit = self.p.config.max_bytes
+        bounded = BoundedReader(reader, self.p.config.max_bytes)
         data = bytearray()
         ping_at = self.p.started + self.p.config.timeout * PING_AFTER
         settle_at: float | None = None
-        while len(data) < limit:
+        while not bounded.full:
             wait_until = settle_at or (ping_at if not data else self.p.deadline)
             try:
                 async with asyncio.timeout_at(wait_until):
-                    chunk = await reader.read(min(READ_CHUNK, limit - len(data)))
+                    chunk = await bounded.read()
             except TimeoutError:
                 if loop.time() >= self.p.deadline:
                     raise
@@ -285,11 +247,9 @@ class _Passive(_Attempt):
         self.found(self.partial)
 
     async def _redis_reply(self, reader: asyncio.StreamReader) -> None:
+        bounded = BoundedReader(reader, 512)
         reply = bytearray()
-        while len(reply) < 512:
-            chunk = await reader.read(512 - len(reply))
-            if not chunk:
-                break
+        while chunk := await bounded.read():
             reply += chunk
             if b"\n" in reply:
                 break
@@ -302,14 +262,13 @@ class _Http(_Attempt):
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
         parser = http.ResponseParser()
+        bounded = BoundedReader(reader, self.p.config.max_bytes)
         head = bytearray()
-        total = 0
-        while not parser.done and total < self.p.config.max_bytes:
-            chunk = await reader.read(min(READ_CHUNK, self.p.config.max_bytes - total))
+        while not parser.done and not bounded.full:
+            chunk = await bounded.read()
             if not chunk:
                 parser.close()
                 break
-            total += len(chunk)
             head += chunk[: 512 - len(head)]
             parser.feed(chunk)
             self.partial = parser.evidence()
@@ -336,10 +295,9 @@ class _Tls(_Attempt):
         )
         writer.write(client.data_to_send())
         parser = http.ResponseParser()
-        total = 0
-        while not parser.done and total < self.p.config.max_bytes:
-            chunk = await reader.read(min(READ_CHUNK, self.p.config.max_bytes - total))
-            total += len(chunk)
+        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        while not parser.done and not bounded.full:
+            chunk = await bounded.read()
             client.receive(chunk)
             parser.feed(client.read(self.p.config.max_bytes))
             writer.write(client.data_to_send())  # key updates, alerts: usually nothing
@@ -354,9 +312,9 @@ class _Tls(_Attempt):
     ) -> bool:
         """Run the handshake; True once complete. Evidence of TLS is kept even if it fails."""
         first = bytearray()
-        total = 0
-        while total < tls.MAX_HANDSHAKE:
-            chunk = await reader.read(READ_CHUNK)
+        bounded = BoundedReader(reader, tls.MAX_HANDSHAKE)
+        while not bounded.full:
+            chunk = await bounded.read()
             if len(first) < 7:
                 first += chunk[: 7 - len(first)]
                 kind = tls.record_kind(bytes(first)) if len(first) >= 3 else ""
@@ -370,7 +328,6 @@ class _Tls(_Attempt):
                 elif kind == "handshake":
                     self.promising = True
                     self.partial = Evidence("tls", "handshake incomplete", "tls")
-            total += len(chunk)
             client.receive(chunk)
             try:
                 done = client.handshake()
@@ -443,60 +400,14 @@ class _PortProbe:
 # --------------------------------------------------------------------------- UDP
 
 
-async def _udp_exchange(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
+async def _probe_udp(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
     """The UDP probe of one port (see the module's rules)."""
-    payloads = [probe.payload for probe in udp.probes_for(port)]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.connect((address, port))  # a datagram connect only sets the peer: never blocks
-        stream = await asyncio_dgram.from_socket(sock)
-    except OSError:
-        sock.close()
-        return NO_EVIDENCE
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        reply = await _exchange(sock, stream, payloads, config.timeout)
-    except (OSError, asyncio_dgram.TransportClosed):
-        return NO_EVIDENCE  # refused (port unreachable), host or network unreachable...
-    finally:
-        stream.close()
+    reply = await udp_transport.exchange(
+        address,
+        family,
+        port,
+        udp_transport.udp_payloads(port),
+        config.timeout,
+        config.timeout * RESEND_AFTER,
+    )
     return NO_EVIDENCE if reply is None else udp.identify(port, reply[: config.max_bytes])
-
-
-def _send(sock: socket.socket, payloads: list[bytes]) -> None:
-    """Send ``payloads`` on the connected socket itself: asyncio's datagram transport (3.11)
-    silently drops an empty datagram, and the generic probe is one."""
-    for payload in payloads:
-        with contextlib.suppress(BlockingIOError):  # a full send buffer: as good as lost
-            sock.send(payload)
-
-
-async def _exchange(
-    sock: socket.socket, stream: asyncio_dgram.DatagramStream, payloads: list[bytes], timeout: float
-) -> bytes | None:
-    """Send ``payloads``, again at RESEND_AFTER; the first reply within ``timeout``, or None."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    resend_at = loop.time() + timeout * RESEND_AFTER
-    receiving = asyncio.ensure_future(stream.recv())
-    try:
-        _send(sock, payloads)
-        while not receiving.done():
-            now = loop.time()
-            if now >= deadline:
-                return None
-            await asyncio.wait({receiving}, timeout=min(deadline, now + ERROR_POLL) - now)
-            # asyncio-dgram raises the first queued socket error (an ICMP error) when its
-            # ``exception`` property is read: a pending recv() is not woken by one.
-            _ = stream.exception
-            if resend_at <= loop.time() < deadline and not receiving.done():
-                resend_at = deadline  # once only
-                _send(sock, payloads)
-        data, _peer = receiving.result()
-        return data
-    finally:
-        receiving.cancel()
-        await asyncio.gather(receiving, return_exceptions=True)

@@ -17,9 +17,10 @@ base  <-  rtt, deadlines  <-  udp_pacing  <-  core  <-  fanout (+ records)  <-  
 
 from __future__ import annotations
 
-from scanner.engine.base import FD_RESERVE, MAX_BUFFERED, HostTable, ScanStats, fit_concurrency
+from scanner.engine.base import MAX_BUFFERED, HostTable, ScanStats, fit_concurrency
 from scanner.engine.core import SEND_BATCH
 from scanner.engine.scan import Scan
+from scanner.transport import FD_RESERVE
 
 __all__ = [
     "FD_RESERVE",

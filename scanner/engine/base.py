@@ -22,12 +22,10 @@ from typing import Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
 from scanner.models import Port, Proto
-from scanner.transport import TcpConnectTransport, Transport, UdpTransport
+from scanner.transport import FD_RESERVE, TcpConnectTransport, Transport, UdpTransport
 
 log = logging.getLogger("scanner")
 
-# File descriptors kept free for the process itself (output files, DNS, stdio, epoll).
-FD_RESERVE = 32
 # Results allowed to wait for the consumer before the engine stops sending.
 MAX_BUFFERED = 8192
 
