@@ -110,7 +110,7 @@ class Prober:
 
     Example::
 
-        prober = Prober(EvidenceConfig(timeout=2.0))
+        prober = Prober(EvidenceConfig())
         evidence = await prober.probe("198.18.0.2", socket.AF_INET, 2451)
         # Evidence(service='http', detail="lab-http/1.0; 200; title 'lab page'", proof='http')
         evidence = await prober.probe_udp("198.18.0.2", socket.AF_INET, 123)
