@@ -42,22 +42,20 @@ Rules and theory:
   errors end an attempt, never the probe; errors of this machine (out of descriptors or
   local ports, while the scan itself holds most of them) are retried within the budget.
   Every connection is closed with a RST (``SO_LINGER`` 0), as the scan's own connects
-  are: no TIME_WAIT left behind.
+  are: no TIME_WAIT left behind. Sockets are the transport's (``transport.streams``:
+  connect, bounded reads, the RST; ``transport.udp``: the UDP exchange); this module
+  opens none of its own.
 
 UDP (:meth:`Prober.probe_udp`):
 
-- One connected datagram socket per port, read through asyncio-dgram, sends every
-  payload ``protocols.udp.probes_for`` gives the port, and sends them all once more at
-  ``RESEND_AFTER`` of the budget if nothing came back (a datagram or its answer may be
-  lost). Payloads go out with ``send`` on the socket itself: asyncio's datagram
-  transport (Python 3.11) silently drops an empty datagram, and the generic probe is one.
-  The first reply within ``timeout`` decides, at most ``max_bytes`` of it, through
+- One exchange per port (``transport.udp.exchange``, the one the scan's UDP probes use:
+  a connected socket, empty datagrams sent too) sends every payload the port has
+  (``transport.udp.udp_payloads``), and sends them all once more at ``RESEND_AFTER`` of
+  the budget if nothing came back (a datagram or its answer may be lost). The first
+  reply within ``timeout`` decides, at most ``max_bytes`` of it, through
   ``protocols.udp.identify``; no reply is :data:`NO_EVIDENCE`.
-- Connected, so the kernel delivers only the target's datagrams, and ICMP errors
-  (port or host unreachable) surface as errors on the socket. They mean no evidence,
-  never an exception, and end the probe at once. asyncio-dgram queues such an error
-  without waking a pending ``recv``, so the wait is cut into ``ERROR_POLL`` slices
-  between which the queued error is looked at.
+- ICMP errors (port or host unreachable) mean no evidence, never an exception, and end
+  the probe at once.
 - UDP probes share the TCP probes' ``concurrency`` turns and ``timeout`` + ``SLACK`` bound.
 """
 
@@ -66,14 +64,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import resource
-import socket
 import ssl
-import struct
 from collections.abc import AsyncIterator
-
-import asyncio_dgram
 
 from scanner.models import EvidenceConfig
 from scanner.protocols import (
@@ -88,6 +81,9 @@ from scanner.protocols import (
     tls,
     udp,
 )
+from scanner.transport import FD_RESERVE
+from scanner.transport import udp as udp_transport
+from scanner.transport.streams import BoundedReader, abort, connect
 
 __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "Prober", "rank"]
 
@@ -101,17 +97,8 @@ HOST_PORTS = 24  # ports of one host probed at once
 GREETING_WAIT = 0.3  # seconds a server inside TLS gets to speak first
 # TLS-wrapped services that speak first, by the service of their greeting.
 _OVER_TLS = {"imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ftp": "ftps", "nntp": "nntps"}
-READ_CHUNK = 4096
-RETRY_LOCAL = 0.02  # seconds before connecting again after a local resource error
 CONNECTIONS_PER_PORT = 3 + PROBES_AT_ONCE  # passive, HTTP, TLS, and the active probes
-FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.FD_RESERVE)
-# Errors of this machine, not of the port (as the scan's transport treats them).
-_LOCAL_ERRORS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN}
-)
-_LINGER_RST = struct.pack("ii", 1, 0)
 RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go out again
-ERROR_POLL = 0.05  # seconds between looks at a UDP socket's queued ICMP error
 
 # Ranks of evidence, strongest last (see the module's rules).
 _NONE, _UNIDENTIFIED, _TLS, _HTTP, _HTTPS, _IDENTIFIED = range(6)
@@ -131,7 +118,7 @@ class Prober:
 
     Example::
 
-        prober = Prober(EvidenceConfig(timeout=2.0))
+        prober = Prober(EvidenceConfig())
         evidence = await prober.probe("198.18.0.2", socket.AF_INET, 2451)
         # Evidence(service='http', detail="lab-http/1.0; 200; title 'lab page'", proof='http')
         evidence = await prober.probe_udp("198.18.0.2", socket.AF_INET, 123)
@@ -194,7 +181,7 @@ class Prober:
         async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
-                    return await _udp_exchange(address, family, port, self.config)
+                    return await _probe_udp(address, family, port, self.config)
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -242,7 +229,8 @@ class _Attempt:
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout_at(self.p.deadline):
-                reader, writer = await self._connect()
+                # (An error of this machine is retried: the budget's timeout still applies.)
+                reader, writer = await connect(self.p.address, self.p.family, self.p.port)
                 await self.talk(reader, writer)
         except (OSError, EOFError, ValueError):
             pass  # refused, reset, unreachable, timed out, not this protocol: no evidence
@@ -250,35 +238,10 @@ class _Attempt:
             self.done = True
             self.promising = False
             if writer is not None:
-                _abort(writer)
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect; an error of this machine (no descriptor, no local port) is retried.
-
-        Such an error says nothing about the port: giving up would lose its evidence
-        silently whenever the scan itself uses most of the descriptors.
-        """
-        while True:
-            try:
-                return await asyncio.open_connection(
-                    self.p.address, self.p.port, family=self.p.family, limit=READ_CHUNK * 2
-                )
-            except OSError as exc:
-                if exc.errno not in _LOCAL_ERRORS:
-                    raise
-            await asyncio.sleep(RETRY_LOCAL)  # the budget's timeout still applies
+                abort(writer)
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
-
-
-def _abort(writer: asyncio.StreamWriter) -> None:
-    """Close with a RST: the peer learns at once, and no TIME_WAIT socket stays behind."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-    writer.transport.abort()
 
 
 def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
@@ -309,13 +272,13 @@ class _Passive(_Attempt):
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        limit = self.p.config.max_bytes
+        bounded = BoundedReader(reader, self.p.config.max_bytes)
         data = bytearray()
         settle_at: float | None = None
-        while len(data) < limit:
+        while not bounded.full:
             try:
                 async with asyncio.timeout_at(settle_at or self.p.deadline):
-                    chunk = await reader.read(min(READ_CHUNK, limit - len(data)))
+                    chunk = await bounded.read()
             except TimeoutError:
                 if settle_at is None or loop.time() >= self.p.deadline:
                     raise
@@ -342,13 +305,12 @@ class _Http(_Attempt):
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
         parser = http.ResponseParser()
         head = bytearray()
-        total = 0
-        while not parser.done and total < self.p.config.max_bytes:
-            chunk = await reader.read(min(READ_CHUNK, self.p.config.max_bytes - total))
+        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        while not parser.done and not bounded.full:
+            chunk = await bounded.read()
             if not chunk:
                 parser.close()
                 break
-            total += len(chunk)
             head += chunk[: 512 - len(head)]
             parser.feed(chunk)
             self.partial = parser.evidence()
@@ -400,10 +362,9 @@ class _Tls(_Attempt):
         )
         writer.write(client.data_to_send())
         parser = http.ResponseParser()
-        total = 0
-        while not parser.done and total < self.p.config.max_bytes:
-            chunk = await reader.read(min(READ_CHUNK, self.p.config.max_bytes - total))
-            total += len(chunk)
+        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        while not parser.done and not bounded.full:
+            chunk = await bounded.read()
             client.receive(chunk)
             parser.feed(client.read(self.p.config.max_bytes))
             writer.write(client.data_to_send())  # key updates, alerts: usually nothing
@@ -424,13 +385,14 @@ class _Tls(_Attempt):
         wait_until = min(loop.time() + GREETING_WAIT, self.p.deadline)
         data = bytearray()
         limit = self.p.config.max_bytes
-        while len(data) < limit and not client.closed:
+        bounded = BoundedReader(reader, limit)  # records without application data count too
+        while len(data) < limit and not client.closed and not bounded.full:
             data += client.read(limit - len(data))
             if data and banner.settled(bytes(data)):
                 break
             try:
                 async with asyncio.timeout_at(wait_until):
-                    chunk = await reader.read(READ_CHUNK)
+                    chunk = await bounded.read()
             except TimeoutError:
                 if loop.time() >= self.p.deadline:
                     raise
@@ -447,9 +409,9 @@ class _Tls(_Attempt):
     ) -> bool:
         """Run the handshake; True once complete. Evidence of TLS is kept even if it fails."""
         first = bytearray()
-        total = 0
-        while total < tls.MAX_HANDSHAKE:
-            chunk = await reader.read(READ_CHUNK)
+        bounded = BoundedReader(reader, tls.MAX_HANDSHAKE)
+        while not bounded.full:
+            chunk = await bounded.read()
             if len(first) < 7:
                 first += chunk[: 7 - len(first)]
                 kind = tls.record_kind(bytes(first)) if len(first) >= 3 else ""
@@ -463,7 +425,6 @@ class _Tls(_Attempt):
                 elif kind == "handshake":
                     self.promising = True
                     self.partial = Evidence("tls", "handshake incomplete", "tls")
-            total += len(chunk)
             client.receive(chunk)
             try:
                 done = client.handshake()
@@ -490,14 +451,14 @@ class _Probe(_Attempt):
         loop = asyncio.get_running_loop()
         spec = self.spec
         writer.write(spec.request(self.p.address, self.p.port))
-        limit = min(spec.max_reply, self.p.config.max_bytes)
+        bounded = BoundedReader(reader, min(spec.max_reply, self.p.config.max_bytes))
         data = bytearray()
-        while len(data) < limit:
+        while not bounded.full:
             # Silence gives the turn up; a peer that has started to answer gets the budget.
             wait_until = self.p.deadline if data else min(self.p.probe_wait_end(), self.p.deadline)
             try:
                 async with asyncio.timeout_at(wait_until):
-                    chunk = await reader.read(min(READ_CHUNK, limit - len(data)))
+                    chunk = await bounded.read()
             except TimeoutError:
                 if loop.time() >= self.p.deadline:
                     raise
@@ -604,60 +565,14 @@ class _PortProbe:
 # --------------------------------------------------------------------------- UDP
 
 
-async def _udp_exchange(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
+async def _probe_udp(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
     """The UDP probe of one port (see the module's rules)."""
-    payloads = [probe.payload for probe in udp.probes_for(port)]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.connect((address, port))  # a datagram connect only sets the peer: never blocks
-        stream = await asyncio_dgram.from_socket(sock)
-    except OSError:
-        sock.close()
-        return NO_EVIDENCE
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        reply = await _exchange(sock, stream, payloads, config.timeout)
-    except (OSError, asyncio_dgram.TransportClosed):
-        return NO_EVIDENCE  # refused (port unreachable), host or network unreachable...
-    finally:
-        stream.close()
+    reply = await udp_transport.exchange(
+        address,
+        family,
+        port,
+        udp_transport.udp_payloads(port),
+        config.timeout,
+        config.timeout * RESEND_AFTER,
+    )
     return NO_EVIDENCE if reply is None else udp.identify(port, reply[: config.max_bytes])
-
-
-def _send(sock: socket.socket, payloads: list[bytes]) -> None:
-    """Send ``payloads`` on the connected socket itself: asyncio's datagram transport (3.11)
-    silently drops an empty datagram, and the generic probe is one."""
-    for payload in payloads:
-        with contextlib.suppress(BlockingIOError):  # a full send buffer: as good as lost
-            sock.send(payload)
-
-
-async def _exchange(
-    sock: socket.socket, stream: asyncio_dgram.DatagramStream, payloads: list[bytes], timeout: float
-) -> bytes | None:
-    """Send ``payloads``, again at RESEND_AFTER; the first reply within ``timeout``, or None."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    resend_at = loop.time() + timeout * RESEND_AFTER
-    receiving = asyncio.ensure_future(stream.recv())
-    try:
-        _send(sock, payloads)
-        while not receiving.done():
-            now = loop.time()
-            if now >= deadline:
-                return None
-            await asyncio.wait({receiving}, timeout=min(deadline, now + ERROR_POLL) - now)
-            # asyncio-dgram raises the first queued socket error (an ICMP error) when its
-            # ``exception`` property is read: a pending recv() is not woken by one.
-            _ = stream.exception
-            if resend_at <= loop.time() < deadline and not receiving.done():
-                resend_at = deadline  # once only
-                _send(sock, payloads)
-        data, _peer = receiving.result()
-        return data
-    finally:
-        receiving.cancel()
-        await asyncio.gather(receiving, return_exceptions=True)
