@@ -28,7 +28,6 @@ from typing import Any, Protocol, TextIO
 from scanner.models import Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
 from scanner.report.summary import Summary
-from scanner.report.table import address_key
 
 SCHEMA_VERSION = 3
 
@@ -208,6 +207,8 @@ class CsvWriter:
         pass
 
     def close(self, ending: Ending) -> None:
+        from scanner.report.table import address_key  # (the table imports this module)
+
         keys = {host: address_key(host) for host in {r.host for r in self._results}}
         self._results.sort(key=lambda r: (keys[r.host], r.protocol.value, r.port))
         for result in self._results:
