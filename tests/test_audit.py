@@ -143,6 +143,8 @@ def test_xml_is_well_formed_and_nmap_shaped() -> None:
         ("tcp", "2451"),
         ("udp", "53"),
     ]
+    # Left out (omit) but listed, 1/tcp gets its IANA name, as nmap names every port it lists.
+    assert ports[0].find("service").attrib == {"name": "tcpmux", "method": "table", "conf": "3"}  # type: ignore[union-attr]
     ports = ports[1:]
     state = ports[0].find("state")
     assert state is not None and (state.get("state"), state.get("reason")) == ("open", "syn-ack")
@@ -225,7 +227,8 @@ def test_every_format_reads_back_what_was_written(fmt: str) -> None:
             for r in RESULTS
         ]
         # The closed 1/tcp left out (omit) is listed: nmap lists up to 25 ports a state.
-        want = [*want, replace(res(1, PortState.CLOSED, Reason.CONN_REFUSED), rtt=None)]
+        closed = res(1, PortState.CLOSED, Reason.CONN_REFUSED)
+        want = [*want, replace(closed, rtt=None, assessment=Assessment(label="tcpmux"))]
         report = replace(
             report, results=[replace(r, rtt=None) if r.port == 1 else r for r in report.results]
         )

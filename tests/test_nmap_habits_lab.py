@@ -49,6 +49,15 @@ def test_ndiff_finds_no_difference_on_a_host_with_28_filtered_ports(
     assert "Traceback" not in diff.stderr, diff.stderr
     assert [line for line in diff.stdout.splitlines() if "/tcp" in line] == [], diff.stdout
     assert diff.returncode == 0, diff.stdout
+    # A host with 5 closed ports: nmap lists them, named; so does portprobe, without --all.
+    few = "1-5,22,80"
+    small = ["-sT", "-Pn", "-p", few, "--datadir", str(datadir), lab.server4]
+    assert lab.run(["nmap", *small, "-oX", str(tmp_path / "few.xml")]).returncode == 0
+    proc = portprobe(lab, lab.server4, "-p", few, "--no-evidence", "-oX", str(ours))
+    assert proc.returncode == 0, proc.stderr
+    assert '<port protocol="tcp" portid="1"><state state="closed"' in ours.read_text()
+    diff = lab.run(["ndiff", str(tmp_path / "few.xml"), str(ours)], timeout=60)
+    assert [line for line in diff.stdout.splitlines() if "/tcp" in line] == [], diff.stdout
     # The grepable output (-oG) has nmap's ports line: the same ports, states and labels.
     grepable = tmp_path / "portprobe.gnmap"
     proc = portprobe(lab, lab.server4, "-p", spec, "--no-evidence", "-o", str(grepable))

@@ -76,11 +76,11 @@ class GrepableWriter:
             f" as: {command}\n"
         )
 
-    def _add(self, result: Result) -> None:
+    def _add(self, result: Result, *, omitted: bool = False) -> None:
         host = self._hosts.get(result.host)
         if host is None:
             host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
-        host.add(result)
+        host.add(result, omitted=omitted)
         if self._per_host and host.count == self._per_host:
             self._stream.write(self._host(result.host, self._hosts.pop(result.host)))
 
@@ -88,7 +88,7 @@ class GrepableWriter:
         self._add(result)
 
     def omit(self, result: Result) -> None:
-        self._add(result)
+        self._add(result, omitted=True)
 
     def _host(self, address: str, host: HostPorts) -> str:
         self._written += 1

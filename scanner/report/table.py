@@ -214,6 +214,7 @@ class TableReport:
                     stream.write(f"{host} {where}: open, and the policy does not allow it\n")
             start = end
 
+
 class TableWriter:
     """The terminal table as a report :class:`~scanner.report.writers.Writer` (``.txt``)."""
 

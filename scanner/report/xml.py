@@ -34,13 +34,14 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
 from scanner.errors import PortSpecError
-from scanner.models import PortState, Proto, Result
+from scanner.models import Assessment, PortState, Proto, Result
 from scanner.ports import format_ports, parse_port_spec
 from scanner.report.probed import whole_scan
 from scanner.report.summary import Summary
@@ -154,11 +155,11 @@ class XmlWriter:
             '<debugging level="0"/>\n'
         )
 
-    def _add(self, result: Result) -> None:
+    def _add(self, result: Result, *, omitted: bool = False) -> None:
         host = self._hosts.get(result.host)
         if host is None:
             host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
-        host.add(result)
+        host.add(result, omitted=omitted)
         if self._per_host and host.count == self._per_host:
             self._stream.write(self._host(result.host, host))
             self._flushed.add(result.host)
@@ -169,7 +170,7 @@ class XmlWriter:
 
     def omit(self, result: Result) -> None:
         # nmap lists a state's ports when there are 25 or fewer, closed ones too.
-        self._add(result)
+        self._add(result, omitted=True)
 
     def _host(self, address: str, host: HostPorts) -> str:
         names = (
@@ -251,7 +252,16 @@ class HostPorts:
     ports, which nmap never folds); a state that grows past that keeps only port numbers.
     """
 
-    __slots__ = ("count", "first", "folded_ports", "hostname", "last", "max_listed", "rows")
+    __slots__ = (
+        "count",
+        "first",
+        "folded_ports",
+        "hostname",
+        "last",
+        "max_listed",
+        "omitted",
+        "rows",
+    )
 
     def __init__(self, first: float, max_listed: int) -> None:
         self.first = self.last = first
@@ -259,10 +269,11 @@ class HostPorts:
         self.count = 0
         self.max_listed = max_listed
         self.rows: dict[str, list[Result]] = {}
+        self.omitted: set[int] = set()  # id() of the rows that came through omit()
         # state -> (protocol, reason) -> port numbers
         self.folded_ports: dict[str, dict[tuple[str, str], list[int]]] = {}
 
-    def add(self, result: Result) -> None:
+    def add(self, result: Result, *, omitted: bool = False) -> None:
         self.count += 1
         self.first = min(self.first, result.timestamp)
         self.last = max(self.last, result.timestamp)
@@ -276,6 +287,8 @@ class HostPorts:
             return
         rows = self.rows.setdefault(state, [])
         rows.append(result)
+        if omitted:
+            self.omitted.add(id(result))
         if result.state is not PortState.OPEN and len(rows) > self.max_listed:
             folded = self.folded_ports[state] = {}
             for row in self.rows.pop(state):
@@ -305,9 +318,21 @@ class HostPorts:
         ]
 
     def listed(self) -> list[Result]:
-        """The listed results, by protocol and port."""
+        """The listed results, by protocol and port; a port the reports left out (``omit``:
+        closed, without an assessment), listed here as nmap lists up to 25, gets its IANA
+        label, as nmap names every port it lists."""
         rows = [row for rows in self.rows.values() for row in rows]
+        rows = [_labelled(r) if r.assessment is None and id(r) in self.omitted else r for r in rows]
         return sorted(rows, key=lambda r: (r.protocol.value, r.port))
+
+
+def _labelled(result: Result) -> Result:
+    from scanner.registry import load_registry  # only hosts with few closed ports need it
+
+    found = load_registry().label(result.port, result.protocol.value)
+    if found is None:
+        return result
+    return dataclasses.replace(result, assessment=Assessment(label=found.service))
 
 
 def _ports_by_protocol(spec: str) -> dict[Proto, list[int]]:
