@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -234,7 +234,7 @@ async def discover(
     config: DiscoveryConfig = DiscoveryConfig(),
     *,
     probes: Sequence[tuple[_Probe, str]] | None = None,
-) -> AsyncIterator[HostStatus]:
+) -> AsyncGenerator[HostStatus, None]:
     """Probe ``hosts`` (addresses) and yield each one's :class:`HostStatus` as it is known.
 
     ``probes`` replaces the transports (tests): pairs of a transport and its kind,
