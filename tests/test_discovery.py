@@ -6,13 +6,19 @@ import asyncio
 import csv
 import io
 import json
+import socket
 from xml.etree import ElementTree
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scanner.discovery import DiscoveryConfig, HostStatus, discover
 from scanner.models import PortState, Reason, Timing
 from scanner.report import ScanMeta
 from scanner.report.hosts import HOST_COLUMNS, write_hosts
-from scanner.transport import Answer, Deliver
+from scanner.transport import ECHO_REPLY, Answer, Deliver
+from scanner.transport.icmp import parse_icmp
 
 UP_RST = Answer(PortState.CLOSED, Reason.CONN_REFUSED)
 NO_ROUTE = Answer(PortState.FILTERED, Reason.NET_UNREACH)
@@ -168,3 +174,53 @@ def test_grepable_csv_and_json() -> None:
     assert [(h["host"], h["status"]) for h in doc["hosts"]][2] == ("198.18.2.1", "down")
     kinds = [json.loads(line)["type"] for line in hosts_report("jsonl").splitlines()]
     assert kinds == ["scan", "host", "host", "host", "host", "end"]
+
+
+# -- ICMP messages: bytes captured in the lab (raw sockets, echo identifier 0x1234) ---------
+
+V4_HEADER = bytes.fromhex("450000346ac90000400183d8c6120002c6120001")
+V4_REPLY = bytes.fromhex("000013e212340007706f727470726f626520686f737420646973636f76657279")
+V6_REPLY = bytes.fromhex("8100371012340009706f727470726f626520686f737420646973636f76657279")
+V6_NEIGHBOUR = bytes.fromhex("8800c48e6000000020010db80000000000000000000000020201e293e1da0376")
+# 198.18.0.6 refusing our echo with an administratively prohibited (type 3 code 13).
+V4_ADMIN = bytes.fromhex(
+    "030dfcf20000000045000034da3a40004001d462c6120001c612000608000be2"
+    "12340007706f727470726f626520686f737420646973636f76657279"
+)
+ADMIN = Answer(PortState.CLOSED, Reason.ADMIN_PROHIBITED)
+
+ICMP_TABLE = [
+    # (family, data, source, ident, expected)
+    (socket.AF_INET, V4_REPLY, "198.18.0.2", 0x1234, ("198.18.0.2", 7, ECHO_REPLY)),
+    (socket.AF_INET, V4_REPLY, "198.18.0.2", 0x9999, None),  # someone else's echo
+    (socket.AF_INET, V4_REPLY, "198.18.0.2", None, ("198.18.0.2", 7, ECHO_REPLY)),  # ping socket
+    (socket.AF_INET6, V6_REPLY, "2001:db8::2", 0x1234, ("2001:db8::2", 9, ECHO_REPLY)),
+    (socket.AF_INET6, V6_NEIGHBOUR, "2001:db8::2", 0x1234, None),
+    (socket.AF_INET, V4_ADMIN, "198.18.0.6", 0x1234, ("198.18.0.6", 7, ADMIN)),
+    # The same error from a router: the host did not answer.
+    (socket.AF_INET, V4_ADMIN, "198.18.0.1", 0x1234, None),
+    (socket.AF_INET, V4_ADMIN[:30], "198.18.0.6", 0x1234, None),  # truncated quote
+    (socket.AF_INET, b"", "198.18.0.6", 0x1234, None),
+]
+
+
+@pytest.mark.parametrize(("family", "data", "source", "ident", "expected"), ICMP_TABLE)
+def test_icmp_messages(
+    family: int, data: bytes, source: str, ident: int | None, expected: object
+) -> None:
+    assert parse_icmp(family, data, source, ident) == expected
+
+
+def test_the_captured_ipv4_reply_came_with_an_ip_header() -> None:
+    packet = V4_HEADER + V4_REPLY
+    assert packet[(packet[0] & 0x0F) * 4 :] == V4_REPLY
+
+
+@given(
+    st.sampled_from([socket.AF_INET, socket.AF_INET6]),
+    st.binary(max_size=120),
+    st.one_of(st.none(), st.integers(0, 0xFFFF)),
+)
+def test_any_icmp_bytes_parse_or_are_ignored(family: int, data: bytes, ident: int | None) -> None:
+    found = parse_icmp(family, data, "198.18.0.2", ident)
+    assert found is None or (found[0] == "198.18.0.2" and 0 <= found[1] <= 0xFFFF)

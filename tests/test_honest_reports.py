@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from xml.etree import ElementTree
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scanner.models import Assessment, PortState, Proto, Reason, Result
 from scanner.ports import parse_port_spec
 from scanner.report import Ending, ScanMeta, Summary, make_writer
 from scanner.report.diff import diff_reports, write_diff
 from scanner.report.merge import merge_reports, write_merged
+from scanner.report.probed import Coverage
 from scanner.report.read import Report, read_report_bytes
 
 HOST = "198.18.0.2"
@@ -286,3 +289,33 @@ def test_csv_rows_are_sorted_and_one_a_line() -> None:
         (h, proto, p) for h in hosts_sorted for proto in ("tcp", "udp") for p in (22, 443, 1000)
     ]
     assert {r[9] for r in rows[1:]} == {"a\\x0ab\\x0d\\x0ac\\u2028d"}
+
+
+# -- a report is untrusted: any probed record reads, or is no record ----------------------
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_JSONISH)
+def test_any_probed_record_reads_or_is_ignored(record: object) -> None:
+    coverage = Coverage.from_record(record, None)
+    assert isinstance(coverage.exact, bool)
+    for key in coverage.unlisted_keys():
+        assert key[1] in ("tcp", "udp")
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=40),
+        st.dictionaries(st.text(max_size=20), st.text(max_size=30), max_size=3),
+        max_size=3,
+    )
+)
+def test_any_unlisted_map_reads_or_is_ignored(unlisted: dict[str, dict[str, str]]) -> None:
+    Coverage.from_record({"complete_hosts": ["198.18.0.0/30"], "unlisted": unlisted}, None)

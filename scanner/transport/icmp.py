@@ -23,7 +23,7 @@ from scanner.transport.classify import (
     classify_udp_errno,
 )
 
-__all__ = ["ECHO_REPLY", "IcmpEchoTransport"]
+__all__ = ["ECHO_REPLY", "IcmpEchoTransport", "parse_icmp"]
 
 # sock_extended_err (linux/errqueue.h): errno, origin, type, code, pad, info, data.
 _EXTENDED_ERR = struct.Struct("=IBBBBII")
@@ -184,33 +184,9 @@ class IcmpEchoTransport:
             self._message(family, raw, data, _address(source[0]))
 
     def _message(self, family: int, raw: bool, data: bytes, source: str) -> None:
-        if len(data) < _ECHO.size:
-            return
-        kind, code, _, ident, sequence = _ECHO.unpack_from(data)
-        if kind == _ECHO_REPLY_TYPE[family]:
-            if not raw or ident == self._ident:  # a ping socket sees only its own replies
-                self._found(family, source, sequence, ECHO_REPLY)
-            return
-        if not raw or kind != _UNREACH_TYPE[family]:
-            return
-        # A raw socket sees errors too: the quoted packet names the echo they answer.
-        quoted = data[8:]
-        if family == socket.AF_INET:
-            if len(quoted) < 20:
-                return
-            target = socket.inet_ntop(socket.AF_INET, quoted[16:20])
-            inner = quoted[(quoted[0] & 0x0F) * 4 :]
-        else:
-            if len(quoted) < 40:
-                return
-            target = socket.inet_ntop(socket.AF_INET6, quoted[24:40])
-            inner = quoted[40:]
-        if len(inner) < _ECHO.size:
-            return
-        _, _, _, inner_ident, sequence = _ECHO.unpack_from(inner)
-        answer = classify_icmp(_ORIGIN[family], kind, code)
-        if inner_ident == self._ident and answer is not None and _address(target) == source:
-            self._found(family, source, sequence, Answer(PortState.CLOSED, answer.reason))
+        found = parse_icmp(family, data, source, None if not raw else self._ident)
+        if found is not None:
+            self._found(family, *found)
 
     def _queued_error(self, family: int, sock: socket.socket) -> None:
         """An ICMP error on a ping socket: counted only if the target itself sent it."""
@@ -239,3 +215,49 @@ class IcmpEchoTransport:
 
 
 _MISSING = object()
+
+
+def parse_icmp(
+    family: int, data: bytes, source: str, ident: int | None
+) -> tuple[str, int, Answer] | None:
+    """What an ICMP message from ``source`` says about one of our echoes: (address,
+    sequence, answer), or None when it says nothing (not ours, malformed, from a router).
+
+    ``data`` starts at the ICMP header (past IPv4's IP header). ``ident`` is our echo
+    identifier on a raw socket, which sees every ICMP message and must match it; None on a
+    ping socket, which gets only replies to its own echoes (and no errors: those come
+    through the error queue). An echo reply is :data:`ECHO_REPLY`; a destination
+    unreachable sent by the target itself about our echo is ``closed`` with its reason.
+    Untrusted bytes: never raises.
+    """
+    if len(data) < _ECHO.size:
+        return None
+    kind, code, _, got_ident, sequence = _ECHO.unpack_from(data)
+    if kind == _ECHO_REPLY_TYPE[family]:
+        return (source, sequence, ECHO_REPLY) if ident is None or got_ident == ident else None
+    if ident is None or kind != _UNREACH_TYPE[family]:
+        return None
+    # The quoted packet (our echo's IP header and first bytes) names the echo answered.
+    quoted = data[8:]
+    if family == socket.AF_INET:
+        if len(quoted) < 20:
+            return None
+        target = socket.inet_ntop(socket.AF_INET, quoted[16:20])
+        inner = quoted[(quoted[0] & 0x0F) * 4 :]
+    else:
+        if len(quoted) < 40:
+            return None
+        target = socket.inet_ntop(socket.AF_INET6, quoted[24:40])
+        inner = quoted[40:]
+    if len(inner) < _ECHO.size:
+        return None
+    inner_kind, _, _, inner_ident, sequence = _ECHO.unpack_from(inner)
+    answer = classify_icmp(_ORIGIN[family], kind, code)
+    if (
+        inner_kind != _ECHO_REQUEST[family]
+        or inner_ident != ident
+        or answer is None
+        or target != source
+    ):
+        return None
+    return source, sequence, Answer(PortState.CLOSED, answer.reason)
