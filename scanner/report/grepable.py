@@ -19,14 +19,12 @@ Rules:
 from __future__ import annotations
 
 import re
-import time
 from typing import TextIO
 
 from scanner.models import Result
-from scanner.report.probed import ports_of_spec, whole_scan
-from scanner.report.table import address_key, printable
+from scanner.report.table import printable
 from scanner.report.writers import Ending, ScanMeta
-from scanner.report.xml import HostPorts, fold_limit
+from scanner.report.xml import HostGrouper, HostPorts, nmap_time
 
 __all__ = ["GrepableWriter", "grepable_field"]
 
@@ -36,10 +34,6 @@ _SEPARATORS = re.compile(r"[/,\t]")
 def grepable_field(text: str) -> str:
     """``text`` fit for a grepable field: no control character, no separator."""
     return _SEPARATORS.sub("|", printable(text))
-
-
-def _timestr(timestamp: float) -> str:
-    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(timestamp))
 
 
 def _port(result: Result) -> str:
@@ -60,29 +54,18 @@ class GrepableWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._meta = meta
-        self._hosts: dict[str, HostPorts] = {}
+        self._hosts = HostGrouper(meta)
         self._written = 0
-        ports = ports_of_spec(meta.ports)
-        self._per_host = len(ports) if ports and whole_scan(meta.shard) else 0
-        verbose = meta.extra.get("verbose", 0)
-        self._max_listed = (
-            1 << 30
-            if meta.closed_listed
-            else fold_limit(verbose if isinstance(verbose, int) else 0)
-        )
         command = printable(" ".join(meta.command))
         stream.write(
-            f"# portprobe {printable(meta.version)} scan initiated {_timestr(meta.started)}"
+            f"# portprobe {printable(meta.version)} scan initiated {nmap_time(meta.started)}"
             f" as: {command}\n"
         )
 
     def _add(self, result: Result, *, omitted: bool = False) -> None:
-        host = self._hosts.get(result.host)
-        if host is None:
-            host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
-        host.add(result, omitted=omitted)
-        if self._per_host and host.count == self._per_host:
-            self._stream.write(self._host(result.host, self._hosts.pop(result.host)))
+        done = self._hosts.add(result, omitted=omitted)
+        if done is not None:
+            self._stream.write(self._host(*done))
 
     def write(self, result: Result) -> None:
         self._add(result)
@@ -103,14 +86,13 @@ class GrepableWriter:
         return f"{head}\tStatus: Up\n{line}\n"
 
     def close(self, ending: Ending) -> None:
-        for address in sorted(self._hosts, key=address_key):
-            self._stream.write(self._host(address, self._hosts[address]))
-        self._hosts.clear()
+        for address, ports in self._hosts.rest():
+            self._stream.write(self._host(address, ports))
         up = self._written
         elapsed = max(0.0, ending.finished - self._meta.started)
         outcome = "done" if ending.complete else "stopped early (partial results)"
         self._stream.write(
-            f"# portprobe {outcome} at {_timestr(ending.finished)} -- {up} IP address"
+            f"# portprobe {outcome} at {nmap_time(ending.finished)} -- {up} IP address"
             f"{'es' if up != 1 else ''} ({up} host{'s' if up != 1 else ''} up) scanned in"
             f" {elapsed:.2f} seconds\n"
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Sequence
 from typing import TextIO
 from xml.sax.saxutils import quoteattr
@@ -23,15 +22,12 @@ from scanner.discovery import HostStatus
 from scanner.errors import OutputError
 from scanner.report.table import address_key, printable
 from scanner.report.writers import ScanMeta, isotime
+from scanner.report.xml import nmap_time
 
 __all__ = ["HOST_COLUMNS", "write_hosts"]
 
 HOST_COLUMNS = ("host", "status", "reason", "rtt_ms")
 """The columns of a discovery report (CSV header, JSON keys), in order."""
-
-
-def _timestr(timestamp: float) -> str:
-    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(timestamp))
 
 
 def _record(status: HostStatus) -> dict[str, object]:
@@ -98,13 +94,13 @@ def write_hosts(
     elif fmt == "grepable":
         command = printable(" ".join(meta.command))
         stream.write(
-            f"# portprobe {printable(meta.version)} scan initiated {_timestr(meta.started)}"
+            f"# portprobe {printable(meta.version)} scan initiated {nmap_time(meta.started)}"
             f" as: {command}\n"
         )
         for s in shown:
             stream.write(f"Host: {s.host} ()\tStatus: {'Up' if s.up else 'Down'}\n")
         stream.write(
-            f"# portprobe done at {_timestr(finished)} -- {_done_line(ordered, elapsed)}\n"
+            f"# portprobe done at {nmap_time(finished)} -- {_done_line(ordered, elapsed)}\n"
         )
     else:
         raise OutputError(f"unknown output format {fmt!r}")
@@ -124,7 +120,7 @@ def _write_xml(
     stream.write(
         '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
         f'<nmaprun scanner="portprobe" args={quoteattr(printable(command))}'
-        f' start="{int(meta.started)}" startstr="{_timestr(meta.started)}"'
+        f' start="{int(meta.started)}" startstr="{nmap_time(meta.started)}"'
         f' version={quoteattr(printable(meta.version))} xmloutputversion="1.05">\n'
         '<verbose level="0"/>\n<debugging level="0"/>\n'
     )
@@ -141,9 +137,9 @@ def _write_xml(
         if complete
         else 'exit="error" errormsg="interrupted or failed: partial results"'
     )
-    summary = f"portprobe done at {_timestr(finished)}; {_done_line(ordered, elapsed)}"
+    summary = f"portprobe done at {nmap_time(finished)}; {_done_line(ordered, elapsed)}"
     stream.write(
-        f'<runstats><finished time="{int(finished)}" timestr="{_timestr(finished)}"'
+        f'<runstats><finished time="{int(finished)}" timestr="{nmap_time(finished)}"'
         f' summary={quoteattr(summary)} elapsed="{elapsed:.2f}" {exit_attrs}/>'
         f'<hosts up="{up}" down="{len(ordered) - up}" total="{len(ordered)}"/>\n'
         "</runstats>\n</nmaprun>\n"

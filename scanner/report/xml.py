@@ -43,7 +43,7 @@ from xml.sax.saxutils import quoteattr
 from scanner.errors import PortSpecError
 from scanner.models import Assessment, PortState, Proto, Result
 from scanner.ports import format_ports, parse_port_spec
-from scanner.report.probed import whole_scan
+from scanner.report.probed import ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta, isotime
@@ -128,18 +128,10 @@ class XmlWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._meta = meta
-        self._hosts: dict[str, HostPorts] = {}
+        self._hosts = HostGrouper(meta)
         self._flushed: set[str] = set()
         ports = _ports_by_protocol(meta.ports)
-        # Results a host gets in a whole scan; 0: unknown (a shard), so hosts wait for close.
-        self._per_host = sum(map(len, ports.values())) if whole_scan(meta.shard) else 0
-        verbose = meta.extra.get("verbose", 0)
-        # --all asks for every port listed: nothing is folded (as nmap's -d3).
-        self._max_listed = (
-            1 << 30
-            if meta.closed_listed
-            else fold_limit(verbose if isinstance(verbose, int) else 0)
-        )
+        verbose = self._hosts.verbose
         command = " ".join(meta.command)
         stream.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
@@ -151,19 +143,15 @@ class XmlWriter:
             f" portprobe_shard={_attr(meta.shard)}"
             f" portprobe_registry_date={_attr(meta.registry_date)}>\n"
             f"{_scaninfo(ports)}"
-            f'<verbose level="{max(0, verbose) if isinstance(verbose, int) else 0}"/>\n'
+            f'<verbose level="{verbose}"/>\n'
             '<debugging level="0"/>\n'
         )
 
     def _add(self, result: Result, *, omitted: bool = False) -> None:
-        host = self._hosts.get(result.host)
-        if host is None:
-            host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
-        host.add(result, omitted=omitted)
-        if self._per_host and host.count == self._per_host:
-            self._stream.write(self._host(result.host, host))
-            self._flushed.add(result.host)
-            del self._hosts[result.host]
+        done = self._hosts.add(result, omitted=omitted)
+        if done is not None:
+            self._stream.write(self._host(*done))
+            self._flushed.add(done[0])
 
     def write(self, result: Result) -> None:
         self._add(result)
@@ -198,9 +186,9 @@ class XmlWriter:
         return "".join(parts)
 
     def close(self, ending: Ending) -> None:
-        hosts = sorted(self._hosts, key=address_key)
-        for host in hosts:
-            self._stream.write(self._host(host, self._hosts[host]))
+        hosts = self._hosts.rest()
+        for address, ports in hosts:
+            self._stream.write(self._host(address, ports))
         summary: Summary = ending.summary
         up = len(hosts) + len(self._flushed)
         elapsed = max(0.0, ending.finished - self._meta.started)
@@ -324,6 +312,46 @@ class HostPorts:
         rows = [row for rows in self.rows.values() for row in rows]
         rows = [_labelled(r) if r.assessment is None and id(r) in self.omitted else r for r in rows]
         return sorted(rows, key=lambda r: (r.protocol.value, r.port))
+
+
+class HostGrouper:
+    """Groups a scan's results by host for the nmap formats (XML, grepable).
+
+    A host is complete, and handed back by :meth:`add`, once it has a result for every
+    port of the scan (``meta.ports``, in a whole scan); the others wait for :meth:`rest`.
+    Folding follows nmap (:func:`fold_limit` at the scan's verbosity; nothing with
+    ``--all``).
+    """
+
+    def __init__(self, meta: ScanMeta) -> None:
+        ports = ports_of_spec(meta.ports)
+        self._per_host = len(ports) if ports and whole_scan(meta.shard) else 0
+        verbose = meta.extra.get("verbose", 0)
+        self.verbose = max(0, verbose) if isinstance(verbose, int) else 0
+        # --all asks for every port listed: nothing is folded (as nmap's -d3).
+        self._max_listed = 1 << 30 if meta.closed_listed else fold_limit(self.verbose)
+        self._hosts: dict[str, HostPorts] = {}
+
+    def add(self, result: Result, *, omitted: bool = False) -> tuple[str, HostPorts] | None:
+        """Count ``result``; its host and ports if that completed the host."""
+        host = self._hosts.get(result.host)
+        if host is None:
+            host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
+        host.add(result, omitted=omitted)
+        if self._per_host and host.count == self._per_host:
+            return result.host, self._hosts.pop(result.host)
+        return None
+
+    def rest(self) -> list[tuple[str, HostPorts]]:
+        """The hosts not complete yet, in address order (and forget them)."""
+        hosts = [(a, self._hosts[a]) for a in sorted(self._hosts, key=address_key)]
+        self._hosts.clear()
+        return hosts
+
+
+def nmap_time(timestamp: float) -> str:
+    """A Unix time as nmap writes it in its reports (``Mon Nov 23 06:48:07 2026``, UTC)."""
+    return _timestr(timestamp)
 
 
 def _labelled(result: Result) -> Result:
