@@ -96,19 +96,26 @@ def _element(buf: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
     return tag, start, start + length
 
 
-def _children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """The elements between ``start`` and ``end``, up to the first one that does not fit."""
+def _children(
+    buf: bytes, start: int, end: int, *, clip: bool = False
+) -> list[tuple[int, int, int]]:
+    """The elements between ``start`` and ``end``, up to the first one that does not fit.
+
+    With ``clip``, that one is kept too, cut at ``end`` (a message read only in part).
+    """
     out = []
     while start < end and (child := _element(buf, start, end)) is not None:
         out.append(child)
         start = child[2]
+    if clip and start < end and (child := _element(buf, start, 1 << 40)) is not None:
+        out.append((child[0], child[1], min(child[2], end)))
     return out
 
 
 def _attributes(buf: bytes, start: int, end: int) -> dict[str, list[bytes]]:
     """A SearchResultEntry's attributes: ``{lowercase name: [values]}``."""
     found: dict[str, list[bytes]] = {}
-    parts = _children(buf, start, end)
+    parts = _children(buf, start, end, clip=True)
     if len(parts) < 2 or parts[0][0] != _OCTETS or parts[1][0] != _SEQUENCE:
         return found
     for tag, a_start, a_end in _children(buf, parts[1][1], parts[1][2]):
@@ -132,7 +139,7 @@ def decode(data: bytes) -> Evidence | None:
         if len(buf) < MAX_MESSAGE:
             return None  # wait for the rest of the message
         end = len(buf)
-    parts = _children(buf, start, end)
+    parts = _children(buf, start, end, clip=True)
     if len(parts) < 2 or parts[0][0] != _INTEGER or parts[0][2] - parts[0][1] > 4:
         return None
     ident = int.from_bytes(buf[parts[0][1] : parts[0][2]], "big")

@@ -62,13 +62,19 @@ def build_probe() -> bytes:
 
 def parse_reply(data: bytes) -> Evidence | None:
     """``Evidence("redis", <reply>, "redis")`` for a reply only Redis gives, else None."""
-    line = data[:_MAX_LINE].split(b"\n", 1)[0]
-    if not line.endswith(b"\r"):
-        return None  # RESP lines end with CRLF; a partial line proves nothing yet
-    m = _REPLY.fullmatch(line[:-1])
-    if m is None:
+    head = data[:_MAX_LINE]
+    line, newline, _ = head.partition(b"\n")
+    if newline:
+        if not line.endswith(b"\r"):
+            return None  # RESP lines end with CRLF
+        line = line[:-1]
+    elif len(head) < _MAX_LINE:
+        return None  # a partial line proves nothing yet
+    # else a line longer than we look at (protected mode's -DENIED runs to 1 KB): its
+    # first _MAX_LINE bytes are judged as they are.
+    if _REPLY.fullmatch(line) is None:
         return None
-    return Evidence("redis", clean(line[1:-1]), "redis")
+    return Evidence("redis", clean(line[1:]), "redis")
 
 
 def info_request(_host: str, _port: int) -> bytes:
@@ -109,7 +115,9 @@ def decode_info(data: bytes) -> Evidence | None:
 
 
 def _with(found: Evidence, *, rule: str) -> Evidence:
-    return Evidence(found.service, found.detail, "redis-info", rule=rule)
+    # "-DENIED Redis ..." and "-LOADING Redis ...": the refusal names the product.
+    product = "Redis" if found.detail.split(" ", 2)[1:2] == ["Redis"] else ""
+    return Evidence(found.service, found.detail, "redis-info", product=product, rule=rule)
 
 
 TCP_PROBES = (TcpProbe(name="redis-info", request=info_request, decode=decode_info, rank=20),)
