@@ -5,7 +5,8 @@ Rules and theory:
   foreground, with its configuration from ``tests/daemons/<name>/`` and its data in a
   temporary directory; deleting the namespace at teardown kills whatever it forked.
 - Some listen on their registered port, some on a port registered to something else
-  (PostgreSQL on 2451, Redis on 3451, memcached on 9100): a label is not evidence.
+  (PostgreSQL on 2451, Redis on 3451, memcached on 9100, and BIND's DNS on 5432, the
+  PostgreSQL port): a label is not evidence.
 - All daemons start at once and are waited for together, so the lab costs about as
   long as its slowest daemon (RabbitMQ, a few seconds), not the sum.
 - :func:`missing` names the daemons whose binaries are absent: the caller skips them
@@ -104,6 +105,12 @@ def _dnsmasq(workdir: Path, lab: netlab.Lab) -> list[str]:
     return ["/usr/sbin/dnsmasq", "--keep-in-foreground", f"--conf-file={conf / 'dnsmasq.conf'}"]
 
 
+def _bind9(workdir: Path, lab: netlab.Lab) -> list[str]:
+    conf = _render("bind9", workdir, ADDRESS=lab.server4, PORT=BIND_PORT)
+    # -g: foreground, log to stderr; -4: IPv4 only (no IPv6 route in the lab anyway).
+    return ["/usr/sbin/named", "-g", "-4", "-u", "root", "-c", str(conf / "named.conf")]
+
+
 def _slapd(workdir: Path, lab: netlab.Lab) -> list[str]:
     conf = _render("slapd", workdir)
     return ["/usr/sbin/slapd", "-d", "0", "-f", str(conf / "slapd.conf"),
@@ -185,6 +192,7 @@ def _redis(workdir: Path, lab: netlab.Lab) -> list[str]:
 
 
 DNS_PORT = 53  # registered: domain
+BIND_PORT = 5432  # registered to postgresql: BIND where PostgreSQL is expected
 LDAP_PORT = 389  # registered: ldap
 PG_PORT = 2451  # registered to netchat
 MYSQL_PORT = 3306  # registered: mysql
@@ -198,6 +206,7 @@ DAEMONS: dict[str, Daemon] = {
     d.name: d
     for d in (
         Daemon("dnsmasq", "/usr/sbin/dnsmasq", {"dns": DNS_PORT}, _dnsmasq),
+        Daemon("bind9", "/usr/sbin/named", {"dns": BIND_PORT}, _bind9),
         Daemon("slapd", "/usr/sbin/slapd", {"ldap": LDAP_PORT}, _slapd),
         Daemon("postgresql", _pg_bin("postgres"), {"postgres": PG_PORT}, _postgres),
         Daemon("mariadb", "/usr/sbin/mariadbd", {"mysql": MYSQL_PORT}, _mariadb),

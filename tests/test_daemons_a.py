@@ -51,6 +51,7 @@ READ_TIMEOUT = 3.0  # seconds one exchange may take; a daemon on the lab's veth 
 # daemon: (its probe, service, product, the Debian package whose version it reports or "")
 EXPECTED = {
     "dnsmasq": ("dns-tcp", "dns", "dnsmasq", "dnsmasq-base"),
+    "bind9": ("dns-tcp", "dns", "BIND", "bind9"),
     "slapd": ("ldap", "ldap", "OpenLDAP", ""),
     "postgresql": ("postgres", "postgresql", "PostgreSQL", ""),
     "mariadb": ("mysql", "mysql", "MariaDB", "mariadb-server"),

@@ -69,6 +69,9 @@ REAL_CASES: list[tuple[str, str, Evidence]] = [
     ("dnsmasq-version", "dns-tcp", E(
         "dns", "NOERROR; aa; version.bind 'dnsmasq-2.90'", "dns-tcp", "dnsmasq", "2.90",
         "dns:version.bind")),
+    ("bind9-version", "dns-tcp", E(
+        "dns", "NOERROR; aa; version.bind '9.18.49-1~deb12u3-Debian'", "dns-tcp", "BIND",
+        "9.18.49", "dns:version.bind")),
     ("slapd-rootdse", "ldap", E(
         "ldap", "RootDSE; OpenLDAP; LDAPv3; naming dc=portprobe,dc=test; SASL SCRAM-SHA-512 "
         "SCRAM-SHA-384 SCRAM-SHA-256 SCRAM-SHA-224 S...", "ldap", "OpenLDAP", "", "ldap:rootdse")),
