@@ -23,29 +23,13 @@ import daemonlab_a
 import netlab
 import pytest
 from conftest import _in_ci, require_netns
+from test_protocols_a import PROBES
 
-from scanner.protocols import (
-    Evidence,
-    amqp,
-    dns,
-    epmd,
-    ldap,
-    memcached,
-    mongodb,
-    mqtt,
-    mysql,
-    postgres,
-    redis,
-)
+from scanner.protocols import Evidence
 from scanner.protocols.tcp import TcpProbe
 
 pytestmark = pytest.mark.netns
 
-PROBES: dict[str, TcpProbe] = {
-    p.name: p
-    for m in (dns, ldap, postgres, mysql, mongodb, memcached, mqtt, amqp, epmd, redis)
-    for p in m.TCP_PROBES
-}
 READ_TIMEOUT = 3.0  # seconds one exchange may take; a daemon on the lab's veth answers in ms
 
 # daemon: (its probe, service, product, the Debian package whose version it reports or "")

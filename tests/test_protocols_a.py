@@ -336,6 +336,7 @@ LDAP_CASES: list[tuple[str, bytes, Evidence | None]] = [
     ("a done for another message", ldap_result(8, 0x65, 0, b""), None),
     ("a bind response", ldap_result(7, 0x61, 0, b""), None),
     ("a 5-byte length", b"\x30\x85\x00\x00\x00\x00\x10", None),
+    ("an element's header cut by the message's end", b"\x30\x04\x02\x01\x07\x64", None),
     ("multi-byte tag", b"\x30\x05\x1f\x01\x01\x01\x00", None),
     ("an escape sequence in the vendor", rootdse((b"vendorName", [b"\x1b[31mEvil\x1b[0m"])), E(
         "ldap", "RootDSE; \\x1b[31mEvil\\x1b[0m", "ldap", "\\x1b[31mEvil\\x1b[0m", "",
@@ -436,6 +437,10 @@ OTHER_CASES: list[tuple[str, str, bytes, Evidence | None]] = [
     ("redis NOAUTH", "redis-info", b"-NOAUTH Authentication required.\r\n", E(
         "redis", "NOAUTH Authentication required.", "redis-info", rule="redis:reply")),
     ("a bulk string that is not INFO", "redis-info", b"$5\r\nhello\r\n", None),
+    ("a long bulk string of one line", "redis-info", b"$5000\r\n" + b"x" * 5000, None),
+    ("a long INFO", "redis-info", b"$5000\r\n# Server\r\nredis_version:7.0.15\r\n"
+     + b"k:" + b"v" * 4970 + b"\r\n", E("redis", "Redis 7.0.15", "redis-info", "Redis", "7.0.15",
+                                        "redis:info")),
 ]  # fmt: skip
 
 

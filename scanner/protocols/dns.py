@@ -192,8 +192,7 @@ def decode_tcp(data: bytes) -> Evidence | None:
         return None
     message = data[_TCP_LENGTH.size : _TCP_LENGTH.size + length]
     if len(message) < min(length, MAX_MESSAGE):
-        # Wait for the whole message, but say no at once if its header is not ours.
-        return None
+        return None  # wait for the whole message (the first MAX_MESSAGE bytes of a longer one)
     reply = _read(message, VERSION_NAME, dns.rdatatype.TXT, dns.rdataclass.CH)
     if reply is None:
         return None

@@ -78,7 +78,7 @@ def request(_host: str, _port: int) -> bytes:
 
 def _element(buf: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
     """(tag, start of value, end of value) of the BER element at ``pos``, inside ``end``."""
-    if pos + 2 > end:
+    if pos + 2 > min(end, len(buf)):
         return None
     tag, first = buf[pos], buf[pos + 1]
     if tag & 0x1F == 0x1F:
@@ -87,7 +87,7 @@ def _element(buf: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
         start, length = pos + 2, first
     else:
         count = first & 0x7F
-        if not 1 <= count <= 4 or pos + 2 + count > end:
+        if not 1 <= count <= 4 or pos + 2 + count > min(end, len(buf)):
             return None
         start = pos + 2 + count
         length = int.from_bytes(buf[pos + 2 : start], "big")

@@ -96,7 +96,9 @@ def decode_info(data: bytes) -> Evidence | None:
     if len(body) < min(length, _MAX_INFO):
         return None  # wait for the rest
     lines = body.split(b"\r\n")
-    if lines[0] != b"# Server":
+    if length > _MAX_INFO:
+        lines.pop()  # cut at our bound: its last line may be cut too
+    if not lines or lines[0] != b"# Server":
         return None
     fields = {}
     for line in lines[1:]:
