@@ -30,7 +30,7 @@ __all__ = ["CLIENT_ID", "MAX_REPLY", "TCP_PROBES", "VERSION_TOPIC", "build_reque
 CLIENT_ID = b"portprobe"
 VERSION_TOPIC = b"$SYS/broker/version"
 MAX_REPLY = 2048
-_CONNACK, _PUBLISH, _SUBACK, _PINGRESP = 0x2, 0x3, 0x9, 0xD
+_CONNACK, _PUBLISH, _PINGRESP = 0x2, 0x3, 0xD  # packet types (the high 4 bits)
 _RETURN_CODES = (
     "accepted", "refused: protocol level", "refused: client identifier", "refused: unavailable",
     "refused: bad user name or password", "refused: not authorized",
@@ -105,11 +105,10 @@ def decode(data: bytes) -> Evidence | None:
     if body[1] != 0:
         return Evidence("mqtt", join_detail("MQTT 3.1.1", status), "mqtt", rule="mqtt:connack")
     for first, body in packets[1:]:
-        if first >> 4 == _PUBLISH and (found := _version(first, body)) is not None:
-            product, version = found
+        if first >> 4 == _PUBLISH and (version := _mosquitto_version(first, body)):
             return Evidence(
-                "mqtt", join_detail("MQTT 3.1.1", status, f"{product} {version}"), "mqtt",
-                product=product, version=version, rule="mqtt:$SYS/broker/version",
+                "mqtt", join_detail("MQTT 3.1.1", status, f"Mosquitto {version}"), "mqtt",
+                product="Mosquitto", version=version, rule="mqtt:$SYS/broker/version",
             )  # fmt: skip
         if first >> 4 == _PINGRESP:
             break
@@ -119,18 +118,14 @@ def decode(data: bytes) -> Evidence | None:
     return Evidence("mqtt", join_detail("MQTT 3.1.1", status), "mqtt", rule="mqtt:connack")
 
 
-def _version(first: int, body: bytes) -> tuple[str, str] | None:
-    """(product, version) from a PUBLISH on the version topic, else None."""
-    if len(body) < 2:
-        return None
+def _mosquitto_version(first: int, body: bytes) -> str:
+    """Mosquitto's version from a PUBLISH on the version topic, else ""."""
     size = int.from_bytes(body[:2], "big")
-    if body[2 : 2 + size] != VERSION_TOPIC:
-        return None
+    if len(body) < 2 or body[2 : 2 + size] != VERSION_TOPIC:
+        return ""
     payload = body[2 + size + (2 if first & 0x06 else 0) :]  # QoS > 0: a packet ID
     m = _BROKER.match(payload[:100])
-    if m is None:
-        return None
-    return "Mosquitto", m.group(1).decode()
+    return m.group(1).decode() if m else ""
 
 
 TCP_PROBES = (TcpProbe(name="mqtt", request=request, decode=decode, rank=50, max_reply=MAX_REPLY),)
