@@ -12,7 +12,13 @@ Rules and theory:
 - :func:`missing` names the daemons whose binaries are absent: the caller skips them
   (or, under CI, fails).
 
-The lead reuses :func:`start` for end-to-end scans of the same lab.
+For end-to-end scans of the same lab::
+
+    with tempfile.TemporaryDirectory() as workdir, netlab.Lab() as lab:
+        running = daemonlab_a.start(lab, Path(workdir))
+        for name, port in running.ports.items():
+            want = daemonlab_a.DAEMONS[name]  # .service, .product, .package (its version)
+            ...  # scan running.address:port from the client namespace
 """
 
 from __future__ import annotations
@@ -40,29 +46,38 @@ PREPARE_TIMEOUT = 60.0  # seconds for one data directory to be made (initdb, ins
 PG_BIN = Path("/usr/lib/postgresql")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Daemon:
-    """One real daemon: its binary, the TCP ports it listens on, how it is started.
+    """One real daemon: how it is started, and what a scan of its port must find.
 
-    ``argv(workdir, lab)`` prepares the daemon's data under ``workdir`` (which it owns)
-    and returns the command line run in the SERVER namespace; ``env`` is added to the
-    environment. ``after``: daemons that must listen before this one starts.
+    ``binary``: must be installed. ``port``: the TCP port it listens on (in the SERVER
+    namespace, on the server's IPv4 address). ``argv(workdir, lab)`` prepares the daemon's
+    data under ``workdir`` (which it owns) and returns the command line; ``env`` is added to
+    the environment. ``after``: daemons that must listen before this one starts.
+
+    What it is, for the tests that scan it: ``probe`` (the TCP probe that identifies it),
+    ``service``, ``product``, and ``package``, the Debian package whose upstream version
+    the evidence's version must be ("" when the protocol gives none).
     """
 
     name: str
     binary: str
-    ports: dict[str, int]
+    port: int
     argv: Callable[[Path, netlab.Lab], list[str]]
+    probe: str
+    service: str
+    product: str
+    package: str = ""
     env: Callable[[Path], dict[str, str]] = lambda _workdir: {}
     after: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class Running:
-    """What :func:`start` started: ``ports[daemon][what]`` is the TCP port listening."""
+    """What :func:`start` started: ``ports[daemon]`` is its TCP port, listening."""
 
     address: str
-    ports: dict[str, dict[str, int]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # daemon: why it was not started
 
 
@@ -205,25 +220,30 @@ REDIS_PORT = 3451  # registered to asam
 DAEMONS: dict[str, Daemon] = {
     d.name: d
     for d in (
-        Daemon("dnsmasq", "/usr/sbin/dnsmasq", {"dns": DNS_PORT}, _dnsmasq),
-        Daemon("bind9", "/usr/sbin/named", {"dns": BIND_PORT}, _bind9),
-        Daemon("slapd", "/usr/sbin/slapd", {"ldap": LDAP_PORT}, _slapd),
-        Daemon("postgresql", _pg_bin("postgres"), {"postgres": PG_PORT}, _postgres),
-        Daemon("mariadb", "/usr/sbin/mariadbd", {"mysql": MYSQL_PORT}, _mariadb),
-        Daemon("memcached", "/usr/bin/memcached", {"memcached": MEMCACHED_PORT}, _memcached),
-        Daemon("mosquitto", "/usr/sbin/mosquitto", {"mqtt": MQTT_PORT}, _mosquitto),
-        Daemon("epmd", "/usr/bin/epmd", {"epmd": EPMD_PORT}, _epmd),
-        Daemon(
-            "rabbitmq",
-            "/usr/lib/rabbitmq/bin/rabbitmq-server",
-            {"amqp": AMQP_PORT},
-            _rabbitmq,
-            _rabbitmq_env,
-            after=("epmd",),
-        ),
-        Daemon("redis", "/usr/bin/redis-server", {"redis": REDIS_PORT}, _redis),
+        Daemon(name="dnsmasq", binary="/usr/sbin/dnsmasq", port=DNS_PORT, argv=_dnsmasq,
+               probe="dns-tcp", service="dns", product="dnsmasq", package="dnsmasq-base"),
+        Daemon(name="bind9", binary="/usr/sbin/named", port=BIND_PORT, argv=_bind9,
+               probe="dns-tcp", service="dns", product="BIND", package="bind9"),
+        Daemon(name="slapd", binary="/usr/sbin/slapd", port=LDAP_PORT, argv=_slapd,
+               probe="ldap", service="ldap", product="OpenLDAP"),
+        Daemon(name="postgresql", binary=_pg_bin("postgres"), port=PG_PORT, argv=_postgres,
+               probe="postgres", service="postgresql", product="PostgreSQL"),
+        Daemon(name="mariadb", binary="/usr/sbin/mariadbd", port=MYSQL_PORT, argv=_mariadb,
+               probe="mysql", service="mysql", product="MariaDB", package="mariadb-server"),
+        Daemon(name="memcached", binary="/usr/bin/memcached", port=MEMCACHED_PORT,
+               argv=_memcached, probe="memcached", service="memcached", product="memcached",
+               package="memcached"),
+        Daemon(name="mosquitto", binary="/usr/sbin/mosquitto", port=MQTT_PORT, argv=_mosquitto,
+               probe="mqtt", service="mqtt", product="Mosquitto", package="mosquitto"),
+        Daemon(name="epmd", binary="/usr/bin/epmd", port=EPMD_PORT, argv=_epmd, probe="epmd",
+               service="epmd", product="epmd"),
+        Daemon(name="rabbitmq", binary="/usr/lib/rabbitmq/bin/rabbitmq-server", port=AMQP_PORT,
+               argv=_rabbitmq, env=_rabbitmq_env, after=("epmd",), probe="amqp",
+               service="amqp", product="RabbitMQ", package="rabbitmq-server"),
+        Daemon(name="redis", binary="/usr/bin/redis-server", port=REDIS_PORT, argv=_redis,
+               probe="redis-info", service="redis", product="Redis", package="redis-server"),
     )
-}
+}  # fmt: skip
 
 
 def missing(names: Iterable[str] = DAEMONS) -> dict[str, str]:
@@ -263,13 +283,13 @@ def start(lab: netlab.Lab, workdir: Path, names: Iterable[str] = DAEMONS) -> Run
             raise netlab.LabError(f"daemons wait for ones that never start: {pending}")
         for name, (proc, log) in list(starting.items()):
             daemon = DAEMONS[name]
-            if all(lab.call_in_client(_accepts, lab.server4, p) for p in daemon.ports.values()):
-                running.ports[name] = dict(daemon.ports)
+            if lab.call_in_client(_accepts, lab.server4, daemon.port):
+                running.ports[name] = daemon.port
                 del starting[name]
             elif proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 tail = log.read()[-3000:].decode(errors="replace")
                 why = f"exited ({proc.returncode})" if proc.poll() is not None else "timed out"
-                raise netlab.LabError(f"{name} not listening on {daemon.ports}: {why}:\n{tail}")
+                raise netlab.LabError(f"{name} not listening on {daemon.port}: {why}:\n{tail}")
         time.sleep(0.1)
     return running

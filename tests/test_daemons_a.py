@@ -32,21 +32,6 @@ pytestmark = pytest.mark.netns
 
 READ_TIMEOUT = 3.0  # seconds one exchange may take; a daemon on the lab's veth answers in ms
 
-# daemon: (its probe, service, product, the Debian package whose version it reports or "")
-EXPECTED = {
-    "dnsmasq": ("dns-tcp", "dns", "dnsmasq", "dnsmasq-base"),
-    "bind9": ("dns-tcp", "dns", "BIND", "bind9"),
-    "slapd": ("ldap", "ldap", "OpenLDAP", ""),
-    "postgresql": ("postgres", "postgresql", "PostgreSQL", ""),
-    "mariadb": ("mysql", "mysql", "MariaDB", "mariadb-server"),
-    "memcached": ("memcached", "memcached", "memcached", "memcached"),
-    "mosquitto": ("mqtt", "mqtt", "Mosquitto", "mosquitto"),
-    "epmd": ("epmd", "epmd", "epmd", ""),
-    "rabbitmq": ("amqp", "amqp", "RabbitMQ", "rabbitmq-server"),
-    "redis": ("redis-info", "redis", "Redis", "redis-server"),
-}
-
-
 Daemons = tuple[netlab.Lab, daemonlab_a.Running]
 
 
@@ -95,10 +80,7 @@ def run_exchanges(
 
     async def all_of_them() -> list[Evidence | None]:
         return await asyncio.gather(
-            *(
-                exchange(running.address, next(iter(running.ports[d].values())), PROBES[p])
-                for d, p in pairs
-            )
+            *(exchange(running.address, running.ports[d], PROBES[p]) for d, p in pairs)
         )
 
     found = lab.call_in_client(asyncio.run, all_of_them())
@@ -121,15 +103,15 @@ def need(daemons: Daemons, daemon: str) -> None:
         pytest.skip(daemons[1].skipped[daemon])
 
 
-@pytest.mark.parametrize("daemon", sorted(EXPECTED))
+@pytest.mark.parametrize("daemon", sorted(daemonlab_a.DAEMONS))
 def test_each_daemon_is_identified_with_product_and_version(daemons: Daemons, daemon: str) -> None:
     need(daemons, daemon)
-    probe, service, product, package = EXPECTED[daemon]
-    found = run_exchanges(daemons, [(daemon, probe)])[(daemon, probe)]
-    assert found is not None, f"{probe} drew nothing from {daemon}"
-    assert (found.service, found.product) == (service, product)
-    assert found.version == (upstream_version(package) if package else "")
-    assert found.rule.startswith(f"{service}:") or found.rule.startswith(f"{probe}:")
+    want = daemonlab_a.DAEMONS[daemon]
+    found = run_exchanges(daemons, [(daemon, want.probe)])[(daemon, want.probe)]
+    assert found is not None, f"{want.probe} drew nothing from {daemon}"
+    assert (found.service, found.product) == (want.service, want.product)
+    assert found.version == (upstream_version(want.package) if want.package else "")
+    assert found.rule.startswith(f"{want.service}:")
 
 
 def test_no_probe_names_another_daemon(daemons: Daemons) -> None:
@@ -138,14 +120,14 @@ def test_no_probe_names_another_daemon(daemons: Daemons) -> None:
 
     MongoDB's probe has no daemon of its own here; it must answer none of them.
     """
-    present = [d for d in EXPECTED if d not in daemons[1].skipped]
+    present = [d for d in daemonlab_a.DAEMONS if d not in daemons[1].skipped]
     pairs = [(d, p) for d in present for p in PROBES]
     found = run_exchanges(daemons, pairs)
     wrong = {
         pair: evidence
         for pair, evidence in found.items()
-        if evidence is not None and evidence.service != EXPECTED[pair[0]][1]
+        if evidence is not None and evidence.service != daemonlab_a.DAEMONS[pair[0]].service
     }
     assert wrong == {}
     for daemon in present:
-        assert found[(daemon, EXPECTED[daemon][0])] is not None
+        assert found[(daemon, daemonlab_a.DAEMONS[daemon].probe)] is not None
