@@ -469,6 +469,7 @@ class Scan:
             self._close_worker(worker, kill=True)
         self._fan.clear()
         self.stats.finished = time.time()
+        self._loop = None  # a send still scheduled finds the scan over, not a closed transport
 
     # -- fanning out to worker processes ---------------------------------------------------
 

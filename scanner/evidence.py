@@ -5,15 +5,25 @@ Rules and theory:
   port costs one timeout, not the sum of three:
 
   1. *passive*: connect and listen. A banner (SSH, SMTP, FTP, POP3, IMAP, MySQL, VNC,
-     telnet...) is classified by ``protocols.banner``. If the server stays silent for
-     half the budget, an inline Redis ``PING`` goes out on the same connection.
+     telnet...) is classified by ``protocols.banner``, then by the decoders of the
+     listening probes of ``protocols.tcp`` (``passive_probes``).
   2. *http*: send ``GET /`` (``protocols.http``, h11) and parse the answer: status,
-     Server header, title. An answer that is not HTTP may still be Redis's.
+     Server header, title. An answer that is not HTTP may still be Redis's; anything
+     else it draws is kept as an unrecognised reply.
   3. *tls*: a TLS handshake (``protocols.tls``: ``ssl.SSLObject`` over memory buffers,
-     no verification), then the same ``GET /`` inside TLS.
+     no verification). Inside it, a server that speaks first (IMAPS, POP3S, SMTPS,
+     FTPS) is read and classified; otherwise the same ``GET /`` goes in.
 
-- Combining, strongest first: an identified banner or Redis reply; TLS with HTTP inside
-  ("https"); plain HTTP; TLS alone ("tls"); an unidentified banner (service ""); nothing.
+- Beside them, every *active probe* of ``protocols.tcp`` (LDAP, SMB, PostgreSQL, AMQP,
+  ...) gets a connection of its own, at most ``PROBES_AT_ONCE`` at a time per port, in
+  the order of their rank, whatever the port's registry label says: labels lie. A
+  probe gives up its turn when its reply is decoded, when the peer closes, or after
+  ``probe_wait`` without a byte. A reply no decoder names is still evidence: it is kept,
+  unrecognised (service ""), with an escaped excerpt of its first bytes.
+- At most ``HOST_PORTS`` ports of one host are probed at once (each takes up to
+  ``3 + PROBES_AT_ONCE`` connections), so that one host is not flooded.
+- Combining, strongest first: an identified banner or probe reply; TLS with HTTP inside
+  ("https"); plain HTTP; TLS alone ("tls"); an unrecognised reply (service ""); nothing.
   TLS-with-HTTP outranks plain HTTP because a port that completes a TLS handshake speaks
   TLS: its answer to plain HTTP is an error page ("400 The plain HTTP request was sent to
   HTTPS port"), never the reverse.
@@ -55,26 +65,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import resource
 import socket
 import ssl
 import struct
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import asyncio_dgram
 
-from scanner.protocols import NO_EVIDENCE, Evidence, banner, http, join_detail, redis, tls, udp
+from scanner.models import EvidenceConfig
+from scanner.protocols import (
+    NO_EVIDENCE,
+    Evidence,
+    banner,
+    excerpt,
+    http,
+    join_detail,
+    redis,
+    tcp,
+    tls,
+    udp,
+)
 
 __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "Prober", "rank"]
 
 MIN_GRACE = 0.05  # seconds other attempts may still beat an HTTP-grade result
 SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
-PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PING
+PROBE_WAIT = 0.25  # share of the budget an active probe waits for its first reply byte
+MIN_PROBE_WAIT = 0.2  # seconds, at least
+PROBES_AT_ONCE = 4  # active probes of one port running at once
+HOST_PORTS = 24  # ports of one host probed at once
+GREETING_WAIT = 0.3  # seconds a server inside TLS gets to speak first
+# TLS-wrapped services that speak first, by the service of their greeting.
+_OVER_TLS = {"imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ftp": "ftps", "nntp": "nntps"}
 READ_CHUNK = 4096
 RETRY_LOCAL = 0.02  # seconds before connecting again after a local resource error
-CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
+CONNECTIONS_PER_PORT = 3 + PROBES_AT_ONCE  # passive, HTTP, TLS, and the active probes
 FD_RESERVE = 32  # descriptors the engine keeps free for the process (engine.FD_RESERVE)
 # Errors of this machine, not of the port (as the scan's transport treats them).
 _LOCAL_ERRORS = frozenset(
@@ -97,28 +126,6 @@ def rank(evidence: Evidence | None) -> int:
     return {"tls": _TLS, "http": _HTTP, "tls+http": _HTTPS}.get(evidence.proof, _IDENTIFIED)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvidenceConfig:
-    """Budgets of evidence gathering.
-
-    ``timeout``: seconds for one port, all its attempts running concurrently within it.
-    ``max_bytes``: most bytes read per connection. ``concurrency``: most ports at once.
-    """
-
-    timeout: float = 2.0
-    max_bytes: int = 8192
-    concurrency: int = 32
-
-    def __post_init__(self) -> None:
-        """Reject budgets that cannot work."""
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be > 0, not {self.timeout!r}")
-        if self.max_bytes < 64:
-            raise ValueError(f"max_bytes must be >= 64, not {self.max_bytes!r}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {self.concurrency!r}")
-
-
 class Prober:
     """Finds out what open ports speak; see the module's rules.
 
@@ -135,14 +142,32 @@ class Prober:
         """A prober with ``config``'s budgets; it may serve several event loops in turn."""
         self.config = config
         self._semaphore: asyncio.Semaphore | None = None
+        self._hosts: dict[str, _HostTurns] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _turns(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
             self._semaphore = asyncio.Semaphore(_ports_at_once(self.config.concurrency))
+            self._hosts = {}
             self._loop = loop
         return self._semaphore
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, address: str) -> AsyncIterator[None]:
+        """A turn of the host (``HOST_PORTS`` at once), then of the process."""
+        ports = self._turns()
+        host = self._hosts.get(address)
+        if host is None:
+            host = self._hosts[address] = _HostTurns()
+        host.users += 1
+        try:
+            async with host.turns, ports:
+                yield
+        finally:
+            host.users -= 1
+            if not host.users:  # nobody waits on this host: forget it
+                del self._hosts[address]
 
     async def probe(self, address: str, family: int, port: int) -> Evidence:
         """What ``address``:``port`` (TCP, ``family`` AF_INET/AF_INET6) was seen to speak.
@@ -150,7 +175,7 @@ class Prober:
         Returns :data:`NO_EVIDENCE` when nothing was identified; network errors never
         raise. Takes at most ``timeout`` + ``SLACK`` seconds once its turn has come.
         """
-        async with self._turns():
+        async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
                     return await _PortProbe(address, family, port, self.config).run()
@@ -166,12 +191,20 @@ class Prober:
         :data:`NO_EVIDENCE` for silence and for ICMP errors; network errors never raise.
         Takes at most ``timeout`` + ``SLACK`` seconds once its turn has come.
         """
-        async with self._turns():
+        async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
                     return await _udp_exchange(address, family, port, self.config)
             except TimeoutError:
                 return NO_EVIDENCE
+
+
+class _HostTurns:
+    """The ports of one host being probed, or waiting to be."""
+
+    def __init__(self) -> None:
+        self.turns = asyncio.Semaphore(HOST_PORTS)
+        self.users = 0
 
 
 def _ports_at_once(concurrency: int) -> int:
@@ -248,33 +281,50 @@ def _abort(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
+    """What a server's first bytes show: a banner rule's or a listening probe's evidence, or
+    the bytes unrecognised (service ""); with the proof and an excerpt of the bytes."""
+    found = banner.classify(data)
+    if found is not None and not found.service:
+        for probe in tcp.passive_probes():
+            named = probe.decode(data[: probe.max_reply])
+            if named is not None:
+                found = named
+                break
+    return None if found is None else _with_trail(found, proof, data)
+
+
+def _with_trail(evidence: Evidence, proof: str, data: bytes) -> Evidence:
+    """``evidence`` with how it was seen (``proof``) and an excerpt of the bytes."""
+    return dataclasses.replace(evidence, proof=proof, excerpt=excerpt(data))
+
+
+def _unrecognised(proof: str, data: bytes) -> Evidence:
+    """A reply no decoder names: shown as it is (text or hex), with an excerpt."""
+    return _with_trail(banner.unidentified(data, proof), proof, data)
+
+
 class _Passive(_Attempt):
-    """Listen for a banner; after half the budget of silence, try an inline Redis PING."""
+    """Listen for a banner."""
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         limit = self.p.config.max_bytes
         data = bytearray()
-        ping_at = self.p.started + self.p.config.timeout * PING_AFTER
         settle_at: float | None = None
         while len(data) < limit:
-            wait_until = settle_at or (ping_at if not data else self.p.deadline)
             try:
-                async with asyncio.timeout_at(wait_until):
+                async with asyncio.timeout_at(settle_at or self.p.deadline):
                     chunk = await reader.read(min(READ_CHUNK, limit - len(data)))
             except TimeoutError:
-                if loop.time() >= self.p.deadline:
+                if settle_at is None or loop.time() >= self.p.deadline:
                     raise
-                if settle_at is not None:
-                    break  # identified, and no line end came: take it as it is
-                writer.write(redis.build_probe())
-                await self._redis_reply(reader)
-                return
+                break  # identified, and no line end came: take it as it is
             if not chunk:
                 break
             data += chunk
             self.promising = True
-            self.partial = banner.classify(bytes(data))
+            self.partial = greeting(bytes(data))
             if banner.settled(bytes(data)):
                 self.found(self.partial)
                 self.promising = False
@@ -284,20 +334,9 @@ class _Passive(_Attempt):
                 settle_at = min(loop.time() + SETTLE, self.p.deadline)
         self.found(self.partial)
 
-    async def _redis_reply(self, reader: asyncio.StreamReader) -> None:
-        reply = bytearray()
-        while len(reply) < 512:
-            chunk = await reader.read(512 - len(reply))
-            if not chunk:
-                break
-            reply += chunk
-            if b"\n" in reply:
-                break
-        self.found(redis.parse_reply(bytes(reply)))
-
 
 class _Http(_Attempt):
-    """``GET /`` in clear; an answer that is not HTTP may still be Redis's."""
+    """``GET /`` in clear; an answer that is not HTTP may still be Redis's, or unrecognised."""
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
@@ -313,13 +352,17 @@ class _Http(_Attempt):
             head += chunk[: 512 - len(head)]
             parser.feed(chunk)
             self.partial = parser.evidence()
-        self.found(parser.evidence() or redis.parse_reply(bytes(head)))
+        answer = parser.evidence()
+        if answer is not None:
+            self.found(_with_trail(answer, "http", bytes(head)))
+        elif (named := redis.parse_reply(bytes(head))) is not None:
+            self.found(_with_trail(named, "redis", bytes(head)))
+        elif head:
+            self.found(_unrecognised("http", bytes(head)))
 
 
 class _Tls(_Attempt):
-    """A TLS handshake, then ``GET /`` inside it."""
-
-    ceiling = _HTTPS
+    """A TLS handshake; then the greeting of a server that speaks first, or ``GET /``."""
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = tls.TlsClient()
@@ -331,6 +374,27 @@ class _Tls(_Attempt):
         self.found(Evidence("tls", tls_detail, "tls"))
         self.promising = True
 
+        first = await self._greeting(client, reader, writer)
+        if first:
+            said = greeting(first, "tls+banner")
+            if said is not None and said.service:
+                self.found(
+                    dataclasses.replace(
+                        said,
+                        service=_OVER_TLS.get(said.service, said.service),
+                        detail=join_detail(said.detail, tls_detail),
+                    )
+                )
+            else:  # TLS for sure; what it carries, unrecognised
+                self.found(
+                    Evidence(
+                        "tls",
+                        join_detail(tls_detail, f"then {excerpt(first, 32)}"),
+                        "tls",
+                        excerpt=excerpt(first),
+                    )
+                )
+            return
         client.send(
             http.build_request(http.authority(self.p.address, self.p.port, default_port=443))
         )
@@ -348,6 +412,35 @@ class _Tls(_Attempt):
             if (seen := parser.detail()) is not None:
                 self.partial = Evidence("https", join_detail(tls_detail, seen), "tls+http")
         self.found(self.partial)
+
+    async def _greeting(
+        self, client: tls.TlsClient, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
+        """What the server says first inside TLS, within ``GREETING_WAIT``: b"" if nothing.
+
+        Session tickets and other records without application data may come first.
+        """
+        loop = asyncio.get_running_loop()
+        wait_until = min(loop.time() + GREETING_WAIT, self.p.deadline)
+        data = bytearray()
+        limit = self.p.config.max_bytes
+        while len(data) < limit and not client.closed:
+            data += client.read(limit - len(data))
+            if data and banner.settled(bytes(data)):
+                break
+            try:
+                async with asyncio.timeout_at(wait_until):
+                    chunk = await reader.read(READ_CHUNK)
+            except TimeoutError:
+                if loop.time() >= self.p.deadline:
+                    raise
+                break
+            client.receive(chunk)
+            writer.write(client.data_to_send())
+            if not chunk:
+                data += client.read(limit - len(data))
+                break
+        return bytes(data)
 
     async def _handshake(
         self, client: tls.TlsClient, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -386,8 +479,55 @@ class _Tls(_Attempt):
         return False
 
 
+class _Probe(_Attempt):
+    """One active probe of ``protocols.tcp``: send its request, decode the reply."""
+
+    def __init__(self, port_probe: _PortProbe, spec: tcp.TcpProbe) -> None:
+        super().__init__(port_probe)
+        self.spec = spec
+
+    async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        spec = self.spec
+        writer.write(spec.request(self.p.address, self.p.port))
+        limit = min(spec.max_reply, self.p.config.max_bytes)
+        data = bytearray()
+        while len(data) < limit:
+            # Silence gives the turn up; a peer that has started to answer gets the budget.
+            wait_until = self.p.deadline if data else min(self.p.probe_wait_end(), self.p.deadline)
+            try:
+                async with asyncio.timeout_at(wait_until):
+                    chunk = await reader.read(min(READ_CHUNK, limit - len(data)))
+            except TimeoutError:
+                if loop.time() >= self.p.deadline:
+                    raise
+                break
+            if not chunk:
+                break
+            data += chunk
+            self.promising = True
+            named = spec.decode(bytes(data))
+            if named is not None:
+                self.found(_with_trail(named, spec.name, bytes(data)))
+                return
+            self.partial = _unrecognised(spec.name, bytes(data))
+        if data:
+            self.found(_unrecognised(spec.name, bytes(data)))
+
+
+class _Queued(_Attempt):
+    """Stands for the active probes not started yet: they may still identify the port."""
+
+    def __init__(self) -> None:
+        self.best = self.partial = None
+        self.done = self.promising = False
+
+
+_QUEUED = _Queued()
+
+
 class _PortProbe:
-    """The three attempts on one port, and the verdict over them."""
+    """The attempts on one port, and the verdict over them."""
 
     def __init__(self, address: str, family: int, port: int, config: EvidenceConfig) -> None:
         self.address = address
@@ -396,16 +536,33 @@ class _PortProbe:
         self.config = config
         self.started = 0.0
         self.deadline = 0.0
+        self.probe_wait = max(MIN_PROBE_WAIT, config.timeout * PROBE_WAIT)
+
+    def probe_wait_end(self) -> float:
+        """Until when an active probe starting now waits for its first byte."""
+        return asyncio.get_running_loop().time() + self.probe_wait
 
     async def run(self) -> Evidence:
         loop = asyncio.get_running_loop()
         self.started = loop.time()
         self.deadline = self.started + self.config.timeout
         attempts: list[_Attempt] = [_Passive(self), _Http(self), _Tls(self)]
-        tasks = [asyncio.create_task(a.run()) for a in attempts]
+        queued = [_Probe(self, spec) for spec in tcp.active_probes()]
+        queued.reverse()  # pop() takes the best ranked first
+        tasks = {asyncio.create_task(a.run()): a for a in attempts}
+
+        def start_probes() -> None:
+            running = sum(1 for t, a in tasks.items() if isinstance(a, _Probe) and not t.done())
+            while queued and running < PROBES_AT_ONCE:
+                attempt = queued.pop()
+                attempts.append(attempt)
+                tasks[asyncio.create_task(attempt.run())] = attempt
+                running += 1
+
         try:
             while True:
-                verdict, wake = self._decide(attempts, loop.time())
+                start_probes()
+                verdict, wake = self._decide(attempts, loop.time(), waiting=bool(queued))
                 if verdict is not None:
                     return verdict
                 pending = [t for t in tasks if not t.done()]
@@ -421,11 +578,15 @@ class _PortProbe:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _decide(self, attempts: list[_Attempt], now: float) -> tuple[Evidence | None, float]:
-        """(final evidence, or None and when to decide again)."""
+    def _decide(
+        self, attempts: list[_Attempt], now: float, *, waiting: bool = False
+    ) -> tuple[Evidence | None, float]:
+        """(final evidence, or None and when to decide again); ``waiting``: probes queued."""
         leader = max(attempts, key=lambda a: rank(a.best))
         best = leader.best
         contenders = [a for a in attempts if not a.done and a.ceiling > rank(best)]
+        if waiting and rank(best) < _IDENTIFIED:
+            contenders.append(_QUEUED)
         if not contenders or now >= self.deadline:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
             return max(candidates, key=rank, default=NO_EVIDENCE), 0.0

@@ -24,3 +24,10 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise UsageError(f"{option}: {text!r} must be a positive duration")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as :func:`parse_duration` reads it: ``"100ms"``, ``"2s"``, ``"1.5s"``."""
+    if seconds < 1 and round(seconds * 1000, 6) == round(seconds * 1000):
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"

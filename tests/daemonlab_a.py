@@ -241,7 +241,7 @@ DAEMONS: dict[str, Daemon] = {
                argv=_rabbitmq, env=_rabbitmq_env, after=("epmd",), probe="amqp",
                service="amqp", product="RabbitMQ", package="rabbitmq-server"),
         Daemon(name="redis", binary="/usr/bin/redis-server", port=REDIS_PORT, argv=_redis,
-               probe="redis-info", service="redis", product="Redis", package="redis-server"),
+               probe="redis", service="redis", product="Redis", package="redis-server"),
     )
 }  # fmt: skip
 

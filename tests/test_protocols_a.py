@@ -105,13 +105,13 @@ REAL_CASES: list[tuple[str, str, Evidence]] = [
     ("rabbitmq-start", "amqp", E(
         "amqp", "RabbitMQ 3.10.8; Erlang/OTP 25.2.3; cluster rabbit@vm; AMQP 0-9; mechanisms "
         "AMQPLAIN PLAIN", "amqp", "RabbitMQ", "3.10.8", "amqp:connection.start")),
-    ("redis-info", "redis-info", E(
-        "redis", "Redis 7.0.15; standalone; Linux 6.18.44-fc-v657 x86_64", "redis-info", "Redis",
+    ("redis-info", "redis", E(
+        "redis", "Redis 7.0.15; standalone; Linux 6.18.44-fc-v657 x86_64", "redis", "Redis",
         "7.0.15", "redis:info")),
-    ("redis-protected", "redis-info", E(
+    ("redis-protected", "redis", E(
         "redis", "DENIED Redis is running in protected mode because protected mode is enabled and "
         "no password is set for the default user. In this mode connections are only accepted "
-        "from the loopback interface. If y...", "redis-info", "Redis", "", "redis:reply")),
+        "from the loopback interface. If y...", "redis", "Redis", "", "redis:reply")),
 ]  # fmt: skip
 
 
@@ -172,7 +172,7 @@ REQUESTS = {
             "0013245359532f62726f6b65722f76657273696f6e00c000",
     "amqp": "414d515000000901",
     "epmd": "00016e",
-    "redis-info": "494e464f207365727665720d0a",
+    "redis": "494e464f207365727665720d0a50494e470d0a",
 }  # fmt: skip
 
 
@@ -187,7 +187,7 @@ def test_dns_request_is_the_version_bind_query() -> None:
     assert wire.hex() == REQUESTS["dns-tcp"]
 
 
-@pytest.mark.parametrize("name", ["mysql", "memcached", "mqtt", "amqp", "epmd", "redis-info"])
+@pytest.mark.parametrize("name", ["mysql", "memcached", "mqtt", "amqp", "epmd", "redis"])
 def test_requests_are_exact(name: str) -> None:
     assert PROBES[name].request("198.18.0.2", 1).hex() == REQUESTS[name]
 
@@ -430,16 +430,18 @@ OTHER_CASES: list[tuple[str, str, bytes, Evidence | None]] = [
         "epmd", "epmd port 4370; nodes a at 1", "epmd", "epmd", "", "epmd:names")),
     ("epmd, a line of another shape", "epmd", b"\x00\x00\x11\x11hello\n", None),
     ("epmd, half a line", "epmd", b"\x00\x00\x11\x11name rab", None),
-    ("redis INFO of Valkey", "redis-info", b"$96\r\n# Server\r\nredis_version:7.2.4\r\n"
+    ("redis INFO of Valkey", "redis", b"$96\r\n# Server\r\nredis_version:7.2.4\r\n"
      b"server_name:valkey\r\nvalkey_version:8.0.1\r\nredis_mode:standalone\r\n\r\n", E(
-        "redis", "Valkey 8.0.1; standalone", "redis-info", "Valkey", "8.0.1", "redis:info")),
-    ("redis INFO cut short", "redis-info", b"$577\r\n# Server\r\nredis_version:7.0.15\r\n", None),
-    ("redis NOAUTH", "redis-info", b"-NOAUTH Authentication required.\r\n", E(
-        "redis", "NOAUTH Authentication required.", "redis-info", rule="redis:reply")),
-    ("a bulk string that is not INFO", "redis-info", b"$5\r\nhello\r\n", None),
-    ("a long bulk string of one line", "redis-info", b"$5000\r\n" + b"x" * 5000, None),
-    ("a long INFO", "redis-info", b"$5000\r\n# Server\r\nredis_version:7.0.15\r\n"
-     + b"k:" + b"v" * 4970 + b"\r\n", E("redis", "Redis 7.0.15", "redis-info", "Redis", "7.0.15",
+        "redis", "Valkey 8.0.1; standalone", "redis", "Valkey", "8.0.1", "redis:info")),
+    ("redis INFO cut short", "redis", b"$577\r\n# Server\r\nredis_version:7.0.15\r\n", None),
+    ("a server that ignored INFO and answered the PING", "redis", b"+PONG\r\n", E(
+        "redis", "PONG", "redis", rule="redis:reply")),
+    ("redis NOAUTH", "redis", b"-NOAUTH Authentication required.\r\n", E(
+        "redis", "NOAUTH Authentication required.", "redis", rule="redis:reply")),
+    ("a bulk string that is not INFO", "redis", b"$5\r\nhello\r\n", None),
+    ("a long bulk string of one line", "redis", b"$5000\r\n" + b"x" * 5000, None),
+    ("a long INFO", "redis", b"$5000\r\n# Server\r\nredis_version:7.0.15\r\n"
+     + b"k:" + b"v" * 4970 + b"\r\n", E("redis", "Redis 7.0.15", "redis", "Redis", "7.0.15",
                                         "redis:info")),
 ]  # fmt: skip
 

@@ -11,12 +11,15 @@ Rules and theory:
   treats as a cross-protocol attack). So the HTTP probe's answer can prove Redis too.
 - Only the first line is looked at, and only these exact shapes count: a bare ``+OK`` or
   ``-ERR`` is said by POP3 and many others.
-- The TCP probe ``redis-info`` asks ``INFO server`` (inline too): the answer is a RESP bulk
-  string (``$<length>\\r\\n`` then that many bytes) of ``key:value`` lines under a
+- The TCP probe ``redis`` sends ``INFO server`` then ``PING``, inline, in one write; Redis
+  answers them in order, and the first answer decides. ``INFO server`` is answered with a
+  RESP bulk string (``$<length>\\r\\n`` then that many bytes) of ``key:value`` lines under a
   ``# Server`` heading, and ``redis_version`` names the version. Valkey (a fork) keeps
   ``redis_version`` for old clients and adds ``server_name:valkey`` and
-  ``valkey_version``, which win. A server that refuses (``-NOAUTH``, protected mode) still
-  proves Redis through :func:`parse_reply`, without a version.
+  ``valkey_version``, which win. A server that refuses (``-NOAUTH``, protected mode), or
+  that has INFO renamed away (``-ERR unknown command``), or one that ignores it and
+  answers only the PING (``+PONG``), still proves Redis through :func:`parse_reply`,
+  without a version.
 - Bounded: a bulk string longer than ``_MAX_INFO`` is read only that far; the fields are
   taken from the lines that arrived whole.
 """
@@ -31,15 +34,17 @@ from scanner.protocols.tcp import TcpProbe
 __all__ = [
     "INFO",
     "PROBE",
+    "REQUEST",
     "TCP_PROBES",
     "build_probe",
-    "decode_info",
-    "info_request",
+    "decode",
     "parse_reply",
+    "request",
 ]
 
 PROBE = b"PING\r\n"
 INFO = b"INFO server\r\n"
+REQUEST = INFO + PROBE
 _MAX_INFO = 4096  # bytes of an INFO answer looked at (Redis 7 sends about 1300)
 _BULK = re.compile(rb"\$(\d{1,7})\r\n")
 _FIELD = re.compile(rb"([a-z_]{1,40}):([ -~]{0,200})")
@@ -77,12 +82,12 @@ def parse_reply(data: bytes) -> Evidence | None:
     return Evidence("redis", clean(line[1:]), "redis")
 
 
-def info_request(_host: str, _port: int) -> bytes:
-    """The ``redis-info`` probe: an inline ``INFO server``."""
-    return INFO
+def request(_host: str, _port: int) -> bytes:
+    """The ``redis`` probe's request: inline ``INFO server``, then ``PING``."""
+    return REQUEST
 
 
-def decode_info(data: bytes) -> Evidence | None:
+def decode(data: bytes) -> Evidence | None:
     """``Evidence("redis", ..., product="Redis", version="7.0.15")`` for an INFO answer.
 
     An error only Redis gives (:func:`parse_reply`) is evidence too, without a version.
@@ -111,7 +116,7 @@ def decode_info(data: bytes) -> Evidence | None:
         product, version = "Valkey", fields.get("valkey_version", version)
     detail = join_detail(f"{product} {version}", fields.get("redis_mode", ""), fields.get("os", ""))
     return Evidence(
-        "redis", detail, "redis-info", product=product, version=clean(version, 40),
+        "redis", detail, "redis", product=product, version=clean(version, 40),
         rule="redis:info",
     )  # fmt: skip
 
@@ -119,7 +124,7 @@ def decode_info(data: bytes) -> Evidence | None:
 def _with(found: Evidence, *, rule: str) -> Evidence:
     # "-DENIED Redis ..." and "-LOADING Redis ...": the refusal names the product.
     product = "Redis" if found.detail.split(" ", 2)[1:2] == ["Redis"] else ""
-    return Evidence(found.service, found.detail, "redis-info", product=product, rule=rule)
+    return Evidence(found.service, found.detail, "redis", product=product, rule=rule)
 
 
-TCP_PROBES = (TcpProbe(name="redis-info", request=info_request, decode=decode_info, rank=20),)
+TCP_PROBES = (TcpProbe(name="redis", request=request, decode=decode, rank=10),)
