@@ -229,7 +229,7 @@ DAEMONS: dict[str, Daemon] = {
         Daemon(name="postgresql", binary=_pg_bin("postgres"), port=PG_PORT, argv=_postgres,
                probe="postgres", service="postgresql", product="PostgreSQL"),
         Daemon(name="mariadb", binary="/usr/sbin/mariadbd", port=MYSQL_PORT, argv=_mariadb,
-               probe="mysql", service="mysql", product="MariaDB", package="mariadb-server"),
+               probe="greeting", service="mysql", product="MariaDB", package="mariadb-server"),
         Daemon(name="memcached", binary="/usr/bin/memcached", port=MEMCACHED_PORT,
                argv=_memcached, probe="memcached", service="memcached", product="memcached",
                package="memcached"),

@@ -26,21 +26,34 @@ from scanner.protocols import (
     DETAIL_LIMIT,
     Evidence,
     amqp,
+    banner,
     epmd,
     ldap,
     memcached,
     mongodb,
     mqtt,
-    mysql,
     postgres,
     redis,
 )
 from scanner.protocols import dns as dnsp
-from scanner.protocols.tcp import TcpProbe
+from scanner.protocols.tcp import TcpProbe, passive
 
 CAPTURES = json.loads((Path(__file__).parent / "data" / "protocols_a.json").read_text())
-MODULES = (dnsp, ldap, postgres, mysql, mongodb, memcached, mqtt, amqp, epmd, redis)
-PROBES: dict[str, TcpProbe] = {p.name: p for m in MODULES for p in m.TCP_PROBES}
+MODULES = (dnsp, ldap, postgres, mongodb, memcached, mqtt, amqp, epmd, redis)
+
+
+def identified_greeting(data: bytes) -> Evidence | None:
+    """What ``scanner.evidence``'s listening attempt names in a whole greeting (MySQL's)."""
+    found = banner.classify(data)
+    return found if found is not None and found.service and banner.settled(data) else None
+
+
+# The listening attempt, as a probe: it reads the greetings of servers that speak first.
+GREETING = TcpProbe(name="greeting", request=passive, decode=identified_greeting, rank=0)
+PROBES: dict[str, TcpProbe] = {
+    "greeting": GREETING,
+    **{p.name: p for m in MODULES for p in m.TCP_PROBES},
+}
 
 
 def captured(name: str) -> bytes:
@@ -86,12 +99,12 @@ REAL_CASES: list[tuple[str, str, Evidence]] = [
     ("postgres-trust-login", "postgres", E(
         "postgresql", "auth ok; PostgreSQL 15.18 (Debian 15.18-0+deb12u1)", "postgres",
         "PostgreSQL", "15.18", "postgresql:server_version")),
-    ("mariadb-greeting", "mysql", E(
-        "mysql", "10.11.19-MariaDB-0+deb12u1; mysql_native_password", "mysql", "MariaDB",
+    ("mariadb-greeting", "greeting", E(
+        "mysql", "10.11.19-MariaDB-0+deb12u1; mysql_native_password", "banner", "MariaDB",
         "10.11.19", "mysql:handshake")),
-    ("mariadb-host-denied", "mysql", E(
+    ("mariadb-host-denied", "greeting", E(
         "mysql", "error 1130: Host '198.18.0.1' is not allowed to connect to this MariaDB server",
-        "mysql", "MariaDB", "", "mysql:error")),
+        "banner", "MariaDB", "", "mysql:error")),
     ("memcached-version", "memcached", E(
         "memcached", "1.6.18", "memcached", "memcached", "1.6.18", "memcached:version")),
     ("mosquitto-anonymous", "mqtt", E(
@@ -158,7 +171,7 @@ def test_every_capture_is_in_a_table() -> None:
 
 
 def test_probes_are_named_once_and_bounded() -> None:
-    assert len(PROBES) == sum(len(m.TCP_PROBES) for m in MODULES) == 10
+    assert len(PROBES) - 1 == sum(len(m.TCP_PROBES) for m in MODULES) == 9
     for probe in PROBES.values():
         assert 64 <= probe.max_reply <= 8192
         assert probe.request("198.18.0.2", 2451) == probe.request("2001:db8::2", 1)
@@ -166,7 +179,7 @@ def test_probes_are_named_once_and_bounded() -> None:
 
 REQUESTS = {
     "dns-tcp": "001e7070000000010000000000000776657273696f6e0462696e640000100003",
-    "mysql": "",
+    "greeting": "",
     "memcached": "76657273696f6e0d0a",
     "mqtt": "101500044d5154540402000a0009706f727470726f626582180001"
             "0013245359532f62726f6b65722f76657273696f6e00c000",
@@ -187,7 +200,7 @@ def test_dns_request_is_the_version_bind_query() -> None:
     assert wire.hex() == REQUESTS["dns-tcp"]
 
 
-@pytest.mark.parametrize("name", ["mysql", "memcached", "mqtt", "amqp", "epmd", "redis"])
+@pytest.mark.parametrize("name", ["greeting", "memcached", "mqtt", "amqp", "epmd", "redis"])
 def test_requests_are_exact(name: str) -> None:
     assert PROBES[name].request("198.18.0.2", 1).hex() == REQUESTS[name]
 
