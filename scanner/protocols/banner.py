@@ -27,7 +27,16 @@ from collections.abc import Callable
 
 from scanner.protocols import Evidence, clean, join_detail
 
-__all__ = ["MAX_BANNER", "RULES", "classify", "settled", "unidentified"]
+__all__ = [
+    "IAC",
+    "MAX_BANNER",
+    "RULES",
+    "WILL_WONT_DO_DONT",
+    "classify",
+    "settled",
+    "strip_iac",
+    "unidentified",
+]
 
 MAX_BANNER = 4096  # bytes of a banner any rule looks at
 _MAX_LINES = 8  # RFC 4253 lets an SSH server send other lines before its version line
@@ -196,33 +205,33 @@ def _mysql_error(payload: bytes) -> Evidence | None:
     return Evidence("mysql", clean(f"error {code}: " + message.decode("ascii")), "banner")
 
 
-_IAC, _SB, _SE = 0xFF, 0xFA, 0xF0
-_WILL_WONT_DO_DONT = range(0xFB, 0xFF)
+IAC, _SB, _SE = 0xFF, 0xFA, 0xF0
+WILL_WONT_DO_DONT = range(0xFB, 0xFF)  # the option negotiation commands
 
 
 def _telnet(data: bytes) -> Evidence | None:
     """Telnet option negotiation (IAC WILL/WONT/DO/DONT), then the text it wraps."""
-    if len(data) < 3 or data[0] != _IAC or data[1] not in _WILL_WONT_DO_DONT:
+    if len(data) < 3 or data[0] != IAC or data[1] not in WILL_WONT_DO_DONT:
         return None
-    return Evidence("telnet", clean(_strip_iac(data[:MAX_BANNER])), "banner")
+    return Evidence("telnet", clean(strip_iac(data[:MAX_BANNER])), "banner")
 
 
-def _strip_iac(data: bytes) -> bytes:
+def strip_iac(data: bytes) -> bytes:
     """``data`` without telnet commands (IAC sequences and subnegotiations)."""
     out = bytearray()
     i, n = 0, len(data)
     while i < n:
         byte = data[i]
-        if byte != _IAC:
+        if byte != IAC:
             out.append(byte)
             i += 1
-        elif i + 1 < n and data[i + 1] == _IAC:
-            out.append(_IAC)  # an escaped 0xFF data byte
+        elif i + 1 < n and data[i + 1] == IAC:
+            out.append(IAC)  # an escaped 0xFF data byte
             i += 2
-        elif i + 1 < n and data[i + 1] in _WILL_WONT_DO_DONT:
+        elif i + 1 < n and data[i + 1] in WILL_WONT_DO_DONT:
             i += 3
         elif i + 1 < n and data[i + 1] == _SB:
-            end = data.find(bytes((_IAC, _SE)), i + 2)
+            end = data.find(bytes((IAC, _SE)), i + 2)
             i = n if end < 0 else end + 2
         else:
             i += 2

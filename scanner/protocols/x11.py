@@ -58,9 +58,12 @@ def parse_reply(data: bytes) -> Evidence | None:
     if len(data) < 8 + min(reason_len, additional * 4, 256):
         return None
     reason = clean(data[8 : 8 + reason_len].rstrip(b"\x00"), 120)
-    word = "refused" if status == 0 else "authentication required"
-    return Evidence("x11", join_detail(f"X11.{minor} {word}", reason), "x11",
-                    rule="x11:setup-failed" if status == 0 else "x11:setup-authenticate")  # fmt: skip
+    word, rule = (
+        ("refused", "failed") if status == 0 else ("authentication required", "authenticate")
+    )
+    return Evidence(
+        "x11", join_detail(f"X11.{minor} {word}", reason), "x11", rule=f"x11:setup-{rule}"
+    )
 
 
 def _success(data: bytes, minor: int) -> Evidence | None:
