@@ -20,7 +20,9 @@ from netlab import Lab
 from scanner.evidence import NO_EVIDENCE, Evidence, EvidenceConfig, Prober
 
 LAB_HTTP = Evidence("http", "lab-http/1.0; 200; title 'lab page'", "http")
-LAB_SSH = Evidence("ssh", "OpenSSH_9.2p1 Debian-2", "banner")
+LAB_SSH = Evidence(
+    "ssh", "OpenSSH_9.2p1 Debian-2", "banner", product="OpenSSH", version="9.2p1", rule="banner:ssh"
+)
 LAB_TLS = "TLSv1.3; CN=lab.test; self-signed"
 
 
@@ -97,7 +99,8 @@ KIND_EVIDENCE = {
     # TLS is proven by the handshake; the nginx-style 400 it gives plain HTTP must not win.
     8443: Evidence("https", f"{LAB_TLS}; lab-http/1.0; 200; title 'lab page'", "tls+http"),
     9443: Evidence("tls", LAB_TLS, "tls"),
-    25: Evidence("smtp", "lab.test ESMTP Postfix (Debian/GNU)", "banner"),
+    25: Evidence("smtp", "lab.test ESMTP Postfix (Debian/GNU)", "banner", product="Postfix",
+                 rule="banner:smtp"),  # fmt: skip
     21: Evidence("ftp", "(vsFTPd 3.0.3)", "banner"),
     3306: Evidence("mysql", "8.0.36; caching_sha2_password", "banner"),
     # Redis answers the HTTP probe's request line as a GET command.
@@ -230,7 +233,9 @@ def test_endless_page_is_bounded() -> None:
 
 def test_banner_in_pieces() -> None:
     found, seconds = on_loopback(late_banner, EvidenceConfig(timeout=1.0))
-    assert found == Evidence("ftp", "(vsFTPd 3.0.3)", "banner")
+    assert found == Evidence(
+        "ftp", "(vsFTPd 3.0.3)", "banner", product="vsFTPd", version="3.0.3", rule="banner:ftp"
+    )
     assert seconds < 0.5
 
 
