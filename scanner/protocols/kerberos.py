@@ -13,7 +13,8 @@ Rules and theory:
   SEQUENCE, and the context-tagged fields ``error-code`` [6], ``realm`` [9] and
   ``e-text`` [11]. Each element's length is checked against what is left; a long-form
   length of more than 4 bytes, or one past the message, is not DER we accept.
-- The detail is the error code's name and number, the realm, and the e-text if any.
+- The detail is the error code's number and name, the realm (unless it is just ours
+  echoed back, as MIT's KDC does), and the e-text if any (MIT: "CLIENT_NOT_FOUND").
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ def parse_reply(data: bytes) -> Evidence | None:
         return None
     number = int.from_bytes(code, "big", signed=True)
     realm = _inner(message, fields.get(9), 0x1B) or b""
+    if realm == REALM:
+        realm = b""  # our own realm echoed: it says nothing about the KDC's
     text = _inner(message, fields.get(11), 0x1B) or b""
     name = _ERRORS.get(number, "")
     return Evidence(
