@@ -99,8 +99,13 @@ KIND_EVIDENCE = {
     # TLS is proven by the handshake; the nginx-style 400 it gives plain HTTP must not win.
     8443: Evidence("https", f"{LAB_TLS}; lab-http/1.0; 200; title 'lab page'", "tls+http"),
     9443: Evidence("tls", LAB_TLS, "tls"),
-    25: Evidence("smtp", "lab.test ESMTP Postfix (Debian/GNU)", "banner", product="Postfix",
-                 rule="banner:smtp"),  # fmt: skip
+    25: Evidence(
+        "smtp",
+        "lab.test ESMTP Postfix (Debian/GNU)",
+        "banner",
+        product="Postfix",
+        rule="banner:smtp",
+    ),
     21: Evidence("ftp", "(vsFTPd 3.0.3)", "banner"),
     3306: Evidence("mysql", "8.0.36; caching_sha2_password", "banner"),
     # Redis answers the HTTP probe's request line as a GET command.

@@ -157,8 +157,10 @@ def _consul(status: int, headers: Headers, body: bytes, doc: Any) -> Product | N
 
 def _vault(status: int, headers: Headers, body: bytes, doc: Any) -> Product | None:
     errors = doc.get("errors") if isinstance(doc, dict) else None
-    if isinstance(errors, list) and headers.get("cache-control") == "no-store" and (
-        headers.get("location", "").startswith("/ui/") or status in (400, 403, 503)
+    if (
+        isinstance(errors, list)
+        and headers.get("cache-control") == "no-store"
+        and (headers.get("location", "").startswith("/ui/") or status in (400, 403, 503))
     ):
         return _product("vault", "Vault", "")
     return None

@@ -22,7 +22,7 @@ __all__ = ["split_software"]
 _MAX = 200
 _TOKEN = re.compile(
     r"([A-Za-z][A-Za-z0-9.+_-]{0,60}?(?: [A-Z][A-Za-z]{1,20})?)"  # name, maybe two words
-    r"(?:[/_ -]v?|-v| \(|/v)"  # separator
+    r"(?:[/_ -][vV]?| \()"  # separator
     r"([0-9][0-9A-Za-z.+~:-]{0,40})"  # version
 )
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9.+_-]{0,60}")
