@@ -17,6 +17,7 @@ else (:data:`DAEMONS`): the probes must not care.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -27,7 +28,10 @@ from pathlib import Path
 
 import netlab
 
-__all__ = ["DAEMONS", "Daemon", "missing", "start"]
+from scanner.protocols import Evidence
+from scanner.protocols.tcp import TcpProbe
+
+__all__ = ["DAEMONS", "Daemon", "cleanup", "exchange", "missing", "start"]
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "daemons"
@@ -185,9 +189,8 @@ def missing(daemons: Iterable[Daemon] = DAEMONS) -> list[str]:
 def start(lab: netlab.Lab, daemons: Iterable[Daemon] = DAEMONS) -> dict[str, int]:
     """Start ``daemons`` in ``lab``'s server namespace; {name: port} once all listen.
 
-    Their temporary directories are removed when the lab closes... or, since a Lab has no
-    hook for that, when the interpreter exits (``tempfile`` cleanup at exit is not
-    guaranteed, so each directory is small: configs, a KDC database, logs).
+    Each gets a temporary directory (configs, a KDC database, logs); :func:`cleanup`
+    removes them once the lab is closed.
     """
     ports = {}
     for daemon in daemons:
@@ -206,3 +209,32 @@ def cleanup() -> None:
     """Remove the temporary directories of daemons started so far (after their lab closed)."""
     while _TMPDIRS:
         shutil.rmtree(_TMPDIRS.pop(), ignore_errors=True)
+
+
+async def exchange(host: str, port: int, probe: TcpProbe, timeout: float) -> Evidence | None:
+    """Run one TCP probe as the prober does: connect, send its request, read (at most
+    ``probe.max_reply`` bytes, within ``timeout`` seconds) until its decoder answers or the
+    peer closes; the decoder's last word. Connection errors give None.
+    """
+    data = b""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            request = probe.request(host, port)
+            if request:
+                writer.write(request)
+            while len(data) < probe.max_reply:
+                chunk = await reader.read(probe.max_reply - len(data))
+                if not chunk:
+                    break
+                data += chunk
+                found = probe.decode(data)
+                if found is not None:
+                    return found
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+    return probe.decode(data)

@@ -1,5 +1,8 @@
 -- Prosody for the real-daemon lab: plain c2s, no TLS, data in @TMP@.
 daemonize = false
+-- The lab runs daemons as root inside a namespace of their own; prosody refuses root
+-- otherwise (mod_posix), and would shut down after opening its port.
+run_as_root = true
 pidfile = "@TMP@/prosody.pid"
 data_path = "@TMP@"
 c2s_ports = { @PORT@ }
