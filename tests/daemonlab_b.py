@@ -194,7 +194,7 @@ def start(lab: netlab.Lab, daemons: Iterable[Daemon] = DAEMONS) -> dict[str, int
     """
     ports = {}
     for daemon in daemons:
-        tmp = Path(tempfile.mkdtemp(prefix=f"portprobe-{daemon.name}-"))
+        tmp = Path(tempfile.mkdtemp(prefix=f"portprobe-b-{daemon.name}-"))
         _TMPDIRS.append(tmp)
         argv = daemon.argv(tmp, daemon.port, lab.server4)
         lab.start_daemon(argv, tcp=[daemon.port], timeout=START_TIMEOUT)

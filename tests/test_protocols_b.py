@@ -77,6 +77,9 @@ CAPTURED: list[tuple[str, str, Evidence | None]] = [
     ("telnetd-refused", "telnet",
      ev("telnet", "DO TTYPE TSPEED XDISPLOC NEW-ENVIRON ENVIRON ECHO LINEMODE NAWS LFLOW; "
         "WILL AUTHENTICATION ENCRYPT SGA STATUS", "telnet", rule="telnet:negotiation")),
+    ("telnetd-interactive", "telnet",
+     ev("telnet", "Linux 6.18.44-fc-v657 (localhost) (pts/0) | vm login:", "telnet",
+        rule="telnet:negotiation+prompt")),
     ("ngircd-welcome", "irc",
      ev("irc", "irc.portprobe.test; ngircd-26.1", "irc", product="ngircd", version="26.1",
         rule="irc:myinfo")),

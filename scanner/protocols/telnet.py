@@ -17,9 +17,12 @@ Rules and theory:
   which servers do when the session proper starts. Commands are stripped
   (``banner.strip_iac``); the detail is the text, cleaned and bounded, or else the
   options the server asked for and offered.
-- inetutils telnetd (Debian's) answers our refusals with its session-start
-  negotiation; in the lab its ``login`` prompt never comes (no PAM session there), so
-  the real-daemon test sees the options, and the prompt case is tested with bytes.
+- inetutils telnetd (Debian's) negotiates in three rounds, and waits for the client's
+  answer to each (its ``DO TIMING-MARK`` above all) before it starts ``login``; an answer
+  sent before the question is ignored (RFC 1143). A request sent once, up front, cannot
+  take part in that, so against it this probe sees the second round (``WILL SGA``) and
+  reports the options; the prompt case is tested with the bytes of a client that did
+  answer every round (tests/data/daemons-b/telnetd-interactive.bin).
 """
 
 from __future__ import annotations
