@@ -96,7 +96,7 @@ CAPTURED: list[tuple[str, str, Evidence | None]] = [
         version="5.6.3", rule="sip:options-response")),
     ("nginx-h2c-settings", "http2",
      ev("http2", "HTTP/2; settings max_concurrent_streams=128 initial_window_size=65536 "
-        "max_frame_size=16777215", "h2", rule="h2:server-settings")),
+        "max_frame_size=16777215", "http2", rule="h2:server-settings")),
     ("nginx-h2c-grpc", "grpc",
      ev("http2", "HTTP/2; nginx/1.22.1; 200", "grpc", product="nginx", version="1.22.1",
         rule="h2:response")),
@@ -310,9 +310,9 @@ GRPC_CASES: list[tuple[str, bytes, Evidence | None]] = [
      ev("grpc", "grpc-go/1.60.1", "grpc", product="grpc-go", version="1.60.1",
         rule="h2:grpc-content-type")),
     ("refused stream", SERVER_SETTINGS + _h2_frame(3, 0, 1, (7).to_bytes(4, "big")),
-     ev("http2", "HTTP/2; stream refused REFUSED_STREAM", "h2", rule="h2:rst-stream")),
+     ev("http2", "HTTP/2; stream refused REFUSED_STREAM", "grpc", rule="h2:rst-stream")),
     ("goaway", SERVER_SETTINGS + _h2_frame(7, 0, 0, bytes(4) + (1).to_bytes(4, "big")),
-     ev("http2", "HTTP/2; goaway PROTOCOL_ERROR", "h2", rule="h2:goaway")),
+     ev("http2", "HTTP/2; goaway PROTOCOL_ERROR", "grpc", rule="h2:goaway")),
     ("settings only", SERVER_SETTINGS, None),
     ("continuation missing", _grpc_reply(GRPC_TRAILERS_ONLY, split=True)[:-20], None),
     ("headers first", _h2_frame(1, 0x4, 1, b"\x88"), None),
@@ -329,7 +329,7 @@ def test_grpc(data: bytes, expected: Evidence | None) -> None:
 
 def test_h2_server_preface_is_the_first_frame_only() -> None:
     assert h2.parse_server_frames(SERVER_SETTINGS) == ev(
-        "http2", "HTTP/2; settings max_concurrent_streams=100", "h2", rule="h2:server-settings"
+        "http2", "HTTP/2; settings max_concurrent_streams=100", "http2", rule="h2:server-settings"
     )
     assert h2.parse_server_frames(_h2_frame(4, 1, 0, b"")) is None  # an ACK is not a preface
     assert h2.parse_server_frames(_h2_frame(6, 0, 0, bytes(8)) + SERVER_SETTINGS) is None

@@ -151,7 +151,7 @@ def _settings(frame: Frame) -> str:
 
 
 def parse_server_frames(data: bytes) -> Evidence | None:
-    """``Evidence("http2", "settings ...", "h2")`` when ``data`` opens with the server's
+    """``Evidence("http2", "HTTP/2; settings ...", "http2")`` when ``data`` opens with the server's
     SETTINGS frame (its connection preface), else None. For h2c and for ALPN ``h2`` alike.
     """
     frames = parse_frames(data[:MAX_REPLY])
@@ -160,7 +160,7 @@ def parse_server_frames(data: bytes) -> Evidence | None:
     assert frames is not None
     settings = _settings(frames[0])
     return Evidence("http2", join_detail("HTTP/2", f"settings {settings}" if settings else ""),
-                    "h2", rule="h2:server-settings")  # fmt: skip
+                    "http2", rule="h2:server-settings")  # fmt: skip
 
 
 def _header_block(frames: list[Frame], start: int) -> bytes | None:
@@ -217,11 +217,11 @@ def parse_grpc_reply(data: bytes) -> Evidence | None:
                 return _response(headers)
         elif frame.kind == _RST_STREAM and frame.stream == 1 and len(frame.payload) == 4:
             code = int.from_bytes(frame.payload, "big")
-            return Evidence("http2", f"HTTP/2; stream refused {_ERRORS.get(code, code)}", "h2",
+            return Evidence("http2", f"HTTP/2; stream refused {_ERRORS.get(code, code)}", "grpc",
                             rule="h2:rst-stream")  # fmt: skip
         elif frame.kind == _GOAWAY and frame.stream == 0 and len(frame.payload) >= 8:
             code = int.from_bytes(frame.payload[4:8], "big")
-            return Evidence("http2", f"HTTP/2; goaway {_ERRORS.get(code, code)}", "h2",
+            return Evidence("http2", f"HTTP/2; goaway {_ERRORS.get(code, code)}", "grpc",
                             rule="h2:goaway")  # fmt: skip
     return None
 

@@ -51,6 +51,4 @@ def parse_reply(data: bytes) -> Evidence | None:
     return Evidence("redis", clean(line[1:-1]), "redis")
 
 
-TCP_PROBES = (
-    TcpProbe(name="redis", request=lambda _h, _p: PROBE, decode=parse_reply, rank=10),
-)
+TCP_PROBES = (TcpProbe(name="redis", request=lambda _h, _p: PROBE, decode=parse_reply, rank=10),)
