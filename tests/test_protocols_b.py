@@ -345,7 +345,14 @@ TELNET_PROMPT = (
 IRC_CASES: list[tuple[str, bytes, Evidence | None]] = [
     ("notice first, then refusal", b":irc.example.net NOTICE * :*** Looking up your hostname\r\n"
      b"ERROR :Closing Link: 198.18.0.1 (Banned)\r\n",
-     ev("irc", "refused; Closing Link: 198.18.0.1 (Banned)", "irc", rule="irc:error")),
+     ev("irc", "irc.example.net; refused; Closing Link: 198.18.0.1 (Banned)", "irc",
+        rule="irc:error")),
+    ("ping cookie", b"NOTICE AUTH :*** Processing connection to irc.example.net\r\n"
+     b"PING :4D2A1F0E\r\n", ev("irc", "PING before registration", "irc", rule="irc:ping")),
+    ("numerics then not irc", b":irc.example.net 002 portprobe :Your host is irc.example.net, "
+     b"running version hybrid-8.2.43\r\n\x00\x01\r\n",
+     ev("irc", "irc.example.net; Your host is irc.example.net, running version hybrid-8.2.43",
+        "irc", rule="irc:server-message")),
     ("banned numeric", b":irc.example.net 465 portprobe :You are banned from this server\r\n",
      ev("irc", "irc.example.net; refused 465; You are banned from this server", "irc",
         rule="irc:refused")),
