@@ -24,6 +24,7 @@ from scanner.protocols import (
     Evidence,
     banner,
     h2,
+    http,
     http_products,
     irc,
     kerberos,
@@ -598,6 +599,21 @@ def test_http_products(
 def test_http_products_take_h11_headers() -> None:
     found = http_products.identify(200, [(b"X-Elastic-Product", b"Elasticsearch")], ES_ROOT)
     assert found is not None and found.version == "8.11.3"
+
+
+def test_http_products_from_the_http_probes_parser() -> None:
+    """What the HTTP probe keeps (status, headers, body prefix) is what identify takes."""
+    reply = (
+        b"HTTP/1.1 200 OK\r\nX-elastic-product: Elasticsearch\r\ncontent-type: application/json"
+        b"\r\ncontent-length: " + str(len(ES_ROOT)).encode() + b"\r\n\r\n" + ES_ROOT
+    )
+    parser = http.ResponseParser()
+    parser.feed(reply)
+    assert parser.status == 200 and parser.body == ES_ROOT
+    found = http_products.identify(parser.status, parser.headers, parser.body)
+    assert found == http_products.Product(
+        "elasticsearch", "Elasticsearch", "8.11.3", "http_products:elasticsearch"
+    )
 
 
 # --------------------------------------------------------------------------- hostile bytes

@@ -95,6 +95,7 @@ class ResponseParser:
         self._max_body = max_body
         self._body = bytearray()
         self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []  # as h11 gives them: names lower-case
         self.server = ""
         self.location = ""
         self.done = False
@@ -124,6 +125,7 @@ class ResponseParser:
                 return
             if isinstance(event, h11.Response):
                 self.status = event.status_code
+                self.headers = list(event.headers)  # bounded by MAX_HEAD
                 for name, value in event.headers:
                     if name == b"server" and not self.server:
                         self.server = clean(value, _PART)
@@ -137,6 +139,11 @@ class ResponseParser:
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
                 self.done = True
             # InformationalResponse (1xx): wait for the final response.
+
+    @property
+    def body(self) -> bytes:
+        """The first bytes of the body (at most ``max_body``), for ``http_products``."""
+        return bytes(self._body)
 
     @property
     def title(self) -> str:

@@ -5,7 +5,8 @@ Rules and theory:
   they send or in a JSON body of a documented shape. :func:`identify` takes what the
   HTTP probe already has (the status, the header fields, the first bytes of the body) and
   returns a :class:`Product`: a service name ("elasticsearch", "docker"), the product and
-  its version. No extra request is made.
+  its version. No extra request is made: ``http.ResponseParser`` keeps exactly these
+  (``status``, ``headers``, ``body``).
 - The rules are one table, :data:`RULES`, tried in order; each names the headers or
   body keys it relies on, from the product's own documentation:
 
