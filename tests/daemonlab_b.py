@@ -8,8 +8,13 @@ and an argv that keeps the daemon in the foreground. :func:`start` runs them wit
 namespace; the lab's teardown kills them (deleting the namespace kills every process in it).
 
 Daemons never run in the root namespace. Files a daemon insists on writing at a fixed path
-(xrdp's pid file under /run/xrdp) go to a tmpfs mounted in a mount namespace of its own
-(``unshare --mount``), so that parallel labs never see each other's.
+(xrdp's pid file under /run/xrdp, Xvfb's lock and socket under /tmp) go to a tmpfs mounted
+in a mount namespace of its own (``unshare --mount``), so that parallel labs never see
+each other's. Prosody refuses to run as root unless told (``run_as_root``); the KDC's
+realm is made here with ``kdb5_util`` in the daemon's temporary directory.
+
+:func:`exchange` runs one ``TcpProbe`` the way the prober does, for tests that want a
+probe's verdict on a real daemon.
 
 Some daemons listen on their registered port, some on a port registered to something
 else (:data:`DAEMONS`): the probes must not care.
