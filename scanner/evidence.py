@@ -90,7 +90,7 @@ __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "P
 MIN_GRACE = 0.05  # seconds other attempts may still beat an HTTP-grade result
 SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
-PROBE_WAIT = 0.25  # share of the budget an active probe waits for its first reply byte
+PROBE_WAIT = 0.15  # share of the budget an active probe waits for its first reply byte
 MIN_PROBE_WAIT = 0.2  # seconds, at least
 PROBES_AT_ONCE = 4  # active probes of one port running at once
 HOST_PORTS = 24  # ports of one host probed at once
@@ -387,8 +387,13 @@ class _Tls(_Attempt):
             writer.write(client.data_to_send())  # key updates, alerts: usually nothing
             if not chunk or client.closed:
                 parser.close()
-            if (seen := parser.detail()) is not None:
-                self.partial = Evidence("https", join_detail(tls_detail, seen), "tls+http")
+            if (seen := parser.evidence()) is not None:
+                self.partial = dataclasses.replace(
+                    seen,
+                    service="https",
+                    detail=join_detail(tls_detail, seen.detail),
+                    proof="tls+http",
+                )
         self.found(self.partial)
 
     async def _greeting(
