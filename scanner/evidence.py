@@ -74,6 +74,7 @@ from scanner.protocols import (
     Evidence,
     banner,
     excerpt,
+    h2,
     http,
     join_detail,
     redis,
@@ -353,6 +354,9 @@ class _Tls(_Attempt):
         self.found(Evidence("tls", tls_detail, "tls"))
         self.promising = True
 
+        if client.alpn == "h2":  # HTTP/2 only (gRPC, most often): ask as gRPC does
+            await self._h2(client, reader, writer, tls_detail)
+            return
         first = await self._greeting(client, reader, writer)
         if first:
             said = greeting(first, "tls+banner")
@@ -395,6 +399,40 @@ class _Tls(_Attempt):
                     proof="tls+http",
                 )
         self.found(self.partial)
+
+    async def _h2(
+        self,
+        client: tls.TlsClient,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_detail: str,
+    ) -> None:
+        """The server chose h2 by ALPN: send the gRPC health check, decode the answer."""
+        client.send(h2.build_grpc_request(self.p.address, self.p.port))
+        writer.write(client.data_to_send())
+        self.found(Evidence("tls", join_detail(tls_detail, "ALPN h2"), "tls"))
+        self.promising = True
+        bounded = BoundedReader(reader, h2.MAX_REPLY)
+        data = bytearray()
+        while not bounded.full and not client.closed:
+            chunk = await bounded.read()
+            client.receive(chunk)
+            data += client.read(h2.MAX_REPLY - len(data))
+            writer.write(client.data_to_send())
+            seen = h2.parse_grpc_reply(bytes(data))
+            if seen is not None:
+                self.found(
+                    dataclasses.replace(
+                        seen,
+                        service="grpc" if seen.service == "grpc" else "https",
+                        detail=join_detail(tls_detail, seen.detail),
+                        proof="tls+http2",
+                        excerpt=excerpt(bytes(data)),
+                    )
+                )
+                return
+            if not chunk:
+                return
 
     async def _greeting(
         self, client: tls.TlsClient, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
