@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ def core(found: Evidence) -> Evidence:
     """``found`` without its trail (excerpt, product, version, rule): the codec tests pin
     those; here what matters is what was identified, and how."""
     return dataclasses.replace(found, excerpt="", product="", version="", rule="")
+
+
 LAB_TLS = "TLSv1.3; CN=lab.test; self-signed"
 
 
@@ -122,7 +125,12 @@ def test_service_kinds(make_lab: Callable[..., Lab], family: str) -> None:
     lab = make_lab(tcp=KINDS)
     address = lab.server4 if family == "ipv4" else lab.server6
     found, seconds = probe_many(lab, EvidenceConfig(timeout=1.5), address, sorted(KINDS))
-    assert {port: core(e) for port, e in found.items()} == KIND_EVIDENCE
+    # Redis answers both the HTTP probe and its own (INFO): either reply may come first.
+    redis = found.pop(6379)
+    assert (redis.service, redis.proof) == ("redis", "redis")
+    assert {port: core(e) for port, e in found.items()} == {
+        port: e for port, e in KIND_EVIDENCE.items() if port != 6379
+    }
     # A TLS service that never answers HTTP is only known as such when the budget ends.
     assert seconds < 1.5 + 0.5
 
@@ -254,30 +262,95 @@ def test_config_is_validated() -> None:
             EvidenceConfig(**bad)
 
 
-async def amqp_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """RabbitMQ's answer to anything that is not its protocol header: its own header."""
+async def unknown_binary(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A protocol nobody knows: the same 8 bytes in answer to anything."""
     await reader.read(1)
-    writer.write(b"AMQP\x00\x00\x09\x01")
+    writer.write(b"ZQP\x00\x00\x09\x01\xfe")
     await writer.drain()
 
 
 def test_an_unrecognised_reply_is_kept_with_its_bytes() -> None:
     """A reply no decoder names is evidence too: shown, unrecognised, with an excerpt."""
-    found, _ = on_loopback(amqp_like, EvidenceConfig(timeout=1.0))
+    found, _ = on_loopback(unknown_binary, EvidenceConfig(timeout=1.0))
     assert found.service == ""
-    assert found.excerpt == "AMQP\\x00\\x00\\x09\\x01"
-    assert found.detail == "8 bytes: 414d515000000901"
+    assert found.excerpt == "ZQP\\x00\\x00\\x09\\x01\\xfe"
+    assert found.detail == "8 bytes: 5a515000000901fe"
 
 
 def test_probes_do_not_depend_on_the_label() -> None:
-    """Port 3451 (asam) and port 6379 (redis) get the same probes: the label never picks them."""
+    """A port that never answers gets every active probe, whatever it is registered as:
+    the label never picks them."""
     asked: list[bytes] = []
 
     async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.5):
-                asked.append(await reader.read(64))
+        got = b""
+        with contextlib.suppress(OSError):  # timed out, or reset: the prober gave up
+            async with asyncio.timeout(1.5):
+                while len(got) < 64 and (chunk := await reader.read(64 - len(got))):
+                    got += chunk
+        asked.append(got)
+        writer.close()
 
-    on_loopback(record, EvidenceConfig(timeout=0.6))
-    requests = {probe.request("127.0.0.1", 1) for probe in tcp.active_probes()}
+    async def run() -> int:
+        server = await asyncio.start_server(record, "127.0.0.1", 0)
+        port: int = server.sockets[0].getsockname()[1]
+        async with server:
+            await Prober(EvidenceConfig(timeout=4.0)).probe("127.0.0.1", socket.AF_INET, port)
+        return port
+
+    port = asyncio.run(run())
+    requests = {probe.request("127.0.0.1", port)[:64] for probe in tcp.active_probes()}
     assert requests <= set(asked)
+
+
+def test_a_grpc_server_that_speaks_only_h2_over_tls(tmp_path: Path) -> None:
+    """A TLS server that offers only h2 by ALPN (gRPC): the TLS attempt asks as gRPC does
+    and names it from the answer's content-type."""
+    import shutil
+    import ssl
+    import subprocess
+
+    import hpack
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=grpc.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return (
+            len(payload).to_bytes(3, "big")
+            + bytes([kind, flags])
+            + stream.to_bytes(4, "big")
+            + payload
+        )
+
+    async def grpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        block = hpack.Encoder().encode(
+            [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "12")]
+        )
+        writer.write(frame(4, 0, 0, b"") + frame(1, 0x4 | 0x1, 1, block))
+        await writer.drain()
+        with contextlib.suppress(OSError):
+            await hold(reader)
+
+    async def run() -> Evidence:
+        server = await asyncio.start_server(grpc, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await Prober(EvidenceConfig(timeout=2.0)).probe(
+                "127.0.0.1", socket.AF_INET, port
+            )
+
+    found = asyncio.run(run())
+    assert (found.service, found.proof) == ("grpc", "tls+http2")
+    assert "CN=grpc.test" in found.detail and "grpc-status 12" in found.detail
