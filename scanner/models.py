@@ -58,8 +58,8 @@ class Reason(enum.StrEnum):
     PROTO_UNREACH = "proto-unreach"  # ICMP protocol unreachable
     UDP_RESPONSE = "udp-response"  # a datagram came back
     HOST_DOWN = "host-down"  # the host was given up on (e.g. it never resolved)
-    ECHO_REPLY = "echo-reply"  # an ICMP echo was answered (host discovery)
     ERROR = "error"  # a local error the scanner could not map to the network
+    ECHO_REPLY = "echo-reply"  # an ICMP echo was answered (host discovery, not a port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
