@@ -26,7 +26,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-import lab_discovery
 from common import BenchSummary, Lab, bench_args, find_nmap, find_portprobe, timed_run
 
 NAME = "discovery"
@@ -52,6 +51,8 @@ def up_hosts(path: Path) -> set[str]:
 
 def run(argv: Sequence[str] | None = None) -> BenchSummary:
     """Run the benchmark and print its report; return its summary."""
+    import lab_discovery  # in tests/, which common puts on the path
+
     args = bench_args(__doc__.splitlines()[0], default_runs=3).parse_args(argv)
     portprobe, nmap = find_portprobe(args.portprobe), find_nmap()
     live = [str(ipaddress.ip_address("198.18.0.2") + i) for i in range(EXTRA_HOSTS + 1)]
