@@ -261,6 +261,17 @@ class _Attempt:
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
+    async def read_by(self, bounded: BoundedReader, until: float) -> bytes | None:
+        """The next chunk, or None when ``until`` comes first; the port's deadline, when it
+        comes first, raises TimeoutError (the attempt is over)."""
+        try:
+            async with asyncio.timeout_at(min(until, self.p.deadline)):
+                return await bounded.read()
+        except TimeoutError:
+            if asyncio.get_running_loop().time() >= self.p.deadline:
+                raise
+            return None
+
 
 def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
     """What a server's first bytes show: a banner rule's or a listening probe's evidence, or
@@ -294,15 +305,9 @@ class _Passive(_Attempt):
         data = bytearray()
         settle_at: float | None = None
         while not bounded.full:
-            try:
-                async with asyncio.timeout_at(settle_at or self.p.deadline):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if settle_at is None or loop.time() >= self.p.deadline:
-                    raise
-                break  # identified, and no line end came: take it as it is
+            chunk = await self.read_by(bounded, settle_at or self.p.deadline)
             if not chunk:
-                break
+                break  # closed; or identified, and no line end came: take it as it is
             data += chunk
             self.promising = True
             self.partial = greeting(bytes(data))
@@ -450,12 +455,8 @@ class _Tls(_Attempt):
             data += client.read(limit - len(data))
             if data and banner.settled(bytes(data)):
                 break
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
+            chunk = await self.read_by(bounded, wait_until)
+            if chunk is None:
                 break
             client.receive(chunk)
             writer.write(client.data_to_send())
@@ -508,21 +509,15 @@ class _Probe(_Attempt):
         self.spec = spec
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
         spec = self.spec
         writer.write(spec.request(self.p.address, self.p.port))
         bounded = BoundedReader(reader, min(spec.max_reply, self.p.config.max_bytes))
         data = bytearray()
         while not bounded.full:
             # Silence gives the turn up; a peer that has started to answer gets the budget.
-            wait_until = self.p.deadline if data else min(self.p.probe_wait_end(), self.p.deadline)
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
-                break
+            chunk = await self.read_by(
+                bounded, self.p.deadline if data else self.p.probe_wait_end()
+            )
             if not chunk:
                 break
             data += chunk
