@@ -46,16 +46,18 @@ Rules:
 from __future__ import annotations
 
 from scanner.registry.attest import Attestation, PortRange, attestation, port_range
-from scanner.registry.index import Registry
+from scanner.registry.index import Registry, Source
 from scanner.registry.parse import (
     COLUMNS,
     NO_PORT,
+    ORIGIN_COLUMN,
     Registration,
     RegistryError,
     Status,
     parse_registry_csv,
 )
 from scanner.registry.store import (
+    IANA_XML,
     UpdateResult,
     default_data_dir,
     load_registry,
@@ -63,21 +65,28 @@ from scanner.registry.store import (
     rollback_registry,
     update_registry,
 )
+from scanner.registry.xml import IanaXml, Person, parse_registry_xml
 
 __all__ = [
     "COLUMNS",
+    "IANA_XML",
     "NO_PORT",
+    "ORIGIN_COLUMN",
     "Attestation",
+    "IanaXml",
+    "Person",
     "PortRange",
     "Registration",
     "Registry",
     "RegistryError",
+    "Source",
     "Status",
     "UpdateResult",
     "attestation",
     "default_data_dir",
     "load_registry",
     "parse_registry_csv",
+    "parse_registry_xml",
     "port_range",
     "registry_date",
     "rollback_registry",
