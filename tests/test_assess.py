@@ -13,13 +13,14 @@ import netlab
 import pytest
 from conftest import portprobe
 
-from scanner.assess import WARNING_PREFIX, Assessor, verdict
+from scanner.assess import WARNING_PREFIX, Assessor, customary_for, verdict
 from scanner.cli import Environment, main
 from scanner.evidence import Evidence
 from scanner.localinfo import listeners
-from scanner.models import PortState, Proto, Reason, Result
+from scanner.models import Assessment, Attestation, PortState, Proto, Reason, Result, Verdict
 from scanner.portcard import build_card
 from scanner.registry import attestation, load_registry
+from scanner.registry.customary import CustomaryUse, customary_uses
 
 HTTP = Evidence("http", "lab-http/1.0; 200; title 'lab page'", "http")
 SSH = Evidence("ssh", "OpenSSH_9.2p1 Debian-2", "banner")
@@ -27,31 +28,79 @@ TLS = Evidence("https", "TLSv1.3; CN=lab.test", "tls+http")
 NOTHING = Evidence("", "", "")
 
 
+UNNAMED = Evidence("", "SSH-like hello", "banner", excerpt="HELLO 1.0")
+DNS = Evidence("dns", "NOERROR; aa", "dns")
+C, U = Attestation.COMMON, Attestation.UNASSIGNED
+OBS, R, D = Attestation.OBSCURE, Attestation.RESERVED, Attestation.DYNAMIC
+
+
 @pytest.mark.parametrize(
-    ("label", "attest", "evidence", "expected"),
+    ("labels", "attest", "evidence", "uses", "expected"),
     [
-        ("netchat", "obscure", HTTP, "contradicts"),
-        ("http", "common", HTTP, "consistent"),
-        ("ssh", "common", SSH, "consistent"),
-        ("ssh", "common", HTTP, "contradicts"),
-        ("https", "common", TLS, "consistent"),
-        ("http-alt", "common", HTTP, "consistent"),
-        ("asam", "obscure", NOTHING, "unverified"),
-        ("asam", "obscure", None, "unverified"),
-        ("", "unassigned", HTTP, "contradicts"),
-        ("", "reserved", SSH, "contradicts"),
-        ("", "dynamic", HTTP, "unverified"),
-        ("", "unassigned", NOTHING, "unverified"),
-        ("domain", "common", Evidence("dns", "NOERROR; aa", "dns"), "consistent"),
-        ("domain", "common", Evidence("echo", "echoed our datagram", "echo"), "contradicts"),
-        ("isakmp", "common", Evidence("ike", "IKEv2; IKE_SA_INIT", "ike"), "consistent"),
-        ("sunrpc", "common", Evidence("rpcbind", "portmapper v2", "rpc"), "consistent"),
-        ("memcache", "common", Evidence("memcached", "1.6.21", "memcached"), "consistent"),
-        ("ntp", "common", Evidence("ntp", "v4; server; stratum 2", "ntp"), "consistent"),
+        # consistent: the evidence is what one of the registered names says
+        (["http", "www", "www-http"], C, HTTP, (), Verdict.CONSISTENT),
+        (["ssh"], C, SSH, (), Verdict.CONSISTENT),
+        (["https"], C, TLS, (), Verdict.CONSISTENT),
+        (["http-alt"], C, HTTP, (), Verdict.CONSISTENT),
+        (["urd", "submissions"], C, Evidence("smtp", "ESMTP", "banner"), (), Verdict.CONSISTENT),
+        (["domain-s"], OBS, Evidence("tls", "TLSv1.3", "tls"), (), Verdict.CONSISTENT),
+        (["domain"], C, DNS, (), Verdict.CONSISTENT),
+        (["isakmp"], C, Evidence("ike", "IKEv2; IKE_SA_INIT", "ike"), (), Verdict.CONSISTENT),
+        (["sunrpc"], C, Evidence("rpcbind", "portmapper v2", "rpc"), (), Verdict.CONSISTENT),
+        (["memcache"], C, Evidence("memcached", "1.6.21", "memcached"), (), Verdict.CONSISTENT),
+        (["ntp"], C, Evidence("ntp", "v4; server; stratum 2", "ntp"), (), Verdict.CONSISTENT),
+        # customary: a documented unofficial use, or anything on a free dynamic port
+        (["irdmi"], C, HTTP, customary_uses(8000, "tcp"), Verdict.CUSTOMARY),
+        (["EtherNet-IP-1"], C, SSH, customary_uses(2222, "tcp"), Verdict.CUSTOMARY),
+        ([], U, TLS, customary_uses(10250, "tcp"), Verdict.CUSTOMARY),
+        ([], D, HTTP, customary_for(50000, "tcp", D), Verdict.CUSTOMARY),
+        # contradicts: something else
+        (["netchat"], OBS, HTTP, (), Verdict.CONTRADICTS),
+        (["ssh"], C, HTTP, (), Verdict.CONTRADICTS),
+        (["irdmi"], C, SSH, customary_uses(8000, "tcp"), Verdict.CONTRADICTS),
+        (["domain"], C, Evidence("echo", "echoed our datagram", "echo"), (), Verdict.CONTRADICTS),
+        ([], U, HTTP, (), Verdict.CONTRADICTS),
+        ([], R, SSH, (), Verdict.CONTRADICTS),
+        # unrecognised: it answered, nothing could name it
+        (["netchat"], OBS, UNNAMED, (), Verdict.UNRECOGNISED),
+        (["http"], C, UNNAMED, (), Verdict.UNRECOGNISED),
+        ([], D, UNNAMED, customary_for(50000, "tcp", D), Verdict.UNRECOGNISED),
+        # unverified: nothing seen
+        (["asam"], OBS, NOTHING, (), Verdict.UNVERIFIED),
+        (["asam"], OBS, None, (), Verdict.UNVERIFIED),
+        ([], U, NOTHING, (), Verdict.UNVERIFIED),
+        ([], D, None, customary_for(50000, "tcp", D), Verdict.UNVERIFIED),
     ],
 )
-def test_verdict_table(label: str, attest: str, evidence: Evidence | None, expected: str) -> None:
-    assert verdict(label, attest, evidence) == expected
+def test_verdict_table(
+    labels: list[str],
+    attest: Attestation,
+    evidence: Evidence | None,
+    uses: tuple[CustomaryUse, ...],
+    expected: Verdict,
+) -> None:
+    assert verdict(labels, attest, evidence, uses) is expected
+
+
+@pytest.mark.parametrize(
+    ("verdict_", "attest", "alarm"),
+    [
+        (Verdict.CONTRADICTS, C, True),
+        (Verdict.CONTRADICTS, D, True),
+        (Verdict.UNRECOGNISED, OBS, True),
+        (Verdict.UNRECOGNISED, U, True),
+        (Verdict.UNRECOGNISED, R, True),
+        (Verdict.UNRECOGNISED, C, False),
+        (Verdict.UNRECOGNISED, D, False),
+        (Verdict.CUSTOMARY, OBS, False),
+        (Verdict.CUSTOMARY, U, False),
+        (Verdict.CONSISTENT, OBS, False),
+        (Verdict.UNVERIFIED, OBS, False),
+        (Verdict.UNVERIFIED, U, False),
+    ],
+)
+def test_alarm_table(verdict_: Verdict, attest: Attestation, alarm: bool) -> None:
+    assert Assessment(verdict=verdict_, attestation=attest).alarm is alarm
 
 
 def unassigned_port() -> int:

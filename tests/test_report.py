@@ -25,7 +25,7 @@ from scanner.report import (
     printable,
 )
 from scanner.report.files import AtomicOutput
-from scanner.report.writers import isotime, safe_cell
+from scanner.report.writers import ASSESSMENT_COLUMNS, isotime, safe_cell
 
 META = ScanMeta(
     version="0.1.0",
@@ -72,7 +72,8 @@ def test_csv_has_header_columns_and_neutralised_cells() -> None:
     assert rows[0][:5] == ["host", "port", "protocol", "state", "reason"]
     assert rows[1][:5] == ["198.18.0.2", "22", "tcp", "open", "syn-ack"]
     assert rows[1][6:9] == ["1.200", "1", "2026-11-23T04:00:00.500Z"]
-    assert rows[1][9:] == [""] * 9  # no assessment: the results layer did not run
+    # No assessment: the results layer did not run.
+    assert rows[1][9:] == [""] * len(ASSESSMENT_COLUMNS)
     assert rows[2][3:5] == ["filtered", "no-response"]
     assert rows[3][5] == "'=cmd|' /C calc'!A0"
 
@@ -85,7 +86,7 @@ def test_json_document_is_valid_however_it_ends(complete: bool) -> None:
         writer.write(r)
     writer.close(ending(complete))
     doc = json.loads(out.getvalue())
-    assert doc["scan"]["seed"] == 5 and doc["scan"]["schema"] == 3
+    assert doc["scan"]["seed"] == 5 and doc["scan"]["schema"] == 4
     assert [r["port"] for r in doc["results"]] == [22, 81, 443]
     assert doc["results"][1]["state"] == "filtered"
     assert doc["end"]["complete"] is complete

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from tabulate import tabulate
 
-from scanner.models import PortState, Result
+from scanner.models import Assessment, Judgement, PortState, Result
 from scanner.report.summary import Summary
 
 # The class of ``scanner.protocols.clean``: C0 and C1 controls, DEL, zero-width characters,
@@ -49,13 +49,13 @@ ASSESSED_HEADERS = ("LABEL", "ATTESTATION", "EVIDENCE", "VERDICT")
 EVIDENCE_WIDTH = 48
 
 
-def _verdict_cell(verdict: str) -> str:
-    # A contradiction must stand out in a long table, without relying on colour.
-    return "!! CONTRADICTS" if verdict == "contradicts" else verdict
+def _verdict_cell(a: Assessment) -> str:
+    # An alarm must stand out in a long table, without relying on colour.
+    return f"!! {a.verdict.upper()}" if a.alarm else a.verdict
 
 
 def _policy_cell(policy: str) -> str:
-    return "!! VIOLATION" if policy == "violation" else policy
+    return "!! VIOLATION" if policy == Judgement.VIOLATION else policy
 
 
 def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
@@ -78,7 +78,7 @@ def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
         printable(a.label),
         printable(a.attestation),
         printable(evidence),
-        printable(_verdict_cell(a.verdict)),
+        printable(_verdict_cell(a)),
         *((printable(_policy_cell(a.policy)),) if judged else ()),
     )
 
@@ -120,7 +120,7 @@ class TableReport:
                 where = f"{r.host} {r.port}/{r.protocol.value}"
                 stream.write(printable(f"{where}: {r.assessment.warning}") + "\n")
             for r in rows:
-                if r.assessment is not None and r.assessment.policy == "violation":
+                if r.assessment is not None and r.assessment.policy == Judgement.VIOLATION:
                     where = f"{r.host} {r.port}/{r.protocol.value}"
                     stream.write(f"{where}: open, and the policy does not allow it\n")
         elif summary.total:
