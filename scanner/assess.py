@@ -170,8 +170,8 @@ def _warning(
 def check_command(host: str, port: int, protocol: str, service: str = "") -> str:
     """A command a person can run to check what ``host`` ``port``/``protocol`` speaks.
 
-    By the service seen: ``curl -sv`` for HTTP, ``openssl s_client`` for TLS, ``dig`` for
-    DNS, ``snmpget`` for SNMP, else ``nc`` (``nc -u`` for UDP). Every part is shell-quoted.
+    By the service seen: ``curl -sv`` for HTTP, ``openssl s_client`` for TLS (``-dtls``
+    over UDP), ``dig`` for DNS, ``snmpget`` for SNMP, else ``nc`` (``nc -u`` for UDP). Every part is shell-quoted.
     """
     bracketed = f"[{host}]" if ":" in host else host
     target = shlex.quote(f"{bracketed}:{port}")
@@ -179,8 +179,9 @@ def check_command(host: str, port: int, protocol: str, service: str = "") -> str
         return f"curl -sv {shlex.quote(f'http://{bracketed}:{port}/')}"
     if service == "https":
         return f"curl -skv {shlex.quote(f'https://{bracketed}:{port}/')}"
-    if service == "tls" or (protocol == "tcp" and service in ("imaps", "pop3s", "ldaps")):
-        return f"openssl s_client -connect {target}"
+    if service == "tls":
+        dtls = "-dtls " if protocol == "udp" else ""
+        return f"openssl s_client {dtls}-connect {target}"
     if service in ("dns", "mdns"):
         tcp = " +tcp" if protocol == "tcp" else ""
         return f"dig @{shlex.quote(host)} -p {port}{tcp} version.bind chaos txt"

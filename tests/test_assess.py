@@ -13,13 +13,13 @@ import netlab
 import pytest
 from conftest import portprobe
 
-from scanner.assess import WARNING_PREFIX, Assessor, customary_for, verdict
+from scanner.assess import WARNING_PREFIX, Assessor, check_command, customary_for, verdict
 from scanner.cli import Environment, main
 from scanner.evidence import Evidence
-from scanner.localinfo import listeners
+from scanner.localinfo import Listener, listeners
 from scanner.models import Assessment, Attestation, PortState, Proto, Reason, Result, Verdict
 from scanner.portcard import build_card
-from scanner.registry import attestation, load_registry
+from scanner.registry import Registry, attestation, load_registry, parse_registry_csv
 from scanner.registry.customary import CustomaryUse, customary_uses
 
 HTTP = Evidence("http", "lab-http/1.0; 200; title 'lab page'", "http")
@@ -177,6 +177,138 @@ def test_port_card_for_an_unassigned_port() -> None:
     text = "\n".join(build_card(port, registry, [], True))
     assert f"Port {port} is unassigned: any traffic on it warrants scrutiny." in text
     assert "other users' processes are not shown" in text
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        (853, ["TCP: domain-s - DNS query-response protocol run over TLS"]),
+        (465, ["TCP: submissions - Message Submission over TLS protocol"]),
+        (8000, ["TCP: irdmi - iRDMI", "Customary uses (documented, but not IANA's):",
+                "source: Python documentation (python -m http.server serves on 8000)"]),
+        (2222, ["TCP: EtherNet-IP-1", "a second SSH server", "linuxserver.io"]),
+        (6443, ["the Kubernetes API server", "Ports and Protocols"]),
+    ],
+)  # fmt: skip
+def test_port_card_names_and_customary_uses(port: int, expected: list[str]) -> None:
+    text = "\n".join(build_card(port, load_registry(), [], False))
+    assert "IANA registry (dated 2026-09-17):" in text
+    for piece in expected:
+        assert piece in text
+    assert "(unassigned)" not in text  # no stale 2015 range around a port named since
+
+
+def test_port_card_says_where_fields_come_from() -> None:
+    text = "\n".join(build_card(853, load_registry(), [], False))
+    assert "name and description as of 2026-09-17; the shipped data has no registrant" in text
+    text = "\n".join(build_card(3451, load_registry(), [], False))
+    assert "name and description as of 2026-09-17, other fields as of 2015-07-30" in text
+
+
+@pytest.mark.parametrize(
+    ("port", "listener", "command"),
+    [
+        (8000, Listener("tcp", "0.0.0.0", 8000, 1, "python3"), "curl -sv http://127.0.0.1:8000/"),
+        (443, Listener("tcp", "::", 443, None, ""), "curl -skv 'https://[::1]:443/'"),
+        (853, Listener("tcp", "127.0.0.53", 853, 9, "x"),
+         "openssl s_client -connect 127.0.0.53:853"),
+        (53, Listener("udp", "127.0.0.1", 53, 9, "x"),
+         "dig @127.0.0.1 -p 53 version.bind chaos txt"),
+        (22, Listener("tcp", "0.0.0.0", 22, 9, "sshd"), "nc 127.0.0.1 22"),
+        (161, Listener("udp", "0.0.0.0", 161, 9, "snmpd"),
+         "snmpget -v2c -c public 127.0.0.1:161 1.3.6.1.2.1.1.1.0"),
+    ],
+)  # fmt: skip
+def test_port_card_gives_a_check_for_each_listener(
+    port: int, listener: Listener, command: str
+) -> None:
+    lines = build_card(port, load_registry(), [listener], False)
+    assert f"  {command}" in lines
+    assert f"  ss -ltnup 'sport = :{port}'" in lines
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "protocol", "service", "command"),
+    [
+        ("198.18.0.2", 8000, "tcp", "http", "curl -sv http://198.18.0.2:8000/"),
+        ("2001:db8::2", 443, "tcp", "https", "curl -skv 'https://[2001:db8::2]:443/'"),
+        ("198.18.0.2", 853, "tcp", "tls", "openssl s_client -connect 198.18.0.2:853"),
+        ("198.18.0.2", 853, "udp", "tls", "openssl s_client -dtls -connect 198.18.0.2:853"),
+        ("198.18.0.2", 5353, "udp", "dns", "dig @198.18.0.2 -p 5353 version.bind chaos txt"),
+        ("198.18.0.2", 53, "tcp", "dns", "dig @198.18.0.2 -p 53 +tcp version.bind chaos txt"),
+        ("198.18.0.2", 161, "udp", "snmp",
+         "snmpget -v2c -c public 198.18.0.2:161 1.3.6.1.2.1.1.1.0"),
+        ("198.18.0.2", 2222, "tcp", "ssh", "nc 198.18.0.2 2222"),
+        ("198.18.0.2", 2451, "tcp", "", "nc 198.18.0.2 2451"),
+        ("198.18.0.2", 9999, "udp", "", "nc -u 198.18.0.2 9999"),
+    ],
+)  # fmt: skip
+def test_check_command(host: str, port: int, protocol: str, service: str, command: str) -> None:
+    assert check_command(host, port, protocol, service) == command
+
+
+def test_trail_fills_the_assessment() -> None:
+    evidence = Evidence(
+        "ssh", "OpenSSH_9.2p1", "banner", "OpenSSH", "9.2p1", "ssh:identification",
+        "SSH-2.0-OpenSSH_9.2p1",
+    )  # fmt: skip
+    a = Assessor().assess(result(22), evidence).assessment
+    assert a is not None
+    assert (a.product, a.version, a.evidence_probe, a.evidence_rule, a.evidence_excerpt) == (
+        "OpenSSH", "9.2p1", "banner", "ssh:identification", "SSH-2.0-OpenSSH_9.2p1"
+    )  # fmt: skip
+    unnamed = Assessor().assess(result(2451), UNNAMED).assessment
+    assert unnamed is not None
+    assert (unnamed.verdict, unnamed.evidence, unnamed.evidence_excerpt) == (
+        "unrecognised", "", "HELLO 1.0"
+    )  # fmt: skip
+    assert unnamed.alarm and unnamed.warning.startswith(WARNING_PREFIX)
+    assert "cannot name" in unnamed.warning
+
+
+@pytest.mark.parametrize(
+    ("port", "evidence", "verdict_", "warned"),
+    [
+        (8000, HTTP, "customary", False),
+        (2222, SSH, "customary", False),
+        (8080, HTTP, "consistent", False),
+        (465, Evidence("smtp", "ESMTP", "banner"), "consistent", False),
+        (2451, HTTP, "contradicts", True),
+        (8000, SSH, "contradicts", True),
+        (443, UNNAMED, "unrecognised", False),  # common port: no alarm
+    ],
+)
+def test_graded_verdicts_and_alarms(
+    port: int, evidence: Evidence, verdict_: str, warned: bool
+) -> None:
+    a = Assessor().assess(result(port), evidence).assessment
+    assert a is not None
+    assert a.verdict == verdict_
+    assert bool(a.warning) is warned and a.alarm is warned
+
+
+def test_label_shows_every_current_name() -> None:
+    registry = Registry(
+        parse_registry_csv(
+            "Service Name,Port Number,Transport Protocol,Description,Assignee,Contact,"
+            "Registration Date,Modification Date,Reference,Service Code,"
+            "Unauthorized Use Reported,Assignment Notes\n"
+            "urd,465,tcp,URL Rendezvous Directory for SSM,,,,,,,,\n"
+            "submissions,465,tcp,Message Submission over TLS protocol,,,,,,,,\n"
+            "http,80,tcp,World Wide Web HTTP,,,,,,,,\n"
+            "www,80,tcp,World Wide Web HTTP,,,,,,,,\n"
+        ),
+        source="test",
+        date="2026-08-17",
+    )
+    assessor = Assessor(registry)
+    assert assessor.label(465, "tcp").label == "urd/submissions"
+    assert assessor.label(80, "tcp").label == "http"  # aliases: one description
+    a = assessor.assess(result(465), TLS).assessment
+    assert a is not None and a.verdict == "contradicts"
+    assert "registered as 'urd' or 'submissions', but it speaks https" in a.warning
+    a = assessor.assess(result(465), Evidence("tls", "TLSv1.3", "tls")).assessment
+    assert a is not None and a.verdict == "consistent"
 
 
 def run_main(argv: list[str]) -> tuple[int, str, str]:
