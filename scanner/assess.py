@@ -171,7 +171,8 @@ def check_command(host: str, port: int, protocol: str, service: str = "") -> str
     """A command a person can run to check what ``host`` ``port``/``protocol`` speaks.
 
     By the service seen: ``curl -sv`` for HTTP, ``openssl s_client`` for TLS (``-dtls``
-    over UDP), ``dig`` for DNS, ``snmpget`` for SNMP, else ``nc`` (``nc -u`` for UDP). Every part is shell-quoted.
+    over UDP), ``dig`` for DNS, ``snmpget`` for SNMP, else ``nc`` (``nc -u`` for UDP).
+    Every part is shell-quoted.
     """
     bracketed = f"[{host}]" if ":" in host else host
     target = shlex.quote(f"{bracketed}:{port}")

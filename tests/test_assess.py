@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import netlab
 import pytest
@@ -21,6 +23,7 @@ from scanner.models import Assessment, Attestation, PortState, Proto, Reason, Re
 from scanner.portcard import build_card
 from scanner.registry import Registry, attestation, load_registry, parse_registry_csv
 from scanner.registry.customary import CustomaryUse, customary_uses
+from scanner.report.explain import explain_lines, stale_note
 
 HTTP = Evidence("http", "lab-http/1.0; 200; title 'lab page'", "http")
 SSH = Evidence("ssh", "OpenSSH_9.2p1 Debian-2", "banner")
@@ -416,3 +419,83 @@ def test_registry_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         assert code == 0 and "13701 records" in out
     finally:
         load_registry.cache_clear()
+
+
+# -- issue 14: customary ports raise no alarm, a contradicting one does --------------------
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(150)
+def test_customary_and_contradicting_ports_in_the_lab(make_lab: Any, tmp_path: Path) -> None:
+    lab = make_lab(tcp={8000: "http", 2222: "banner", 2451: "http", 3451: "garbage"})
+    ports = ["198.18.0.2", "-p", "2222,2451,3451,8000"]
+    table = portprobe(lab, *ports, timeout=90)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[1]: line for line in table.stdout.splitlines() if "/tcp " in line}
+    for port, service in (("8000/tcp", "http"), ("2222/tcp", "ssh")):
+        assert service in rows[port] and "customary" in rows[port]
+        assert "!!" not in rows[port]
+        assert f"198.18.0.2 {port}:" not in table.stdout  # no warning line either
+    assert "!! CONTRADICTS" in rows["2451/tcp"]
+    assert (
+        "198.18.0.2 2451/tcp: label is not evidence: 2451/tcp is registered as 'netchat', "
+        "but it speaks http"
+    ) in table.stdout
+    assert "!! UNRECOGNISED" in rows["3451/tcp"]  # an obscure port answering unnamed bytes
+    assert "198.18.0.2 3451/tcp: label is not evidence" in table.stdout
+
+    out = tmp_path / "scan.json"
+    proc = portprobe(lab, *ports, "-o", str(out), timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["scan"]["registry_date"] == "2026-09-17"
+    found = {r["port"]: r for r in doc["results"]}
+    assert (found[8000]["verdict"], found[8000]["evidence_probe"]) == ("customary", "http")
+    assert found[8000]["evidence_rule"] and found[8000]["warning"] == ""
+    assert found[2222]["verdict"] == "customary" and found[2222]["evidence"] == "ssh"
+    assert found[2451]["verdict"] == "contradicts"
+    assert found[3451]["verdict"] == "unrecognised" and found[3451]["evidence_excerpt"]
+
+
+@pytest.mark.parametrize(
+    ("dated", "today", "noted"),
+    [
+        ("2015-07-30", dt.date(2026, 12, 1), True),
+        ("2026-09-17", dt.date(2026, 12, 1), False),
+        ("2025-12-01", dt.date(2026, 12, 1), False),  # exactly a year
+        ("2025-11-30", dt.date(2026, 12, 1), True),
+        ("2024-02-29", dt.date(2025, 2, 28), False),
+        ("2024-02-29", dt.date(2025, 3, 1), True),
+        ("2002-04", dt.date(2026, 12, 1), True),  # IANA's month dates
+        ("not a date", dt.date(2026, 12, 1), False),
+        ("", dt.date(2026, 12, 1), False),
+    ],
+)
+def test_stale_note(dated: str, today: dt.date, noted: bool) -> None:
+    note = stale_note(dated, today)
+    assert bool(note) is noted
+    if noted:
+        assert dated in note and "portprobe registry update" in note
+
+
+def test_explain_lines() -> None:
+    evidence = Evidence(
+        "http", "SimpleHTTP/0.6; 200", "http", "SimpleHTTP", "0.6", "http:status-line",
+        "HTTP/1.0 200 OK",
+    )  # fmt: skip
+    lines = explain_lines(Assessor().assess(result(8000), evidence))
+    assert lines[0] == (
+        "198.18.0.2 8000/tcp: customary (it speaks a documented unofficial use of the port)"
+    )
+    assert "  evidence: http (SimpleHTTP 0.6), from probe http, named by rule http:status-line" in (
+        lines
+    )
+    assert "  bytes: HTTP/1.0 200 OK" in lines and "  registry: irdmi (common)" in lines
+    assert any(
+        line.startswith("  customary use: development and application HTTP") for line in lines
+    )
+    assert lines[-1] == "  check by hand: curl -sv http://198.18.0.2:8000/"
+    silent = explain_lines(Assessor().assess(result(3451), None))
+    assert silent[0].startswith("198.18.0.2 3451/tcp: unverified")
+    assert silent[-1] == "  check by hand: nc 198.18.0.2 3451"
+    assert explain_lines(Assessor().assess(result(3451, PortState.FILTERED), None)) == []
