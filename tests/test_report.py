@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -191,6 +192,28 @@ def test_table_shows_open_ports_sorted_and_escapes_names() -> None:
     assert "\x1b" not in text and "evil\\x1b[2Jname" in text
     assert text.index("22/tcp") < text.index("443/tcp")
     assert "23/tcp" not in text
+
+
+@pytest.mark.parametrize(
+    ("dated", "noted"), [("2015-07-30", True), ("2026-09-17", False), ("", False)]
+)
+def test_table_dates_its_labels_and_explains(dated: str, noted: bool) -> None:
+    from scanner.assess import Assessor
+    from scanner.evidence import Evidence
+
+    table = TableReport(registry_date=dated, today=dt.date(2026, 12, 1), explain=True)
+    assessor = Assessor()
+    table.add(assessor.assess(result(8000), Evidence("http", "x\x1b[2J; 200", "http")))
+    table.add(assessor.assess(result(2451), Evidence("", "", "banner", excerpt="\\x00ab")))
+    out = io.StringIO()
+    table.render(Summary(ports_per_host=2), out)
+    lines = out.getvalue().splitlines()
+    assert (lines[0] == f"Labels from the IANA registry of {dated}") is bool(dated)
+    assert ("over a year old" in lines[-1]) is noted
+    assert any(x.startswith("198.18.0.2 8000/tcp: customary (it speaks a doc") for x in lines)
+    assert "  check by hand: curl -sv http://198.18.0.2:8000/" in lines
+    assert "  check by hand: nc 198.18.0.2 2451" in lines
+    assert "!! UNRECOGNISED" in out.getvalue() and "\x1b" not in out.getvalue()
 
 
 def test_atomic_output_renames_only_on_commit(tmp_path: Path) -> None:

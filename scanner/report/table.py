@@ -4,10 +4,15 @@ Rules:
 - Only the rows shown are kept (open ports, or every port with ``--all``), never the rest.
 - Every string from outside (host names now, banners later) passes :func:`printable`
   before it reaches a terminal, so no control character or escape sequence gets through.
+- Given the registry's date, the report starts with it (a header line) and, when the data
+  is over a year old on ``today``, ends with one note saying so
+  (:func:`scanner.report.explain.stale_note`). With ``explain``, each open port's
+  evidence trail and a command to check it by hand follow the warnings.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from typing import TextIO
@@ -86,8 +91,18 @@ def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
 class TableReport:
     """Collects the rows to show and renders them with the summary at the end."""
 
-    def __init__(self, *, show_all: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        show_all: bool = False,
+        registry_date: str = "",
+        today: dt.date | None = None,
+        explain: bool = False,
+    ) -> None:
         self.show_all = show_all
+        self.registry_date = registry_date
+        self.today = today
+        self.explain = explain
         self.rows: list[Result] = []
 
     @property
@@ -102,6 +117,8 @@ class TableReport:
 
     def render(self, summary: Summary, stream: TextIO) -> None:
         """Write the table, the "Not shown" line and the unreachable hosts to ``stream``."""
+        if self.registry_date:
+            stream.write(f"Labels from the IANA registry of {printable(self.registry_date)}\n")
         if self.rows:
             # One address parse per host, not per row: --all can mean 65,535 rows a host.
             keys = {host: address_key(host) for host in {r.host for r in self.rows}}
@@ -123,6 +140,11 @@ class TableReport:
                 if r.assessment is not None and r.assessment.policy == Judgement.VIOLATION:
                     where = f"{r.host} {r.port}/{r.protocol.value}"
                     stream.write(f"{where}: open, and the policy does not allow it\n")
+            if self.explain:
+                from scanner.report.explain import explain_lines
+
+                for r in rows:
+                    stream.writelines(printable(line) + "\n" for line in explain_lines(r))
         elif summary.total:
             stream.write("No open ports found.\n")
         line = summary.not_shown(self.shown)
@@ -134,3 +156,8 @@ class TableReport:
         if len(unreachable) > MAX_UNREACHABLE_LISTED:
             more = len(unreachable) - MAX_UNREACHABLE_LISTED
             stream.write(f"... and {more} more unreachable hosts\n")
+        if self.registry_date and self.today is not None:
+            from scanner.report.explain import stale_note
+
+            if note := stale_note(self.registry_date, self.today):
+                stream.write(note + "\n")
