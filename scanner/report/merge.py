@@ -167,7 +167,7 @@ def write_merged(
 ) -> None:
     """Write ``merged`` to ``stream`` in ``fmt`` (a report format, or ``table``)."""
     if fmt == "table":
-        table = TableReport(show_all=merged.closed_listed)
+        table = TableReport(show_all=merged.closed_listed, registry_date=merged.registry_date)
         for result in merged.results:
             table.add(result)
         table.render(merged.summary, stream)
