@@ -205,3 +205,25 @@ class ScanConfig:
             raise ValueError("retries must not be negative")
         if self.workers is not None and self.workers < 1:
             raise ValueError("workers must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceConfig:
+    """Budgets of evidence gathering.
+
+    ``timeout``: seconds for one port, all its attempts running concurrently within it.
+    ``max_bytes``: most bytes read per connection. ``concurrency``: most ports at once.
+    """
+
+    timeout: float = 2.0
+    max_bytes: int = 8192
+    concurrency: int = 32
+
+    def __post_init__(self) -> None:
+        """Reject budgets that cannot work."""
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0, not {self.timeout!r}")
+        if self.max_bytes < 64:
+            raise ValueError(f"max_bytes must be >= 64, not {self.max_bytes!r}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {self.concurrency!r}")

@@ -150,6 +150,8 @@ def test_loopback_scan_exact_states_and_csv(listener: int, tmp_path: Path) -> No
     assert rows[closed]["state"] == "closed" and rows[closed]["reason"] == "conn-refused"
     assert all(r["protocol"] == "tcp" for r in rows.values())
     assert f"{listener}/tcp" in out and "portprobe done: 1 host (1 up)" in out
+    # --all went to the file; the terminal keeps its usual view.
+    assert f"{closed}/tcp" not in out and "Not shown: 1 closed" in out
 
 
 def test_file_without_all_omits_closed_ports(listener: int, tmp_path: Path) -> None:

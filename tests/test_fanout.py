@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner.engine import Scan
+from scanner.engine.records import Decoder, encode_counters, encode_error, encode_result
 from scanner.errors import ScanError
-from scanner.fanout import Decoder, encode_counters, encode_error, encode_result
 from scanner.models import PortState, Reason, ScanConfig
 from scanner.targets import TargetSet, parse_target
 

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scanner.cli
+import scanner.cli.run
 import scanner.registry
 from scanner.cli import Environment, ExitStatus, main
 from scanner.errors import TargetFileError
@@ -115,7 +115,7 @@ def no_scans(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         calls.append(args)
         raise scanner.registry.RegistryError("not in the fuzzer")
 
-    monkeypatch.setattr(scanner.cli, "run_scan", fake_scan)
+    monkeypatch.setattr(scanner.cli.run, "run_scan", fake_scan)
     monkeypatch.setattr(scanner.registry, "update_registry", refuse)
     monkeypatch.setattr(scanner.registry, "rollback_registry", refuse)
     return calls

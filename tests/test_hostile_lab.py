@@ -29,7 +29,7 @@ from conftest import PORTPROBE, portprobe, require_netns
 from lab_services import ANSI_EVIL, ENDLESS_BYTES, FORMULAS, GARBAGE, formula_for
 
 from scanner.evidence import SLACK, Evidence, EvidenceConfig, Prober
-from scanner.protocols import clean
+from scanner.protocols import clean, tcp
 from scanner.report.writers import CSV_COLUMNS
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
@@ -214,11 +214,10 @@ def test_evidence_is_bounded_in_time_and_bytes(
     found, seconds = probe(hostile, port)
     print(f"evidence {port}: {seconds:.3f} s, bytes read per connection {counted.per_connection}")
     assert fastest * 0.9 <= seconds <= QUICK.timeout + SLACK + 0.1, seconds
-    # Passive, HTTP and TLS attempts (a reset may beat asyncio to the connect's end).
-    assert len(counted.per_connection) == (
-        3 if service is not None else len(counted.per_connection)
-    )
-    assert len(counted.per_connection) <= 3
+    # Passive, HTTP and TLS attempts, and the active probes that got a turn within the
+    # budget (a reset may beat asyncio to the connect's end).
+    most = 3 + len(tcp.active_probes())
+    assert (3 if service is not None else 0) <= len(counted.per_connection) <= most
     assert max(counted.per_connection, default=0) <= QUICK.max_bytes, counted.per_connection
     if service is None:
         assert found == Evidence("", "", "")

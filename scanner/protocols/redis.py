@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 
 from scanner.protocols import Evidence, clean
+from scanner.protocols.tcp import TcpProbe
 
-__all__ = ["PROBE", "build_probe", "parse_reply"]
+__all__ = ["PROBE", "TCP_PROBES", "build_probe", "parse_reply"]
 
 PROBE = b"PING\r\n"
 _MAX_LINE = 512
@@ -48,3 +49,8 @@ def parse_reply(data: bytes) -> Evidence | None:
     if m is None:
         return None
     return Evidence("redis", clean(line[1:-1]), "redis")
+
+
+TCP_PROBES = (
+    TcpProbe(name="redis", request=lambda _h, _p: PROBE, decode=parse_reply, rank=10),
+)

@@ -24,7 +24,7 @@ from scanner.models import PortState, Reason, Result
 from scanner.report import make_writer
 from scanner.report.read import Report
 from scanner.report.summary import Summary
-from scanner.report.table import TableReport, address_key
+from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta
 
 __all__ = ["Merged", "merge_reports", "write_merged"]
@@ -165,13 +165,7 @@ def _add_unlisted_closed(summary: Summary, report: Report) -> None:
 def write_merged(
     merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
 ) -> None:
-    """Write ``merged`` to ``stream`` in ``fmt`` (a report format, or ``table``)."""
-    if fmt == "table":
-        table = TableReport(show_all=merged.closed_listed, registry_date=merged.registry_date)
-        for result in merged.results:
-            table.add(result)
-        table.render(merged.summary, stream)
-        return
+    """Write ``merged`` to ``stream`` in ``fmt`` (any report format, ``table`` too)."""
     meta = ScanMeta(
         version=version,
         command=command,

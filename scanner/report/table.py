@@ -21,6 +21,7 @@ from tabulate import tabulate
 
 from scanner.models import Assessment, Judgement, PortState, Result
 from scanner.report.summary import Summary
+from scanner.report.writers import Ending, ScanMeta
 
 # The class of ``scanner.protocols.clean``: C0 and C1 controls, DEL, zero-width characters,
 # line/paragraph separators, bidi embeddings, overrides and isolates, and the BOM.
@@ -161,3 +162,22 @@ class TableReport:
 
             if note := stale_note(self.registry_date, self.today):
                 stream.write(note + "\n")
+
+
+class TableWriter:
+    """The terminal table as a report :class:`~scanner.report.writers.Writer` (``.txt``)."""
+
+    def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        self._stream = stream
+        self.table = TableReport(show_all=meta.closed_listed, registry_date=meta.registry_date)
+
+    def write(self, result: Result) -> None:
+        """Keep ``result`` for the table (written, sorted, by :meth:`close`)."""
+        self.table.add(result)
+
+    def omit(self, result: Result) -> None:
+        """Nothing: the summary counts what is not shown."""
+
+    def close(self, ending: Ending) -> None:
+        """Render the table and the summary lines."""
+        self.table.render(ending.summary, self._stream)

@@ -1,29 +1,16 @@
-"""Worker processes for one scan: fork, a binary record stream back, and a clean stop.
+"""The binary record stream from a scan's worker processes back to the parent.
 
 Rules and theory:
-- A sweep is CPU-bound in one Python process (socket, connect and close dominate), so a
-  scan may fan out to worker processes, each running the ordinary engine on its own shard
-  of the same seeded plan. Shards are disjoint and cover the plan exactly (``scanner.plan``).
-- Workers are forked, so they start in milliseconds and inherit the targets, the raised
-  descriptor limit and the network namespace. A worker ignores SIGINT (the terminal sends
-  it to the whole process group; the parent decides) and treats SIGTERM as "stop, send
-  what is finished, exit", so an interrupted scan loses no finished result.
 - A worker writes fixed-size binary records to a pipe: results (host index, port, state,
   reason, RTT, tries, time), then its counters, or an error message if it failed. The
   parent decodes whole records only; a truncated tail (a worker killed mid-write) is
-  dropped. A worker gets SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``), and a
-  write to a pipe whose reader is gone kills it anyway: no orphan scans on.
+  dropped.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import os
-import signal
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from scanner.models import PortState, Reason
@@ -123,77 +110,3 @@ class Decoder:
                 offset += length
             offset += size
         self.pending = buffer[offset:]
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to send SIGTERM when the parent exits; exit now if it already has.
-
-    (Linux ties this to the forking *thread*; the engine forks from the thread running
-    its event loop, which outlives the workers.)
-    """
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-@dataclass(slots=True)
-class Worker:
-    """A forked worker: its pid, the read end of its pipe, and its decoder."""
-
-    pid: int
-    fd: int
-    decoder: Decoder = field(default_factory=Decoder)
-    status: int | None = None
-
-    def stop(self) -> None:
-        """Ask the worker to stop and send what it has finished."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-
-    def reap(self, *, kill: bool = False) -> int:
-        """Wait for the worker to exit (killing it first if asked); its exit status."""
-        if self.status is None:
-            if kill:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-            try:
-                _, raw = os.waitpid(self.pid, 0)
-                self.status = os.waitstatus_to_exitcode(raw)
-            except ChildProcessError:
-                self.status = 0
-        return self.status
-
-
-def fork_worker(body: Callable[[int], None]) -> Worker:
-    """Fork a worker that runs ``body(write_fd)`` and exits; the parent gets its Worker.
-
-    In the child, SIGINT is ignored, SIGTERM is left for ``body`` to handle, the parent's
-    signal wakeup descriptor is dropped, and any exception becomes an error record and
-    exit status 1. The child never returns into the caller.
-    """
-    read_fd, write_fd = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
-    if pid:
-        os.close(write_fd)
-        return Worker(pid, read_fd)
-    code = 0
-    try:
-        os.close(read_fd)
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        _die_with_parent(parent)
-        body(write_fd)
-    except BaseException as exc:  # reported to the parent through the pipe, never raised
-        code = 1
-        with contextlib.suppress(OSError):
-            os.write(write_fd, encode_error(f"{type(exc).__name__}: {exc}"))
-    finally:
-        os._exit(code)
