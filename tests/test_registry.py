@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import IANA_XML_FILE, needs_iana_xml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -655,27 +656,13 @@ def test_public_names_exist_and_are_documented() -> None:
 
 # --- IANA's XML ---------------------------------------------------------------------------
 
-# The real registry, kept beside the repository as test data only (never committed): see
-# ../shared/iana/README.md. CI has ../shared beside the clone; a git worktree may sit one
-# level deeper, so the nearest ancestor's shared/ counts.
-_IANA_XML_PATH = Path("shared", "iana", "service-names-port-numbers.xml")
-IANA_XML_FILE = next(
-    (
-        found
-        for parent in Path(__file__).resolve().parents[1:]
-        if (found := parent / _IANA_XML_PATH).exists()
-    ),
-    Path(__file__).resolve().parents[2] / _IANA_XML_PATH,
-)
-needs_iana_xml = pytest.mark.skipif(
-    not IANA_XML_FILE.exists(),
-    reason=f"IANA's registry XML (test data, never committed) is not at {IANA_XML_FILE}",
-)
+# The real registry, kept beside the repository as test data only (see conftest).
+IANA_XML = IANA_XML_FILE or Path("/nonexistent")
 
 
 @pytest.fixture(scope="module")
 def iana_xml() -> scanner.registry.IanaXml:
-    return parse_registry_xml(IANA_XML_FILE.read_text(encoding="utf-8"))
+    return parse_registry_xml(IANA_XML.read_text(encoding="utf-8"))
 
 
 @needs_iana_xml
@@ -732,7 +719,7 @@ def test_xml_fields(iana_xml: scanner.registry.IanaXml) -> None:
 
 @needs_iana_xml
 def test_update_from_xml_then_rollback(user_dir: Path) -> None:
-    result = update_registry(str(IANA_XML_FILE))
+    result = update_registry(str(IANA_XML))
     assert result.records == 14_533 and result.path.name == "iana-service-names-port-numbers.xml"
     registry = load_registry()
     assert registry.date == "2026-08-17"
@@ -741,7 +728,7 @@ def test_update_from_xml_then_rollback(user_dir: Path) -> None:
     assert asam is not None and registry.person(asam.assignee).startswith("Mike Gossett")
     provenance = json.loads((user_dir / "iana-registry.json").read_text(encoding="utf-8"))
     assert provenance["snapshot_date_basis"] == "the registry's <updated> element"
-    assert provenance["sha256"] == hashlib.sha256(IANA_XML_FILE.read_bytes()).hexdigest()
+    assert provenance["sha256"] == hashlib.sha256(IANA_XML.read_bytes()).hexdigest()
 
     rollback_registry()
     assert load_registry().date == SHIPPED_DATE
