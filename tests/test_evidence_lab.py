@@ -30,6 +30,8 @@ def core(found: Evidence) -> Evidence:
     """``found`` without its trail (excerpt, product, version, rule): the codec tests pin
     those; here what matters is what was identified, and how."""
     return dataclasses.replace(found, excerpt="", product="", version="", rule="")
+
+
 LAB_TLS = "TLSv1.3; CN=lab.test; self-signed"
 
 

