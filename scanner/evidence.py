@@ -169,6 +169,23 @@ class Prober:
             except TimeoutError:
                 return NO_EVIDENCE
 
+    async def sweep_udp(self, address: str, family: int, port: int) -> Evidence:
+        """What a UDP port that answered nothing to its own payloads answers to the others.
+
+        Sends every payload of ``protocols.udp.SWEEP`` the port did not get already, at
+        once (the scan proved the port silent, so no ICMP error is spent on it), once more
+        at half the budget, and identifies the first reply. :data:`NO_EVIDENCE` when it
+        stays silent; a reply proves the port open. Bounded as :meth:`probe_udp`.
+        """
+        async with self._turn(address):
+            try:
+                async with asyncio.timeout(self.config.timeout + SLACK):
+                    return await _probe_udp(
+                        address, family, port, self.config, udp.sweep_for(port)
+                    )
+            except TimeoutError:
+                return NO_EVIDENCE
+
     async def probe_udp(self, address: str, family: int, port: int) -> Evidence:
         """What ``address``:``port`` (UDP, ``family`` AF_INET/AF_INET6) answered, if anything.
 
@@ -565,14 +582,20 @@ class _PortProbe:
 # --------------------------------------------------------------------------- UDP
 
 
-async def _probe_udp(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
-    """The UDP probe of one port (see the module's rules)."""
-    reply = await udp_transport.exchange(
-        address,
-        family,
-        port,
-        udp_transport.udp_payloads(port),
-        config.timeout,
-        config.timeout * RESEND_AFTER,
+async def _probe_udp(
+    address: str,
+    family: int,
+    port: int,
+    config: EvidenceConfig,
+    probes: tuple[udp.UdpProbe, ...] | None = None,
+) -> Evidence:
+    """The UDP probe of one port (see the module's rules): its own payloads, or ``probes``."""
+    payloads = (
+        udp_transport.udp_payloads(port) if probes is None else [p.payload for p in probes]
     )
-    return NO_EVIDENCE if reply is None else udp.identify(port, reply[: config.max_bytes])
+    reply = await udp_transport.exchange(
+        address, family, port, payloads, config.timeout, config.timeout * RESEND_AFTER
+    )
+    if reply is None:
+        return NO_EVIDENCE
+    return udp.identify(port, reply[: config.max_bytes], probes)

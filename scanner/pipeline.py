@@ -5,6 +5,9 @@ Rules and theory:
   result gets its registry label, then, if it is open, the evidence of what it speaks
   (``scanner.evidence``), the verdict (``scanner.assess``) and the policy mark
   (``scanner.policy``), in that order. Nothing else joins these.
+- A UDP port that answered nothing to its own payloads (``open|filtered``) gets the
+  payloads of every other protocol we have (``Prober.sweep_udp``): DNS on 5300 or SNMP on
+  1161 answers only its own. A reply makes it ``open`` (reason ``udp-response``).
 - Results that are not *reported* (closed ports, unless ``closed`` is set) pass through
   unassessed (``assessment`` None): the caller still counts them.
 - Evidence is gathered while the scan goes on, one task per open port (the prober bounds
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import socket
@@ -32,7 +36,7 @@ from collections.abc import AsyncGenerator, AsyncIterable
 from typing import TYPE_CHECKING
 
 from scanner.errors import ScanError
-from scanner.models import PortState, Proto, Result
+from scanner.models import PortState, Proto, Reason, Result
 
 if TYPE_CHECKING:  # imported when first needed: they cost start-up time
     from scanner.assess import Assessor
@@ -161,7 +165,7 @@ class Pipeline:
         if not self.reported(result):
             self._ready.append(result)
             self._push_wake()
-        elif self._prober is not None and result.state is PortState.OPEN and not self._stopped:
+        elif self._prober is not None and _probed_for_evidence(result) and not self._stopped:
             task = asyncio.get_running_loop().create_task(self._probe(result))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._probed, result))
@@ -177,7 +181,13 @@ class Pipeline:
         elif (error := task.exception()) is not None:
             self._error = self._error or error  # a bug in a probe: raised by run()
         else:
-            self._assess(result, task.result())
+            evidence = task.result()
+            if result.state is PortState.OPEN_FILTERED and evidence.proof:
+                # A silent UDP port answered another protocol's payload: it is open.
+                result = dataclasses.replace(
+                    result, state=PortState.OPEN, reason=Reason.UDP_RESPONSE
+                )
+            self._assess(result, evidence)
 
     def _assess(self, result: Result, evidence: Evidence | None) -> None:
         if self._assessor is not None:
@@ -229,6 +239,16 @@ class Pipeline:
     async def _probe(self, result: Result) -> Evidence:
         assert self._prober is not None
         family = socket.AF_INET6 if ":" in result.host else socket.AF_INET
+        if result.state is PortState.OPEN_FILTERED:
+            return await self._prober.sweep_udp(result.host, family, result.port)
         if result.protocol is Proto.UDP:
             return await self._prober.probe_udp(result.host, family, result.port)
         return await self._prober.probe(result.host, family, result.port)
+
+
+def _probed_for_evidence(result: Result) -> bool:
+    """Open ports; and silent UDP ports, which get the payloads of other protocols."""
+    state = result.state
+    return state is PortState.OPEN or (
+        state is PortState.OPEN_FILTERED and result.protocol is Proto.UDP
+    )

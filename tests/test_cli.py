@@ -213,3 +213,36 @@ def test_library_refuses_bad_port_numbers(ports: list[int]) -> None:
 
     with pytest.raises(scanner.PortSpecError, match="out of range"):
         asyncio.run(first())
+
+
+def test_ctrl_c_during_evidence_stops_at_once_and_keeps_the_result(
+    listener: int, tmp_path: Path
+) -> None:
+    """A silent open port with a 30 s evidence budget: SIGINT ends the scan within a
+    fraction of a second, and the report holds the port (without evidence)."""
+    import signal
+    import time
+
+    out = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "127.0.0.1", "-p", str(listener),
+         "--evidence-timeout", "30", "-q", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2.0)  # start-up, the scan, and the evidence probe under way
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == ExitStatus.INTERRUPTED
+    assert took < 1.5  # interpreter teardown included; it was the 30 s budget before
+    doc = json.loads(out.read_text())
+    assert [(r["port"], r["state"], r["verdict"]) for r in doc["results"]] == [
+        (listener, "open", "unverified")
+    ]
+    assert doc["end"]["complete"] is False
