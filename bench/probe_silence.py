@@ -1,9 +1,8 @@
 """Which real daemons stay silent to other protocols' probes: the data behind probe ranks.
 
 Starts the daemons of ``tests/daemonlab_b.py`` in a lab, sends every active probe of
-``scanner.protocols.tcp`` (with the second batch's modules registered) to every daemon,
-each on its own connection, and prints per daemon the probes it neither answered nor
-closed on within ``--wait`` seconds.
+``scanner.protocols.tcp`` to every daemon, each on its own connection, and prints per
+daemon the probes it neither answered nor closed on within ``--wait`` seconds.
 
 Rules and theory:
 
@@ -30,9 +29,6 @@ import netlab
 
 from scanner.protocols import tcp
 from scanner.protocols.tcp import TcpProbe
-
-MODULES_B = ("smb2", "rdp", "kerberos", "x11", "telnet", "irc", "xmpp", "nats", "rmi", "sip",
-             "rtsp", "mssql", "h2")  # fmt: skip
 
 
 async def _one(host: str, port: int, probe: TcpProbe, wait: float) -> str:
@@ -67,8 +63,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wait", type=float, default=1.5, help="seconds a probe waits")
     args = parser.parse_args()
-    tcp._MODULES = tuple(dict.fromkeys((*tcp._MODULES, *MODULES_B)))
-    tcp._all_probes.cache_clear()
     start = time.perf_counter()
     try:
         with netlab.Lab() as lab:
