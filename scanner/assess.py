@@ -237,7 +237,7 @@ class Assessor:
         known = self._base(result.port, protocol)
         base = known.assessment
         if result.state is not PortState.OPEN:
-            return dataclasses.replace(result, assessment=base)
+            return result.assessed(base)
         attest = Attestation(base.attestation) if base.attestation else Attestation.UNASSIGNED
         outcome = verdict(
             known.names, attest, evidence, customary_for(result.port, protocol, attest)
@@ -245,9 +245,8 @@ class Assessor:
         trail = evidence if evidence is not None and _spoke(evidence) else NO_EVIDENCE
         seen = trail.service
         where = f"{result.port}/{protocol}"
-        return dataclasses.replace(
-            result,
-            assessment=dataclasses.replace(
+        return result.assessed(
+            dataclasses.replace(
                 base,
                 evidence=seen,
                 evidence_detail=trail.detail,

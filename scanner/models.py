@@ -155,6 +155,14 @@ class Result:
     timestamp: float = 0.0
     assessment: Assessment | None = None
 
+    def assessed(self, assessment: Assessment | None) -> Result:
+        """This result with ``assessment``: ``dataclasses.replace``, without its cost (the
+        results path assesses every reported port; replace took a third of that time)."""
+        return Result(
+            self.host, self.port, self.protocol, self.state, self.reason,
+            self.hostname, self.rtt, self.tries, self.timestamp, assessment,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timing:
