@@ -229,6 +229,7 @@ class _Attempt:
     """One connection's attempt; its task fills ``best``/``partial`` and sets ``done``."""
 
     ceiling = _IDENTIFIED  # the strongest evidence this attempt can still produce
+    proof = ""  # what this attempt sent, as its evidence names it
 
     def __init__(self, probe: _PortProbe) -> None:
         self.p = probe
@@ -237,6 +238,7 @@ class _Attempt:
         self.found_at = 0.0
         self.promising = False  # the peer has started to speak this attempt's protocol
         self.done = False
+        self.unnamed = b""  # a reply no decoder of this attempt named, for _cross_decoded
 
     def found(self, evidence: Evidence | None) -> None:
         if evidence is not None and rank(evidence) > rank(self.best):
@@ -260,6 +262,17 @@ class _Attempt:
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
+
+    async def read_by(self, bounded: BoundedReader, until: float) -> bytes | None:
+        """The next chunk, or None when ``until`` comes first; the port's deadline, when it
+        comes first, raises TimeoutError (the attempt is over)."""
+        try:
+            async with asyncio.timeout_at(min(until, self.p.deadline)):
+                return await bounded.read()
+        except TimeoutError:
+            if asyncio.get_running_loop().time() >= self.p.deadline:
+                raise
+            return None
 
 
 def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
@@ -285,6 +298,19 @@ def _unrecognised(proof: str, data: bytes) -> Evidence:
     return _with_trail(banner.unidentified(data, proof), proof, data)
 
 
+def _cross_decoded(proof: str, data: bytes) -> Evidence | None:
+    """What the other probes' decoders make of a reply that was not to their request.
+
+    A server may answer a foreign request in its own protocol (ngircd answers HTTP with
+    ``ERROR :... This is IRC!``): when nothing better was found, that still names it.
+    """
+    for probe in tcp.active_probes():
+        named = probe.decode(data[: probe.max_reply])
+        if named is not None and named.service:
+            return _with_trail(named, f"{proof}>{probe.name}", data)
+    return None
+
+
 class _Passive(_Attempt):
     """Listen for a banner."""
 
@@ -294,15 +320,9 @@ class _Passive(_Attempt):
         data = bytearray()
         settle_at: float | None = None
         while not bounded.full:
-            try:
-                async with asyncio.timeout_at(settle_at or self.p.deadline):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if settle_at is None or loop.time() >= self.p.deadline:
-                    raise
-                break  # identified, and no line end came: take it as it is
+            chunk = await self.read_by(bounded, settle_at or self.p.deadline)
             if not chunk:
-                break
+                break  # closed; or identified, and no line end came: take it as it is
             data += chunk
             self.promising = True
             self.partial = greeting(bytes(data))
@@ -319,6 +339,8 @@ class _Passive(_Attempt):
 class _Http(_Attempt):
     """``GET /`` in clear; an answer that is not HTTP may still be Redis's, or unrecognised."""
 
+    proof = "http"
+
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
         parser = http.ResponseParser()
@@ -331,14 +353,23 @@ class _Http(_Attempt):
                 break
             head += chunk[: 512 - len(head)]
             parser.feed(chunk)
-            self.partial = parser.evidence()
+            self.partial = self._judge(parser, bytes(head))
+        self.found(self._judge(parser, bytes(head)))
+
+    def _judge(self, parser: http.ResponseParser, head: bytes) -> Evidence | None:
+        """What the answer so far shows: HTTP, Redis, or bytes no decoder named (kept, also
+        for the other probes' decoders: the peer may be waiting for more, a head never
+        ends)."""
         answer = parser.evidence()
         if answer is not None:
-            self.found(_with_trail(answer, "http", bytes(head)))
-        elif (named := redis.parse_reply(bytes(head))) is not None:
-            self.found(_with_trail(named, "redis", bytes(head)))
-        elif head:
-            self.found(_unrecognised("http", bytes(head)))
+            return _with_trail(answer, "http", head)
+        named = redis.parse_reply(head)
+        if named is not None:
+            return _with_trail(named, "redis", head)
+        if not head:
+            return None
+        self.unnamed = head
+        return _unrecognised("http", head)
 
 
 class _Tls(_Attempt):
@@ -450,12 +481,8 @@ class _Tls(_Attempt):
             data += client.read(limit - len(data))
             if data and banner.settled(bytes(data)):
                 break
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
+            chunk = await self.read_by(bounded, wait_until)
+            if chunk is None:
                 break
             client.receive(chunk)
             writer.write(client.data_to_send())
@@ -506,23 +533,18 @@ class _Probe(_Attempt):
     def __init__(self, port_probe: _PortProbe, spec: tcp.TcpProbe) -> None:
         super().__init__(port_probe)
         self.spec = spec
+        self.proof = spec.name
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
         spec = self.spec
         writer.write(spec.request(self.p.address, self.p.port))
         bounded = BoundedReader(reader, min(spec.max_reply, self.p.config.max_bytes))
         data = bytearray()
         while not bounded.full:
             # Silence gives the turn up; a peer that has started to answer gets the budget.
-            wait_until = self.p.deadline if data else min(self.p.probe_wait_end(), self.p.deadline)
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
-                break
+            chunk = await self.read_by(
+                bounded, self.p.deadline if data else self.p.probe_wait_end()
+            )
             if not chunk:
                 break
             data += chunk
@@ -531,9 +553,9 @@ class _Probe(_Attempt):
             if named is not None:
                 self.found(_with_trail(named, spec.name, bytes(data)))
                 return
-            self.partial = _unrecognised(spec.name, bytes(data))
-        if data:
-            self.found(_unrecognised(spec.name, bytes(data)))
+            self.unnamed = bytes(data)
+            self.partial = _unrecognised(spec.name, self.unnamed)
+        self.found(self.partial)
 
 
 class _Queued(_Attempt):
@@ -542,6 +564,7 @@ class _Queued(_Attempt):
     def __init__(self) -> None:
         self.best = self.partial = None
         self.done = self.promising = False
+        self.unnamed = b""
 
 
 _QUEUED = _Queued()
@@ -610,7 +633,13 @@ class _PortProbe:
             contenders.append(_QUEUED)
         if not contenders or now >= self.deadline:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
-            return max(candidates, key=rank, default=NO_EVIDENCE), 0.0
+            final = max(candidates, key=rank, default=NO_EVIDENCE)
+            if rank(final) <= _UNIDENTIFIED:
+                for attempt in attempts:
+                    named = attempt.unnamed and _cross_decoded(attempt.proof, attempt.unnamed)
+                    if named:
+                        return named, 0.0
+            return final, 0.0
         if best is None or rank(best) < _HTTP:
             return None, self.deadline
         if any(a.promising for a in contenders):

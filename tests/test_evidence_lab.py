@@ -354,3 +354,18 @@ def test_a_grpc_server_that_speaks_only_h2_over_tls(tmp_path: Path) -> None:
     found = asyncio.run(run())
     assert (found.service, found.proof) == ("grpc", "tls+http2")
     assert "CN=grpc.test" in found.detail and "grpc-status 12" in found.detail
+
+
+async def irc_refusing_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """ngircd 26's answer to an HTTP request (captured); silent to anything else."""
+    if (await reader.read(4096)).startswith(b"GET "):
+        writer.write(b'ERROR :"Oops, HTTP request received? This is IRC!"\r\n')
+        await writer.drain()
+    with contextlib.suppress(OSError):
+        await hold(reader)
+
+
+def test_a_reply_to_a_foreign_request_is_named_by_its_own_decoder() -> None:
+    """When nothing else named the port, the other probes' decoders read the replies."""
+    found, _ = on_loopback(irc_refusing_http, EvidenceConfig(timeout=1.0))
+    assert (found.service, found.proof) == ("irc", "http>irc")

@@ -6,17 +6,22 @@ Rules:
 - Only the rows shown are kept (open ports, or every port with ``--all``), never the rest.
 - Every string from outside (host names now, banners later) passes :func:`printable`
   before it reaches a terminal, so no control character or escape sequence gets through.
+- Given the registry's date, the report starts with it (a header line) and, when the data
+  is over a year old on ``today``, ends with one note saying so
+  (:func:`scanner.report.explain.stale_note`). With ``explain``, each open port's
+  evidence trail and a command to check it by hand follow the warnings.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import shutil
 import textwrap
 from typing import TextIO
 
-from scanner.models import PortState, Result
+from scanner.models import Assessment, Judgement, PortState, Result
 from scanner.report.summary import Summary
 from scanner.report.writers import Ending, ScanMeta
 
@@ -67,13 +72,13 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 3)] + "..."
 
 
-def _verdict_cell(verdict: str) -> str:
-    # A contradiction must stand out in a long table, without relying on colour.
-    return "!! CONTRADICTS" if verdict == "contradicts" else verdict
+def _verdict_cell(a: Assessment) -> str:
+    # An alarm must stand out in a long table, without relying on colour.
+    return f"!! {a.verdict.upper()}" if a.alarm else a.verdict
 
 
 def _policy_cell(policy: str) -> str:
-    return "!! VIOLATION" if policy == "violation" else policy
+    return "!! VIOLATION" if policy == Judgement.VIOLATION else policy
 
 
 def _seen(r: Result) -> str:
@@ -91,7 +96,7 @@ def _cells(r: Result, columns: tuple[str, ...]) -> list[str]:
         "REASON": r.reason.value,
         "LABEL": a.label if a is not None else "",
         "SEEN": _seen(r),
-        "VERDICT": _verdict_cell(a.verdict) if a is not None else "",
+        "VERDICT": _verdict_cell(a) if a is not None else "",
         "POLICY": _policy_cell(a.policy) if a is not None else "",
     }
     return [printable(values[column]) for column in columns]
@@ -140,11 +145,21 @@ class TableReport:
     """
 
     def __init__(
-        self, *, show_all: bool = False, reason: bool = False, width: int | None = None
+        self,
+        *,
+        show_all: bool = False,
+        reason: bool = False,
+        width: int | None = None,
+        registry_date: str = "",
+        today: dt.date | None = None,
+        explain: bool = False,
     ) -> None:
         self.show_all = show_all
         self.reason = reason
         self.width = terminal_width(width)
+        self.registry_date = registry_date
+        self.today = today
+        self.explain = explain
         self.rows: list[Result] = []
 
     @property
@@ -160,6 +175,8 @@ class TableReport:
     def render(self, summary: Summary, stream: TextIO) -> None:
         """Write each host's table and warnings, the "Not shown" line and the unreachable
         hosts to ``stream``."""
+        if self.registry_date:
+            stream.write(f"Labels from the IANA registry of {printable(self.registry_date)}\n")
         if self.rows:
             self._render_hosts(stream)
         elif summary.total:
@@ -173,6 +190,11 @@ class TableReport:
         if len(unreachable) > MAX_UNREACHABLE_LISTED:
             more = len(unreachable) - MAX_UNREACHABLE_LISTED
             stream.write(f"... and {more} more unreachable hosts\n")
+        if self.registry_date and self.today is not None:
+            from scanner.report.explain import stale_note
+
+            if note := stale_note(self.registry_date, self.today):
+                stream.write(note + "\n")
 
     def _render_hosts(self, stream: TextIO) -> None:
         # One address parse per host, not per row: --all can mean 65,535 rows a host.
@@ -210,8 +232,13 @@ class TableReport:
                 if a is not None and a.warning:
                     text = printable(f"{where}: {a.warning}")
                     stream.write(_wrapped(text, self.width) + "\n")
-                if a is not None and a.policy == "violation":
+                if a is not None and a.policy == Judgement.VIOLATION:
                     stream.write(f"{host} {where}: open, and the policy does not allow it\n")
+            if self.explain:
+                from scanner.report.explain import explain_lines
+
+                for r in rows[start:end]:
+                    stream.writelines(printable(line) + "\n" for line in explain_lines(r))
             start = end
 
 
@@ -220,7 +247,7 @@ class TableWriter:
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
-        self.table = TableReport(show_all=meta.closed_listed)
+        self.table = TableReport(show_all=meta.closed_listed, registry_date=meta.registry_date)
 
     def write(self, result: Result) -> None:
         """Keep ``result`` for the table (written, sorted, by :meth:`close`)."""
