@@ -59,6 +59,7 @@ class Reason(enum.StrEnum):
     UDP_RESPONSE = "udp-response"  # a datagram came back
     HOST_DOWN = "host-down"  # the host was given up on (e.g. it never resolved)
     ERROR = "error"  # a local error the scanner could not map to the network
+    ECHO_REPLY = "echo-reply"  # an ICMP echo was answered (host discovery, not a port)
 
 
 class Attestation(enum.StrEnum):
@@ -193,7 +194,8 @@ class ScanConfig:
     ``retries`` is how many times an unanswered probe is sent again. ``seed`` fixes the
     probe order (None: a random order). ``workers`` is how many processes share the scan
     (None: one per CPU, up to four, for scans large enough to gain from it; 1: this
-    process only).
+    process only). ``sequential`` probes host by host, ports in order (nmap's ``-r``)
+    instead of the seeded random order.
     """
 
     concurrency: int = 1024
@@ -203,6 +205,7 @@ class ScanConfig:
     seed: int | None = None
     workers: int | None = None
     defeat_icmp_ratelimit: bool = False
+    sequential: bool = False
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

@@ -13,6 +13,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import re
 import select
 import socket
@@ -121,11 +122,15 @@ ANSI_BANNER_TEXT = "evil.test ESMTP " + ANSI_EVIL
 
 
 def test_table_carries_no_control_character(hostile: netlab.Lab) -> None:
-    proc, _ = scan(hostile, "--all")
+    # A wide terminal, so the table shows the evidence whole (at 80 columns it is cut).
+    proc = hostile.run(
+        [*PORTPROBE, hostile.server4, "-p", SCANNED, "--evidence-timeout", "1s", "--all"],
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert UNSAFE.search(proc.stdout) is None, repr(UNSAFE.findall(proc.stdout))
     assert UNSAFE.search(proc.stderr) is None
-    lines = {line.split()[1]: line for line in proc.stdout.splitlines()[2:] if "/tcp" in line}
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if "/tcp  " in line}
     # The escapes are shown, visibly, as text: the user sees that the server tried.
     assert "\\x1b[2J" in lines[f"{ANSI}/tcp"] and "smtp (" in lines[f"{ANSI}/tcp"]
     assert "\\x1b[2J" in lines[f"{ANSI_HTTP}/tcp"] and "http (" in lines[f"{ANSI_HTTP}/tcp"]

@@ -1,4 +1,5 @@
-"""Reports: the terminal table, CSV, JSON, JSON Lines and nmap-style XML, and the summary.
+"""Reports: the terminal table, CSV, JSON, JSON Lines, nmap-style XML and grepable output,
+and the summary.
 
 Writers take an open stream and a fixed, documented column list; they never decide which
 results to include (the caller does) and never print anything themselves.
@@ -59,6 +60,12 @@ def _xml_writer(stream: TextIO, meta: ScanMeta) -> Writer:
     return XmlWriter(stream, meta)
 
 
+def _grepable_writer(stream: TextIO, meta: ScanMeta) -> Writer:
+    from scanner.report.grepable import GrepableWriter
+
+    return GrepableWriter(stream, meta)
+
+
 #: Every report format, the one place that maps a name to its extensions and writer.
 FORMAT_TABLE: dict[str, Format] = {
     f.name: f
@@ -68,6 +75,7 @@ FORMAT_TABLE: dict[str, Format] = {
         Format("json", (".json",), JsonWriter),
         Format("jsonl", (".jsonl", ".ndjson"), JsonLinesWriter),
         Format("xml", (".xml",), _xml_writer),
+        Format("grepable", (".gnmap",), _grepable_writer),  # nmap's -oG
     )
 }
 FORMATS = tuple(FORMAT_TABLE)

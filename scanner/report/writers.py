@@ -8,6 +8,11 @@ Rules:
   ``SCHEMA_VERSION``.
 - Times are ISO-8601 in UTC. CSV cells that a spreadsheet would run as a formula are
   neutralised with a leading apostrophe (OWASP's advice against CSV injection).
+- CSV rows come sorted by host (numerically), protocol and port, so they are kept until
+  :meth:`close`; no cell holds a raw line break (shown as ``\\x0a``, as on the terminal),
+  so line tools (grep, sort, wc -l) see one row per line.
+- JSON and JSON Lines end with a ``probed`` record of what the scan probed beyond the
+  ports listed (:mod:`scanner.report.probed`): ``diff`` and ``--resume`` need it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from scanner.models import Result
+from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 
 SCHEMA_VERSION = 4
@@ -196,37 +203,60 @@ class Writer(Protocol):
 
 
 class CsvWriter:
-    """CSV with a header row and the columns of ``CSV_COLUMNS``."""
+    """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules)."""
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        self._stream = stream
         self._csv = csv.writer(stream, lineterminator="\n")
-        # The csv module quotes a cell holding the line terminator ("\n"), not one holding
-        # a bare CR, which RFC 4180 readers take as a line end: such rows are fully quoted.
-        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._csv.writerow(CSV_COLUMNS)
+        self._results: list[Result] = []
 
     def write(self, result: Result) -> None:
-        hostname = result.hostname
-        row = (
-            result.host,
-            result.port,
-            result.protocol.value,
-            result.state.value,
-            result.reason.value,
-            "" if hostname is None else safe_cell(hostname),
-            "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
-            result.tries,
-            isotime(result.timestamp),
-            *map(safe_cell, assessment_cells(result)),
-        )
-        quote = any(isinstance(cell, str) and "\r" in cell for cell in row)
-        (self._quoted if quote else self._csv).writerow(row)
+        self._results.append(result)
 
     def omit(self, result: Result) -> None:
         pass
 
     def close(self, ending: Ending) -> None:
-        pass
+        from scanner.report.table import address_key  # (the table imports this module)
+
+        keys = {host: address_key(host) for host in {r.host for r in self._results}}
+        self._results.sort(key=lambda r: (keys[r.host], r.protocol.value, r.port))
+        for result in self._results:
+            self._csv.writerow(csv_row(result))
+        self._results = []
+
+
+# Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
+# RS, NEL, LS, PS).
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _show_break(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def csv_cell(value: str) -> str:
+    """A text cell as CSV writes it: no line break (shown as ``\\x0a``...), no formula."""
+    return safe_cell(_LINE_BREAK.sub(_show_break, value))
+
+
+def csv_row(result: Result) -> tuple[str | int, ...]:
+    """One result as a CSV row, in ``CSV_COLUMNS`` order."""
+    hostname = result.hostname
+    return (
+        result.host,
+        result.port,
+        result.protocol.value,
+        result.state.value,
+        result.reason.value,
+        "" if hostname is None else csv_cell(hostname),
+        "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
+        result.tries,
+        isotime(result.timestamp),
+        *map(csv_cell, assessment_cells(result)),
+    )
 
 
 class JsonWriter:
@@ -235,18 +265,21 @@ class JsonWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._first = True
+        self._probed = probed_log(meta)
         stream.write('{"scan": ' + json.dumps(meta.as_dict()) + ',\n "results": [')
 
     def write(self, result: Result) -> None:
         sep = "\n  " if self._first else ",\n  "
         self._first = False
+        self._probed.listed(result)
         self._stream.write(sep + json.dumps(result_record(result)))
 
     def omit(self, result: Result) -> None:
-        pass
+        self._probed.unlisted(result)
 
     def close(self, ending: Ending) -> None:
-        self._stream.write('\n ],\n "end": ' + json.dumps(ending.as_dict()) + "\n}\n")
+        end = {**ending.as_dict(), "probed": self._probed.as_dict()}
+        self._stream.write('\n ],\n "end": ' + json.dumps(end) + "\n}\n")
 
 
 class JsonLinesWriter:
@@ -254,13 +287,21 @@ class JsonLinesWriter:
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
+        self._probed = probed_log(meta)
         stream.write(json.dumps({"type": "scan", **meta.as_dict()}) + "\n")
 
     def write(self, result: Result) -> None:
+        self._probed.listed(result)
         self._stream.write(json.dumps({"type": "result", **result_record(result)}) + "\n")
 
     def omit(self, result: Result) -> None:
-        pass
+        self._probed.unlisted(result)
 
     def close(self, ending: Ending) -> None:
-        self._stream.write(json.dumps({"type": "end", **ending.as_dict()}) + "\n")
+        end = {"type": "end", **ending.as_dict(), "probed": self._probed.as_dict()}
+        self._stream.write(json.dumps(end) + "\n")
+
+
+def probed_log(meta: ScanMeta) -> ProbedLog:
+    """The log of what a scan with ``meta`` probed (see :mod:`scanner.report.probed`)."""
+    return ProbedLog(ports_of_spec(meta.ports), whole=whole_scan(meta.shard))
