@@ -238,3 +238,39 @@ def test_atomic_output_discard_leaves_nothing(tmp_path: Path) -> None:
 def test_atomic_output_refuses_bad_paths(tmp_path: Path, bad: str) -> None:
     with pytest.raises(OutputError, match="cannot write"):
         AtomicOutput(str(tmp_path / bad))
+
+
+def test_csv_sorted_through_runs_on_disk_equals_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past CSV_RUN rows the CSV report sorts in runs on disk: the file is the same."""
+    import io
+    import random
+
+    from scanner.models import PortState, Proto, Reason, Result
+    from scanner.report import writers
+    from scanner.report.summary import Summary
+
+    hosts = ["198.18.0.10", "198.18.0.9", "2001:db8::2", "198.18.1.1"]
+    results = [
+        Result(h, p, proto, PortState.CLOSED, Reason.CONN_REFUSED)
+        for h in hosts
+        for p in range(1, 40)
+        for proto in (Proto.TCP, Proto.UDP)
+    ]
+    random.Random(7).shuffle(results)
+    meta = writers.ScanMeta(version="t", command=[], started=0.0, seed=1, ports="1-39", hosts=4)
+    ending = writers.Ending(finished=0.0, complete=True, summary=Summary(ports_per_host=78))
+
+    def written(run: int) -> str:
+        monkeypatch.setattr(writers, "CSV_RUN", run)
+        stream = io.StringIO()
+        writer = writers.CsvWriter(stream, meta)
+        for result in results:
+            writer.write(result)
+        writer.close(ending)
+        return stream.getvalue()
+
+    in_memory, on_disk = written(10_000), written(7)
+    assert on_disk == in_memory
+    rows = [line.split(",")[:3] for line in in_memory.splitlines()[1:]]
+    assert rows[0] == ["198.18.0.9", "1", "tcp"] and rows[-1] == ["2001:db8::2", "39", "udp"]
+    assert len(rows) == len(results)

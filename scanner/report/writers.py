@@ -9,8 +9,10 @@ Rules:
 - Times are ISO-8601 in UTC. CSV cells that a spreadsheet would run as a formula are
   neutralised with a leading apostrophe (OWASP's advice against CSV injection).
 - CSV rows come sorted by host (numerically), protocol and port, so they are kept until
-  :meth:`close`; no cell holds a raw line break (shown as ``\\x0a``, as on the terminal),
-  so line tools (grep, sort, wc -l) see one row per line.
+  :meth:`close`: in memory up to ``CSV_RUN`` rows, beyond that in sorted runs in
+  temporary files, merged at the end (an external sort: a million rows cost the memory of
+  ``CSV_RUN``). No cell holds a raw line break (shown as ``\\x0a``, as on the
+  terminal), so line tools (grep, sort, wc -l) see one row per line.
 - JSON and JSON Lines end with a ``probed`` record of what the scan probed beyond the
   ports listed (:mod:`scanner.report.probed`): ``diff`` and ``--resume`` need it.
 """
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import heapq
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol, TextIO
 
 from scanner.models import Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
@@ -202,6 +206,9 @@ class Writer(Protocol):
         """Finish the document (it stays valid however the scan ended)."""
 
 
+CSV_RUN = 50_000  # rows a CSV report sorts in memory; more go to sorted runs on disk
+
+
 class CsvWriter:
     """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules)."""
 
@@ -209,22 +216,62 @@ class CsvWriter:
         self._stream = stream
         self._csv = csv.writer(stream, lineterminator="\n")
         self._csv.writerow(CSV_COLUMNS)
-        self._results: list[Result] = []
+        self._rows: list[tuple[tuple[Any, ...], tuple[str | int, ...]]] = []
+        self._runs: list[IO[str]] = []
+        self._keys: dict[str, tuple[int, bytes]] = {}
 
     def write(self, result: Result) -> None:
-        self._results.append(result)
+        key = self._keys.get(result.host)
+        if key is None:
+            from scanner.report.table import address_key  # (the table imports this module)
+
+            key = self._keys[result.host] = address_key(result.host)
+        self._rows.append(((key, result.protocol.value, result.port), csv_row(result)))
+        if len(self._rows) >= CSV_RUN:
+            self._spill()
 
     def omit(self, result: Result) -> None:
         pass
 
-    def close(self, ending: Ending) -> None:
-        from scanner.report.table import address_key  # (the table imports this module)
+    def _spill(self) -> None:
+        """Write the rows kept so far, sorted, as one run in a temporary file."""
+        self._rows.sort(key=_first)
+        run = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
+        self._runs.append(run)
+        lines = csv.writer(run, lineterminator="\n")
+        for key, row in self._rows:
+            run.write(_sort_text(key))
+            lines.writerow(row)
+        self._rows = []
 
-        keys = {host: address_key(host) for host in {r.host for r in self._results}}
-        self._results.sort(key=lambda r: (keys[r.host], r.protocol.value, r.port))
-        for result in self._results:
-            self._csv.writerow(csv_row(result))
-        self._results = []
+    def close(self, ending: Ending) -> None:
+        if not self._runs:
+            self._rows.sort(key=_first)
+            self._csv.writerows(row for _key, row in self._rows)
+            self._rows = []
+            return
+        if self._rows:
+            self._spill()
+        try:
+            for run in self._runs:
+                run.seek(0)
+            # Each run line is "<fixed-width sort text>\t<csv row>": text order is row order.
+            for line in heapq.merge(*self._runs):
+                self._stream.write(line.split("\t", 1)[1])
+        finally:
+            for run in self._runs:
+                run.close()
+            self._runs = []
+
+
+def _first(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
+    return item[0]
+
+
+def _sort_text(key: tuple[Any, ...]) -> str:
+    """``(address_key, protocol, port)`` as fixed-width text that sorts the same way."""
+    (version, packed), protocol, port = key
+    return f"{version}{packed.hex():>64.64}{protocol:<4}{port:05d}\t"
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
