@@ -153,13 +153,15 @@ BANNER_CASES: list[tuple[str, bytes, Evidence | None]] = [
      Evidence("nntp", "news.example.com InterNetNews NNRP server INN 2.7.1 ready (posting ok)",
               "banner")),
     # MySQL / MariaDB
-    ("mysql 8", MYSQL8, Evidence("mysql", "8.0.36; caching_sha2_password", "banner")),
+    ("mysql 8", MYSQL8, Evidence("mysql", "8.0.36; caching_sha2_password", "banner", "MySQL",
+                                 "8.0.36", "mysql:handshake")),
     ("mariadb", MARIADB, Evidence("mysql", "10.11.6-MariaDB-0+deb12u1; mysql_native_password",
-                                  "banner")),
+                                  "banner", "MariaDB", "10.11.6", "mysql:handshake")),
     ("mysql host denied", MYSQL_DENIED, Evidence(
         "mysql", "error 1130: Host '198.18.0.1' is not allowed to connect to this MySQL server",
-        "banner")),
-    ("mysql first bytes only", MYSQL8[:20], Evidence("mysql", "8.0.36", "banner")),
+        "banner", "MySQL", "", "mysql:error")),
+    ("mysql first bytes only", MYSQL8[:20], Evidence("mysql", "8.0.36", "banner", "MySQL",
+                                                     "8.0.36", "mysql:handshake")),
     # VNC, rsync, telnet
     ("vnc 3.8", b"RFB 003.008\n", Evidence("vnc", "RFB 3.8", "banner")),
     ("vnc 3.3", b"RFB 003.003\n", Evidence("vnc", "RFB 3.3", "banner")),

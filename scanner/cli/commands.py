@@ -179,5 +179,3 @@ def registry_rollback(ctx: typer.Context) -> None:
     load_registry.cache_clear()
     registry = load_registry()
     env.stdout.write(f"registry rolled back to {path}: {len(registry)} records\n")
-
-

@@ -44,5 +44,3 @@ class Progress:
 
     def close(self) -> None:
         self._task.cancel()
-
-

@@ -205,9 +205,7 @@ class _Output:
 
     FLUSH_EVERY = 0.5
 
-    def __init__(
-        self, table: TableReport | None, writer: Writer | None, sink: AtomicOutput | None
-    ):
+    def __init__(self, table: TableReport | None, writer: Writer | None, sink: AtomicOutput | None):
         self._table, self._writer, self._sink = table, writer, sink
         self.violations = 0
         self._last_flush = time.monotonic()

@@ -13,6 +13,11 @@ Rules and theory:
 - SMTP and FTP both greet with ``220``; only the greeting's words tell them apart
   ("ESMTP", "Postfix", "vsFTPd", "FTP"...). A bare ``220 ready`` proves neither, so it is
   reported as an unidentified banner instead of a guess.
+- MySQL's greeting names the product and version: MariaDB says so in its version string
+  (``10.11.6-MariaDB-0+deb12u1``, sent as ``5.5.5-10.11.6-MariaDB...`` to old clients);
+  any other version string is taken as MySQL's (Oracle's server and forks such as Percona
+  send ``8.0.36`` or ``8.0.36-28``). The version is the leading dotted number. An error
+  packet names the product only in its text ("... to this MariaDB server").
 - Whatever a server said first that no rule recognises is still evidence that something
   speaks there: :func:`classify` returns it with an empty ``service`` (text as one clean
   line, binary as a length and a hex prefix). Callers rank it below any identification.
@@ -139,6 +144,8 @@ def _rsync(data: bytes) -> Evidence | None:
 _MYSQL_MAX_PACKET = 1024  # a greeting or an error is ~50-200 bytes
 _MYSQL_VERSION = re.compile(rb"[0-9][ -~]{0,79}")
 _MARIADB_PREFIX = b"5.5.5-"  # MariaDB's version as old clients must see it
+_MYSQL_NUMBER = re.compile(rb"\d{1,3}\.\d{1,3}(?:\.\d{1,4})?")
+_MYSQL_SERVER = re.compile(rb"\b(MariaDB|MySQL) server\b")
 _CLIENT_PLUGIN_AUTH = 0x00080000
 
 
@@ -181,7 +188,15 @@ def _mysql_handshake(payload: bytes) -> Evidence | None:
             name = rest[start : end if end >= 0 else len(rest)]
             if re.fullmatch(rb"[a-z0-9_]{1,64}", name):
                 plugin = name
-    return Evidence("mysql", join_detail(clean(version), clean(plugin)), "banner")
+    number = _MYSQL_NUMBER.match(version)
+    return Evidence(
+        "mysql",
+        join_detail(clean(version), clean(plugin)),
+        "banner",
+        product="MariaDB" if b"mariadb" in version.lower() else "MySQL",
+        version=number.group().decode() if number else "",
+        rule="mysql:handshake",
+    )
 
 
 def _mysql_error(payload: bytes) -> Evidence | None:
@@ -193,7 +208,14 @@ def _mysql_error(payload: bytes) -> Evidence | None:
         message = message[6:]  # "#" + SQLSTATE, sent once capabilities are agreed
     if not 1000 <= code < 5000 or re.fullmatch(rb"[ -~\t]{4,}", message) is None:
         return None
-    return Evidence("mysql", clean(f"error {code}: " + message.decode("ascii")), "banner")
+    named = _MYSQL_SERVER.search(message)
+    return Evidence(
+        "mysql",
+        clean(f"error {code}: " + message.decode("ascii")),
+        "banner",
+        product=named.group(1).decode() if named else "",
+        rule="mysql:error",
+    )
 
 
 _IAC, _SB, _SE = 0xFF, 0xFA, 0xF0

@@ -55,7 +55,7 @@ def passive(_host: str, _port: int) -> bytes:
 
 
 # The modules whose TCP_PROBES every open port gets (see the module's rules).
-_MODULES = ("redis",)
+_MODULES = ("redis", "dns", "ldap", "postgres", "mongodb", "memcached", "mqtt", "amqp", "epmd")
 
 
 @functools.cache

@@ -43,6 +43,7 @@ __all__ = [
     "printable",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class Format:
     """A report format: its name (``--format``), file extensions, and its writer."""
