@@ -14,8 +14,8 @@ collide with theirs there). Daemons whose packages are not installed are left ou
 the report says which. Each run, interleaved, scans both addresses with every lab port,
 the same command line for both tools::
 
-    nmap -sV -sT [-sU] -p T:...,U:... -n -Pn -oX out.xml 198.18.0.2 198.18.0.3
-    portprobe 198.18.0.2 198.18.0.3 -sT [-sU] -p T:...,U:... -q -o out.json
+    nmap -sV -p T:...,U:... -sT [-sU] -n -Pn -oX out.xml 198.18.0.2 198.18.0.3
+    portprobe 198.18.0.2 198.18.0.3 -p T:...,U:... -sT [-sU] -q -o out.json
 
 Only the daemons' own (address, port, protocol) count; other ports either tool lists (a
 daemon that binds every address shows up on both) are ignored. Identified means:
@@ -120,14 +120,6 @@ def start_labs(lab: Lab, workdir: Path) -> tuple[dict[Key, Expected], list[str]]
     return expected, notes
 
 
-def port_spec(expected: dict[Key, Expected]) -> tuple[str, bool]:
-    """The ``-p`` argument covering every expected port, and whether any is UDP."""
-    tcp = sorted({port for _, port, proto in expected if proto == "tcp"})
-    udp = sorted({port for _, port, proto in expected if proto == "udp"})
-    parts = [f"T:{','.join(map(str, tcp))}"] + ([f"U:{','.join(map(str, udp))}"] if udp else [])
-    return ",".join(parts), bool(udp)
-
-
 def parse_nmap(path: Path) -> dict[Key, Seen]:
     """{key: what nmap saw} from an nmap ``-oX`` file (empty when there is none)."""
     seen: dict[Key, Seen] = {}
@@ -211,8 +203,7 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
         expected, notes = start_labs(lab, tmp / "daemons")
         hosts = sorted({address for address, _, _ in expected})
         assert set(hosts) <= {lab.server4, *lab.extra4}, hosts  # only the lab's addresses
-        spec, udp = port_spec(expected)
-        scan_types = ["-sT", "-sU"] if udp else ["-sT"]
+        ports = daemonlab_c.scan_args((port, proto) for _, port, proto in expected)
         print(
             f"== {NAME}: {len(expected)} daemon ports on {', '.join(hosts)}, {args.runs} runs,"
             f" portprobe = {portprobe} =="
@@ -223,11 +214,11 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
             xml_path, json_path = tmp / f"nmap-{i}.xml", tmp / f"pp-{i}.json"
             t_nmap = timed_run(
                 lab,
-                [nmap, "-sV", *scan_types, "-p", spec, "-n", "-Pn", "-oX", str(xml_path), *hosts],
+                [nmap, "-sV", *ports, "-n", "-Pn", "-oX", str(xml_path), *hosts],
                 timeout=args.timeout,
             )
             t_pp = timed_run(
-                lab, [portprobe, *hosts, *scan_types, "-p", spec, "-q", "-o", str(json_path)],
+                lab, [portprobe, *hosts, *ports, "-q", "-o", str(json_path)],
                 timeout=args.timeout,
             )  # fmt: skip
             for name, timed, found in (

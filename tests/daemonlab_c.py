@@ -54,6 +54,7 @@ __all__ = [
     "Port",
     "Running",
     "missing",
+    "scan_args",
     "start",
     "upstream_version",
 ]
@@ -121,6 +122,15 @@ def upstream_version(package: str) -> str:
     )  # fmt: skip
     version = res.stdout.strip().split(":", 1)[-1]
     return re.sub(r"-[^-]*$", "", version).split("+dfsg")[0]
+
+
+def scan_args(ports: Iterable[tuple[int, str]]) -> list[str]:
+    """The scan options (``-p T:..,U:.. -sT [-sU]``, as both portprobe and nmap take them)
+    that cover every (port, protocol) of ``ports``."""
+    tcp = sorted({port for port, proto in ports if proto == "tcp"})
+    udp = sorted({port for port, proto in ports if proto == "udp"})
+    spec = [f"T:{','.join(map(str, tcp))}"] + ([f"U:{','.join(map(str, udp))}"] if udp else [])
+    return ["-p", ",".join(spec), "-sT", *(["-sU"] if udp else [])]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -69,13 +69,10 @@ def scan() -> Iterator[Scan]:
         pytest.fail(f"daemons missing under CI: {missing}", pytrace=False)
     with tempfile.TemporaryDirectory(prefix="daemons-c-") as workdir, netlab.Lab() as lab:
         running = daemonlab_c.start(lab, Path(workdir))
-        tcp = sorted({p.number for p in running.ports if p.protocol == "tcp"})
-        udp = sorted({p.number for p in running.ports if p.protocol == "udp"})
-        spec = ",".join([f"T:{','.join(map(str, tcp))}", f"U:{','.join(map(str, udp))}"])
+        ports = daemonlab_c.scan_args((p.number, p.protocol) for p in running.ports)
         res = portprobe(
-            lab, running.address, "-p", spec, "-sT", "-sU", "-q", "--format", "json",
-            timeout=SCAN_TIMEOUT,
-        )  # fmt: skip
+            lab, running.address, *ports, "-q", "--format", "json", timeout=SCAN_TIMEOUT
+        )
     assert res.returncode in (0, 1), res.stderr  # 1: an alarm was raised (a contradiction)
     rows = {(r["port"], r["protocol"]): r for r in json.loads(res.stdout)["results"]}
     yield Scan(rows, running)
