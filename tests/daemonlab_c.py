@@ -127,8 +127,9 @@ def upstream_version(package: str) -> str:
 def scan_args(ports: Iterable[tuple[int, str]]) -> list[str]:
     """The scan options (``-p T:..,U:.. -sT [-sU]``, as both portprobe and nmap take them)
     that cover every (port, protocol) of ``ports``."""
-    tcp = sorted({port for port, proto in ports if proto == "tcp"})
-    udp = sorted({port for port, proto in ports if proto == "udp"})
+    pairs = set(ports)
+    tcp = sorted(port for port, proto in pairs if proto == "tcp")
+    udp = sorted(port for port, proto in pairs if proto == "udp")
     spec = [f"T:{','.join(map(str, tcp))}"] + ([f"U:{','.join(map(str, udp))}"] if udp else [])
     return ["-p", ",".join(spec), "-sT", *(["-sU"] if udp else [])]
 
