@@ -74,6 +74,7 @@ from scanner.protocols import (
     Evidence,
     banner,
     excerpt,
+    h2,
     http,
     join_detail,
     redis,
@@ -90,7 +91,7 @@ __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "P
 MIN_GRACE = 0.05  # seconds other attempts may still beat an HTTP-grade result
 SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
-PROBE_WAIT = 0.25  # share of the budget an active probe waits for its first reply byte
+PROBE_WAIT = 0.15  # share of the budget an active probe waits for its first reply byte
 MIN_PROBE_WAIT = 0.2  # seconds, at least
 PROBES_AT_ONCE = 4  # active probes of one port running at once
 HOST_PORTS = 24  # ports of one host probed at once
@@ -260,6 +261,17 @@ class _Attempt:
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
+    async def read_by(self, bounded: BoundedReader, until: float) -> bytes | None:
+        """The next chunk, or None when ``until`` comes first; the port's deadline, when it
+        comes first, raises TimeoutError (the attempt is over)."""
+        try:
+            async with asyncio.timeout_at(min(until, self.p.deadline)):
+                return await bounded.read()
+        except TimeoutError:
+            if asyncio.get_running_loop().time() >= self.p.deadline:
+                raise
+            return None
+
 
 def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
     """What a server's first bytes show: a banner rule's or a listening probe's evidence, or
@@ -293,15 +305,9 @@ class _Passive(_Attempt):
         data = bytearray()
         settle_at: float | None = None
         while not bounded.full:
-            try:
-                async with asyncio.timeout_at(settle_at or self.p.deadline):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if settle_at is None or loop.time() >= self.p.deadline:
-                    raise
-                break  # identified, and no line end came: take it as it is
+            chunk = await self.read_by(bounded, settle_at or self.p.deadline)
             if not chunk:
-                break
+                break  # closed; or identified, and no line end came: take it as it is
             data += chunk
             self.promising = True
             self.partial = greeting(bytes(data))
@@ -353,6 +359,9 @@ class _Tls(_Attempt):
         self.found(Evidence("tls", tls_detail, "tls"))
         self.promising = True
 
+        if client.alpn == "h2":  # HTTP/2 only (gRPC, most often): ask as gRPC does
+            await self._h2(client, reader, writer, tls_detail)
+            return
         first = await self._greeting(client, reader, writer)
         if first:
             said = greeting(first, "tls+banner")
@@ -387,9 +396,48 @@ class _Tls(_Attempt):
             writer.write(client.data_to_send())  # key updates, alerts: usually nothing
             if not chunk or client.closed:
                 parser.close()
-            if (seen := parser.detail()) is not None:
-                self.partial = Evidence("https", join_detail(tls_detail, seen), "tls+http")
+            if (seen := parser.evidence()) is not None:
+                self.partial = dataclasses.replace(
+                    seen,
+                    service="https",
+                    detail=join_detail(tls_detail, seen.detail),
+                    proof="tls+http",
+                )
         self.found(self.partial)
+
+    async def _h2(
+        self,
+        client: tls.TlsClient,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_detail: str,
+    ) -> None:
+        """The server chose h2 by ALPN: send the gRPC health check, decode the answer."""
+        client.send(h2.build_grpc_request(self.p.address, self.p.port))
+        writer.write(client.data_to_send())
+        self.found(Evidence("tls", join_detail(tls_detail, "ALPN h2"), "tls"))
+        self.promising = True
+        bounded = BoundedReader(reader, h2.MAX_REPLY)
+        data = bytearray()
+        while not bounded.full and not client.closed:
+            chunk = await bounded.read()
+            client.receive(chunk)
+            data += client.read(h2.MAX_REPLY - len(data))
+            writer.write(client.data_to_send())
+            seen = h2.parse_grpc_reply(bytes(data))
+            if seen is not None:
+                self.found(
+                    dataclasses.replace(
+                        seen,
+                        service="grpc" if seen.service == "grpc" else "https",
+                        detail=join_detail(tls_detail, seen.detail),
+                        proof="tls+http2",
+                        excerpt=excerpt(bytes(data)),
+                    )
+                )
+                return
+            if not chunk:
+                return
 
     async def _greeting(
         self, client: tls.TlsClient, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -407,12 +455,8 @@ class _Tls(_Attempt):
             data += client.read(limit - len(data))
             if data and banner.settled(bytes(data)):
                 break
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
+            chunk = await self.read_by(bounded, wait_until)
+            if chunk is None:
                 break
             client.receive(chunk)
             writer.write(client.data_to_send())
@@ -465,21 +509,15 @@ class _Probe(_Attempt):
         self.spec = spec
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
         spec = self.spec
         writer.write(spec.request(self.p.address, self.p.port))
         bounded = BoundedReader(reader, min(spec.max_reply, self.p.config.max_bytes))
         data = bytearray()
         while not bounded.full:
             # Silence gives the turn up; a peer that has started to answer gets the budget.
-            wait_until = self.p.deadline if data else min(self.p.probe_wait_end(), self.p.deadline)
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
-                break
+            chunk = await self.read_by(
+                bounded, self.p.deadline if data else self.p.probe_wait_end()
+            )
             if not chunk:
                 break
             data += chunk

@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,10 +283,74 @@ def test_probes_do_not_depend_on_the_label() -> None:
     asked: list[bytes] = []
 
     async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                asked.append(await reader.read(64))
+        got = b""
+        with contextlib.suppress(OSError):  # timed out, or reset: the prober gave up
+            async with asyncio.timeout(1.5):
+                while len(got) < 64 and (chunk := await reader.read(64 - len(got))):
+                    got += chunk
+        asked.append(got)
+        writer.close()
 
-    on_loopback(record, EvidenceConfig(timeout=3.0))
-    requests = {probe.request("127.0.0.1", 1)[:64] for probe in tcp.active_probes()}
+    async def run() -> int:
+        server = await asyncio.start_server(record, "127.0.0.1", 0)
+        port: int = server.sockets[0].getsockname()[1]
+        async with server:
+            await Prober(EvidenceConfig(timeout=4.0)).probe("127.0.0.1", socket.AF_INET, port)
+        return port
+
+    port = asyncio.run(run())
+    requests = {probe.request("127.0.0.1", port)[:64] for probe in tcp.active_probes()}
     assert requests <= set(asked)
+
+
+def test_a_grpc_server_that_speaks_only_h2_over_tls(tmp_path: Path) -> None:
+    """A TLS server that offers only h2 by ALPN (gRPC): the TLS attempt asks as gRPC does
+    and names it from the answer's content-type."""
+    import shutil
+    import ssl
+    import subprocess
+
+    import hpack
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=grpc.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return (
+            len(payload).to_bytes(3, "big")
+            + bytes([kind, flags])
+            + stream.to_bytes(4, "big")
+            + payload
+        )
+
+    async def grpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        block = hpack.Encoder().encode(
+            [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "12")]
+        )
+        writer.write(frame(4, 0, 0, b"") + frame(1, 0x4 | 0x1, 1, block))
+        await writer.drain()
+        with contextlib.suppress(OSError):
+            await hold(reader)
+
+    async def run() -> Evidence:
+        server = await asyncio.start_server(grpc, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await Prober(EvidenceConfig(timeout=2.0)).probe(
+                "127.0.0.1", socket.AF_INET, port
+            )
+
+    found = asyncio.run(run())
+    assert (found.service, found.proof) == ("grpc", "tls+http2")
+    assert "CN=grpc.test" in found.detail and "grpc-status 12" in found.detail

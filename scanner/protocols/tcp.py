@@ -55,7 +55,11 @@ def passive(_host: str, _port: int) -> bytes:
 
 
 # The modules whose TCP_PROBES every open port gets (see the module's rules).
-_MODULES = ("redis", "dns", "ldap", "postgres", "mongodb", "memcached", "mqtt", "amqp", "epmd")
+_MODULES = (
+    "redis", "dns", "ldap", "postgres", "mongodb", "memcached", "mqtt", "amqp", "epmd",
+    "smb2", "rdp", "kerberos", "x11", "telnet", "irc", "xmpp", "nats", "sip", "rtsp",
+    "mssql", "rmi", "h2",
+)  # fmt: skip
 
 
 @functools.cache
