@@ -398,9 +398,9 @@ def start(
                 running.ports.extend(daemon.ports)
                 del starting[name]
             elif proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                tail = log.read()[-3000:].decode(errors="replace")
                 why = f"exited ({proc.returncode})" if proc.poll() is not None else "timed out"
-                raise netlab.LabError(f"{name} not serving on {address}: {why}:\n{tail}")
+                raise netlab.LabError(
+                    f"{name} not serving on {address}: {why}:\n{netlab.log_tail(log)}"
+                )
         time.sleep(0.1)
     return running
