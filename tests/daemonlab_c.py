@@ -285,6 +285,12 @@ def _snmpd_env(workdir: Path) -> dict[str, str]:
 
 LIGHTTPD_PORT = 2451  # registered as netchat
 
+#: The daemons and their ports. Verdicts: ``consistent`` on the port's own name (8443 is
+#: registered as pcsync-https), ``customary`` on a documented unofficial use (SSH on 2222,
+#: HTTP on 8000, an HTTP proxy on 3128, VNC display :1 on 5901), ``contradicts`` on a port
+#: registered to something else (2451 netchat, 1110 webadmstart, 5300 hacl-hb, 1161
+#: health-polling). No product where the protocol names none (NTP, SNMP's sysDescr, RFB),
+#: no version where it gives none (Dovecot's greeting).
 DAEMONS: dict[str, Daemon] = {
     d.name: d
     for d in (
@@ -296,8 +302,7 @@ DAEMONS: dict[str, Daemon] = {
                ports=(Port(number=80, service="http", product="nginx", package="nginx"),
                       Port(number=8000, service="http", product="nginx", package="nginx",
                            verdict="customary"),
-                      Port(number=8443, service="https", product="nginx", package="nginx",
-                           verdict="customary"))),
+                      Port(number=8443, service="https", product="nginx", package="nginx"))),
         Daemon(name="lighttpd", debian="lighttpd", binary="/usr/sbin/lighttpd", argv=_lighttpd,
                ports=(Port(number=LIGHTTPD_PORT, service="http", product="lighttpd",
                            package="lighttpd", verdict="contradicts"),)),
