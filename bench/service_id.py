@@ -194,10 +194,10 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
     seen: dict[str, list[dict[Key, Seen]]] = {name: [] for name in times}
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portprobe-bench-")))
-        lab = stack.enter_context(Lab(extra_hosts=LAB_C_HOST))
         lab_b = _optional("daemonlab_b")
         if lab_b is not None:
-            stack.callback(lab_b.cleanup)  # after the lab closes (callbacks run last first)
+            stack.callback(lab_b.cleanup)  # its temporary directories, once the lab is closed
+        lab = stack.enter_context(Lab(extra_hosts=LAB_C_HOST))
         tmp.chmod(0o711)  # daemons that drop root (PostgreSQL) reach their directories
         (tmp / "daemons").mkdir(mode=0o711)
         expected, notes = start_labs(lab, tmp / "daemons")
