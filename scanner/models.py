@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 
 class Proto(enum.StrEnum):
@@ -61,19 +61,50 @@ class Reason(enum.StrEnum):
     ERROR = "error"  # a local error the scanner could not map to the network
 
 
+class Attestation(enum.StrEnum):
+    """How much a port's IANA label is worth (``scanner.registry.attestation`` decides)."""
+
+    COMMON = "common"  # named, and among the 1,000 ports found open most often
+    OBSCURE = "obscure"  # named, but rarely seen listening
+    RESERVED = "reserved"  # set aside by IANA: no service should use it
+    UNASSIGNED = "unassigned"  # no service is assigned
+    DYNAMIC = "dynamic"  # 49152-65535 without a name: free for any use
+
+
+class Verdict(enum.StrEnum):
+    """What an open port's evidence says about its label (``scanner.assess`` decides)."""
+
+    CONSISTENT = "consistent"  # it speaks what the registry names (any of its names)
+    CUSTOMARY = "customary"  # it speaks a documented unofficial use of the port
+    CONTRADICTS = "contradicts"  # it speaks something else
+    UNRECOGNISED = "unrecognised"  # it answers, but with nothing portprobe can name
+    UNVERIFIED = "unverified"  # nothing was seen (or nothing was asked)
+
+
+class Judgement(enum.StrEnum):
+    """A policy's (``--expect``) word on an open port."""
+
+    ALLOWED = "allowed"
+    VIOLATION = "violation"
+
+
+#: The attestations on which an unrecognised answer is an alarm: the label, if any, is weak.
+WEAK_ATTESTATIONS = frozenset({Attestation.OBSCURE, Attestation.UNASSIGNED, Attestation.RESERVED})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Assessment:
     """What the registry claims about a port, what the port was seen to speak, and the verdict.
 
-    ``label`` and ``label_description`` are the IANA registration; ``range`` is ``system``,
-    ``registered`` or ``dynamic``; ``attestation`` is how much the label is worth
-    (``common``, ``obscure``, ``unassigned``, ``reserved``, ``dynamic``). ``evidence`` and
-    ``evidence_detail`` are what an open port was seen to speak (empty when nothing was
-    seen or nothing was probed); ``verdict`` compares the two (``consistent``,
-    ``contradicts``, ``unverified``; empty for ports that are not open); ``warning`` starts
-    with "label is not evidence" where the label is obscure, unassigned or contradicted.
-    ``policy`` is empty unless the scan was given a policy (``--expect``): then an open
-    port is ``allowed`` or ``violation`` (open, and the policy does not allow it).
+    ``label`` and ``label_description`` are the IANA registration (every current name of
+    the port, "/"-separated when their descriptions differ: ``urd/submissions``);
+    ``range`` is ``system``, ``registered`` or ``dynamic``; ``attestation`` is how much the
+    label is worth (:class:`Attestation`). ``evidence`` and ``evidence_detail`` are what an
+    open port was seen to speak (empty when nothing was seen or nothing was probed);
+    ``verdict`` compares the two (:class:`Verdict`; empty for ports that are not open);
+    ``warning`` starts with "label is not evidence" where the label is contradicted, or
+    weak and unconfirmed. ``policy`` is empty unless the scan was given a policy
+    (``--expect``): then an open port is ``allowed`` or ``violation`` (:class:`Judgement`).
     ``product``, ``version``, ``evidence_probe``, ``evidence_rule`` and
     ``evidence_excerpt`` are the evidence trail (see ``scanner.protocols.Evidence``).
     """
@@ -81,17 +112,25 @@ class Assessment:
     label: str = ""
     label_description: str = ""
     range: str = ""
-    attestation: str = ""
+    attestation: Attestation | Literal[""] = ""
     evidence: str = ""
     evidence_detail: str = ""
-    verdict: str = ""
+    verdict: Verdict | Literal[""] = ""
     warning: str = ""
-    policy: str = ""
+    policy: Judgement | Literal[""] = ""
     product: str = ""
     version: str = ""
     evidence_probe: str = ""
     evidence_rule: str = ""
     evidence_excerpt: str = ""
+
+    @property
+    def alarm(self) -> bool:
+        """Whether the verdict is an alarm (``!!`` in the table): the port contradicts its
+        label, or answers unrecognisably on an obscure, unassigned or reserved port."""
+        if self.verdict == Verdict.CONTRADICTS:
+            return True
+        return self.verdict == Verdict.UNRECOGNISED and self.attestation in WEAK_ATTESTATIONS
 
 
 @dataclass(frozen=True, slots=True)

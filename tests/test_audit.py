@@ -62,6 +62,11 @@ SSH = Assessment(
     evidence="ssh",
     evidence_detail="OpenSSH_9.2p1",
     verdict="consistent",
+    product="OpenSSH",
+    version="9.2p1",
+    evidence_probe="banner",
+    evidence_rule="ssh:identification",
+    evidence_excerpt="SSH-2.0-OpenSSH_9.2p1",
 )
 HOSTILE = Assessment(
     label="netchat",
@@ -146,14 +151,19 @@ def test_xml_is_well_formed_and_nmap_shaped() -> None:
     service = ports[0].find("service")
     assert service is not None and service.attrib == {
         "name": "ssh",
-        "product": "ssh",
+        "product": "OpenSSH",  # as nmap -sV reports the software
+        "version": "9.2p1",
         "extrainfo": "OpenSSH_9.2p1",
         "method": "probed",
         "conf": "10",
         "portprobe_label_description": "The Secure Shell (SSH) Protocol",
         "portprobe_range": "system",
         "portprobe_attestation": "common",
+        "portprobe_evidence": "ssh",
         "portprobe_verdict": "consistent",
+        "portprobe_evidence_probe": "banner",
+        "portprobe_evidence_rule": "ssh:identification",
+        "portprobe_evidence_excerpt": "SSH-2.0-OpenSSH_9.2p1",
     }
     assert ports[1].find("service") is None  # closed 23/tcp, no assessment: no label
     assert not root.findall(".//script")  # ndiff 7.93 crashes on script-only differences

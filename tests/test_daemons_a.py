@@ -5,7 +5,8 @@ ports and some on ports registered to something else. Each probe's request goes 
 the client namespace as ``scanner.evidence`` would send it; its decoder sees every byte
 received so far after each read, and the first answer counts. The product must be what the
 daemon is, and the version the one of the installed Debian package. Last, the real I/O
-(``scanner.evidence.Prober``) probes every daemon's port at once and must name them all.
+(``scanner.evidence.Prober``, with every probe of ``protocols.tcp``) probes every daemon's
+port at once and must name them all.
 
 Without a daemon's binary its test skips, saying which package is missing; under CI
 (``CI`` set) that is a failure, as for the lab itself.
@@ -135,25 +136,15 @@ def test_no_probe_names_another_daemon(daemons: Daemons) -> None:
         assert found[(daemon, daemonlab_a.DAEMONS[daemon].probe)] is not None
 
 
-# The modules of these probes, until scanner.protocols.tcp lists them itself (the lead
-# registers them when merging; the patch below is then a no-op).
-MODULES_A = ("dns", "ldap", "postgres", "mongodb", "memcached", "mqtt", "amqp", "epmd", "redis")
-
-
-def test_the_prober_names_every_daemon(daemons: Daemons, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_prober_names_every_daemon(daemons: Daemons) -> None:
     """scanner.evidence's Prober, every port at once: each daemon's service, product and
     version, whatever port it is on (PostgreSQL on 2451, BIND on PostgreSQL's 5432...)."""
     lab, running = daemons
-    modules = tuple(dict.fromkeys((*tcp._MODULES, *MODULES_A)))
-    monkeypatch.setattr(tcp, "_MODULES", modules)
-    tcp._all_probes.cache_clear()
-    try:
-        found, _seconds = probe_evidence(
-            lab, EvidenceConfig(timeout=3.0), running.address, sorted(running.ports.values())
-        )
-    finally:
-        monkeypatch.undo()
-        tcp._all_probes.cache_clear()
+    registered = {p.name for p in (*tcp.active_probes(), *tcp.passive_probes())}
+    assert set(PROBES) - {"greeting"} <= registered  # every probe here runs in a real scan
+    found, _seconds = probe_evidence(
+        lab, EvidenceConfig(timeout=3.0), running.address, sorted(running.ports.values())
+    )
     seen = {name: found[port] for name, port in running.ports.items()}
     for name, evidence in seen.items():
         want = daemonlab_a.DAEMONS[name]

@@ -4,7 +4,8 @@ One lab for the module (``tests/daemonlab_b.py`` starts the daemons in its serve
 namespace, some on their registered ports, some on ports registered to something else);
 each probe runs from the client namespace exactly as the prober runs it
 (``daemonlab_b.exchange``: its request, then bounded reads until its decoder answers).
-Then every probe goes to every daemon, to show that only the right ones identify it.
+Then every probe goes to every daemon, to show that only the right ones identify it; and
+``scanner.evidence.Prober``, with these probes registered, names every daemon.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Iterator
 import daemonlab_b
 import netlab
 import pytest
-from conftest import _in_ci
+from conftest import _in_ci, probe_evidence
 
+from scanner.models import EvidenceConfig
 from scanner.protocols import (
     Evidence,
     banner,
@@ -29,6 +31,7 @@ from scanner.protocols import (
     rmi,
     sip,
     smb2,
+    tcp,
     telnet,
     x11,
     xmpp,
@@ -164,3 +167,38 @@ def test_only_the_right_probes_identify_each_daemon(daemon_lab: netlab.Lab) -> N
     results = daemon_lab.call_in_client(asyncio.run, everything())
     identified = {d: {p for (dd, p), e in results.items() if dd == d and e} for d in IDENTIFIED_BY}
     assert identified == IDENTIFIED_BY
+
+
+#: The modules of the probes tested here: all registered in scanner.protocols.tcp.
+MODULES_B = ("smb2", "rdp", "kerberos", "x11", "telnet", "irc", "xmpp", "nats", "rmi", "sip",
+             "rtsp", "mssql", "h2")  # fmt: skip
+
+#: What scanner.evidence's Prober must say of each daemon: service, product, version.
+PROBER_SAYS = {
+    "smbd": ("smb", "", ""),
+    "krb5kdc": ("kerberos", "", ""),
+    "xrdp": ("rdp", "", ""),
+    "xvfb-open": ("x11", "The X.Org Foundation", r"\d+\.\d+\.\d+"),
+    "xvfb-closed": ("x11", "", ""),
+    "telnetd": ("telnet", "", ""),
+    "ngircd": ("irc", "ngircd", r"\d+(\.\d+)*"),
+    "prosody": ("xmpp", "", ""),
+    "nats": ("nats", "nats-server", r"\d+\.\d+\.\d+"),
+    "kamailio": ("sip", "kamailio", r"\d+\.\d+\.\d+"),
+    "rmiregistry": ("java-rmi", "", ""),
+    "nginx-h2c": ("http2", "", ""),
+    "rsyncd": ("rsync", "rsync", ""),
+}
+
+
+def test_the_prober_names_every_daemon(daemon_lab: netlab.Lab) -> None:
+    """scanner.evidence's Prober as registered, every port at once, within a 3 s budget:
+    each daemon named, whatever port it is on (NATS on 110, telnet on 2525)."""
+    assert set(MODULES_B) <= set(tcp._MODULES)
+    found, _seconds = probe_evidence(
+        daemon_lab, EvidenceConfig(timeout=3.0), daemon_lab.server4, sorted(PORT.values())
+    )
+    for name, (service, product, version) in PROBER_SAYS.items():
+        evidence = found[PORT[name]]
+        assert (evidence.service, evidence.product) == (service, product), (name, evidence)
+        assert re.fullmatch(version, evidence.version), (name, evidence)

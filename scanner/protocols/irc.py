@@ -90,5 +90,5 @@ def _named(server: str, version_token: str, host_line: str) -> Evidence:
     )
 
 
-TCP_PROBES = (TcpProbe(name="irc", request=build_request, decode=parse_reply, rank=70,
+TCP_PROBES = (TcpProbe(name="irc", request=build_request, decode=parse_reply, rank=45,
                        max_reply=MAX_REPLY),)  # fmt: skip

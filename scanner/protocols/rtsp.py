@@ -49,4 +49,4 @@ def parse_reply(data: bytes) -> Evidence | None:
                     version=version, rule="rtsp:options-response")  # fmt: skip
 
 
-TCP_PROBES = (TcpProbe(name="rtsp", request=build_request, decode=parse_reply, rank=80),)
+TCP_PROBES = (TcpProbe(name="rtsp", request=build_request, decode=parse_reply, rank=65),)

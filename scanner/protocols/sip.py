@@ -100,4 +100,4 @@ def parse_tcp_reply(data: bytes) -> Evidence | None:
                     version=found.version, rule=found.rule)  # fmt: skip
 
 
-TCP_PROBES = (TcpProbe(name="sip-tcp", request=build_tcp_request, decode=parse_tcp_reply, rank=80),)
+TCP_PROBES = (TcpProbe(name="sip-tcp", request=build_tcp_request, decode=parse_tcp_reply, rank=45),)

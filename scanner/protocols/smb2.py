@@ -24,7 +24,7 @@ import struct
 from scanner.protocols import Evidence
 from scanner.protocols.tcp import TcpProbe
 
-__all__ = ["DIALECTS", "TCP_PROBES", "build_request", "parse_reply"]
+__all__ = ["DIALECTS", "REQUEST", "TCP_PROBES", "build_request", "parse_reply"]
 
 #: Dialect revisions offered, and the names they are shown with.
 DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}

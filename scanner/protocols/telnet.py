@@ -91,6 +91,6 @@ def _negotiation(data: bytes) -> tuple[list[int], list[int]]:
 
 
 TCP_PROBES = (
-    TcpProbe(name="telnet", request=build_request, decode=parse_reply, rank=70,
+    TcpProbe(name="telnet", request=build_request, decode=parse_reply, rank=90,
              max_reply=MAX_REPLY),
 )  # fmt: skip

@@ -9,7 +9,8 @@ Rules:
   and anything else must be CSV with portprobe's header.
 - XML documents may not declare entities (no "billion laughs"); nmap's own XML reads too,
   as long as its states and reasons are ones portprobe knows (its service name is read as
-  the label, product and extra info as the evidence).
+  the label, product and extra info as the evidence). The assessment's verdict,
+  attestation and policy must be words portprobe writes.
 - A report lists every port that is not closed (and the closed ones with ``--all``): a
   port missing from it was closed, or not probed if the scan was cut short.
 """
@@ -17,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import ipaddress
 import json
@@ -28,7 +30,16 @@ from typing import Any
 from xml.etree import ElementTree
 
 from scanner.errors import ReportError
-from scanner.models import Assessment, PortState, Proto, Reason, Result
+from scanner.models import (
+    Assessment,
+    Attestation,
+    Judgement,
+    PortState,
+    Proto,
+    Reason,
+    Result,
+    Verdict,
+)
 from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
 
 __all__ = ["Report", "read_report", "read_report_bytes"]
@@ -148,7 +159,14 @@ def _integer(value: Any, key: str, low: int, high: int) -> int:
     return value
 
 
-def _enum(kind: type[Proto] | type[PortState] | type[Reason], value: str, key: str) -> Any:
+_ASSESSMENT_ENUMS: dict[str, type[enum.StrEnum]] = {
+    "attestation": Attestation,
+    "verdict": Verdict,
+    "policy": Judgement,
+}
+
+
+def _enum(kind: type[enum.StrEnum], value: str, key: str) -> Any:
     try:
         return kind(value)
     except ValueError:
@@ -178,7 +196,14 @@ def _result(record: Mapping[str, Any]) -> Result:
         hostname = hostname[1:]
     rtt = _number(record.get("rtt_ms"), "rtt_ms")
     tries = record.get("tries")
-    assessed = {key: _unguard(_text(record, key)) for key in ASSESSMENT_COLUMNS}
+    assessed: dict[str, Any] = {key: _unguard(_text(record, key)) for key in ASSESSMENT_COLUMNS}
+    assessment = None
+    if any(assessed.values()):
+        # The assessment's enums are checked: a report with another word is not ours.
+        for key, kind in _ASSESSMENT_ENUMS.items():
+            if assessed[key]:
+                assessed[key] = _enum(kind, assessed[key], key)
+        assessment = Assessment(**assessed)
     return Result(
         host,
         _integer(record.get("port"), "port", 1, 65535),
@@ -189,7 +214,7 @@ def _result(record: Mapping[str, Any]) -> Result:
         None if rtt is None else rtt / 1000,
         1 if tries in (None, "") else _integer(tries, "tries", 0, 1_000_000),
         _timestamp(_text(record, "time")),
-        Assessment(**assessed) if any(assessed.values()) else None,
+        assessment,
     )
 
 
@@ -379,9 +404,12 @@ def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
         }
         service = port.find("service")
         if service is not None:
-            # See scanner.report.xml: the label, the evidence, then portprobe's own fields.
+            # See scanner.report.xml: the label, the software and detail seen, then
+            # portprobe's own fields (nmap's own XML has only product: the evidence).
             record["label"] = service.get("name", "")
             record["evidence"] = service.get("product")
+            record["product"] = service.get("product")
+            record["version"] = service.get("version")
             record["evidence_detail"] = service.get("extrainfo")
             for key in ASSESSMENT_COLUMNS:
                 value = service.get(f"portprobe_{key}")

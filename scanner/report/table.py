@@ -4,17 +4,22 @@ Rules:
 - Only the rows shown are kept (open ports, or every port with ``--all``), never the rest.
 - Every string from outside (host names now, banners later) passes :func:`printable`
   before it reaches a terminal, so no control character or escape sequence gets through.
+- Given the registry's date, the report starts with it (a header line) and, when the data
+  is over a year old on ``today``, ends with one note saying so
+  (:func:`scanner.report.explain.stale_note`). With ``explain``, each open port's
+  evidence trail and a command to check it by hand follow the warnings.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from typing import TextIO
 
 from tabulate import tabulate
 
-from scanner.models import PortState, Result
+from scanner.models import Assessment, Judgement, PortState, Result
 from scanner.report.summary import Summary
 from scanner.report.writers import Ending, ScanMeta
 
@@ -50,13 +55,13 @@ ASSESSED_HEADERS = ("LABEL", "ATTESTATION", "EVIDENCE", "VERDICT")
 EVIDENCE_WIDTH = 48
 
 
-def _verdict_cell(verdict: str) -> str:
-    # A contradiction must stand out in a long table, without relying on colour.
-    return "!! CONTRADICTS" if verdict == "contradicts" else verdict
+def _verdict_cell(a: Assessment) -> str:
+    # An alarm must stand out in a long table, without relying on colour.
+    return f"!! {a.verdict.upper()}" if a.alarm else a.verdict
 
 
 def _policy_cell(policy: str) -> str:
-    return "!! VIOLATION" if policy == "violation" else policy
+    return "!! VIOLATION" if policy == Judgement.VIOLATION else policy
 
 
 def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
@@ -79,7 +84,7 @@ def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
         printable(a.label),
         printable(a.attestation),
         printable(evidence),
-        printable(_verdict_cell(a.verdict)),
+        printable(_verdict_cell(a)),
         *((printable(_policy_cell(a.policy)),) if judged else ()),
     )
 
@@ -87,8 +92,18 @@ def _row(r: Result, assessed: bool, judged: bool = False) -> tuple[str, ...]:
 class TableReport:
     """Collects the rows to show and renders them with the summary at the end."""
 
-    def __init__(self, *, show_all: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        show_all: bool = False,
+        registry_date: str = "",
+        today: dt.date | None = None,
+        explain: bool = False,
+    ) -> None:
         self.show_all = show_all
+        self.registry_date = registry_date
+        self.today = today
+        self.explain = explain
         self.rows: list[Result] = []
 
     @property
@@ -103,6 +118,8 @@ class TableReport:
 
     def render(self, summary: Summary, stream: TextIO) -> None:
         """Write the table, the "Not shown" line and the unreachable hosts to ``stream``."""
+        if self.registry_date:
+            stream.write(f"Labels from the IANA registry of {printable(self.registry_date)}\n")
         if self.rows:
             # One address parse per host, not per row: --all can mean 65,535 rows a host.
             keys = {host: address_key(host) for host in {r.host for r in self.rows}}
@@ -121,9 +138,14 @@ class TableReport:
                 where = f"{r.host} {r.port}/{r.protocol.value}"
                 stream.write(printable(f"{where}: {r.assessment.warning}") + "\n")
             for r in rows:
-                if r.assessment is not None and r.assessment.policy == "violation":
+                if r.assessment is not None and r.assessment.policy == Judgement.VIOLATION:
                     where = f"{r.host} {r.port}/{r.protocol.value}"
                     stream.write(f"{where}: open, and the policy does not allow it\n")
+            if self.explain:
+                from scanner.report.explain import explain_lines
+
+                for r in rows:
+                    stream.writelines(printable(line) + "\n" for line in explain_lines(r))
         elif summary.total:
             stream.write("No open ports found.\n")
         line = summary.not_shown(self.shown)
@@ -135,6 +157,11 @@ class TableReport:
         if len(unreachable) > MAX_UNREACHABLE_LISTED:
             more = len(unreachable) - MAX_UNREACHABLE_LISTED
             stream.write(f"... and {more} more unreachable hosts\n")
+        if self.registry_date and self.today is not None:
+            from scanner.report.explain import stale_note
+
+            if note := stale_note(self.registry_date, self.today):
+                stream.write(note + "\n")
 
 
 class TableWriter:
@@ -142,7 +169,7 @@ class TableWriter:
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
-        self.table = TableReport(show_all=meta.closed_listed)
+        self.table = TableReport(show_all=meta.closed_listed, registry_date=meta.registry_date)
 
     def write(self, result: Result) -> None:
         """Keep ``result`` for the table (written, sorted, by :meth:`close`)."""

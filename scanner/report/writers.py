@@ -22,7 +22,7 @@ from typing import Any, Protocol, TextIO
 from scanner.models import Result
 from scanner.report.summary import Summary
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 ASSESSMENT_COLUMNS = (
     "label",
@@ -34,9 +34,15 @@ ASSESSMENT_COLUMNS = (
     "verdict",
     "warning",
     "policy",
+    "product",
+    "version",
+    "evidence_probe",
+    "evidence_rule",
+    "evidence_excerpt",
 )
 """The results layer's columns (see :class:`scanner.models.Assessment`); added in schema 2,
-``policy`` appended in schema 3."""
+``policy`` appended in schema 3, the evidence trail (product, version, the probe, the rule
+that named the service, an excerpt of the bytes) in schema 4."""
 
 CSV_COLUMNS = (
     "host",
@@ -51,8 +57,8 @@ CSV_COLUMNS = (
     *ASSESSMENT_COLUMNS,
 )
 """The CSV header, in order. ``rtt_ms`` is empty when nothing answered. Schema 1 had the
-first nine columns; schema 2 appended the assessment and schema 3 ``policy``, so readers of
-an older schema still find their columns where they were."""
+first nine columns; schema 2 appended the assessment, schema 3 ``policy`` and schema 4 the
+evidence trail, so readers of an older schema still find their columns where they were."""
 
 _NO_ASSESSMENT = ("",) * len(ASSESSMENT_COLUMNS)
 
@@ -93,6 +99,11 @@ def assessment_cells(result: Result) -> tuple[str, ...]:
         a.verdict,
         a.warning,
         a.policy,
+        a.product,
+        a.version,
+        a.evidence_probe,
+        a.evidence_rule,
+        a.evidence_excerpt,
     )
 
 

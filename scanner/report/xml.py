@@ -8,11 +8,13 @@ Rules:
   every host is ``up`` with reason ``user-set``.
 - Our own fields go where nmap's readers ignore them safely, all in ``<service>``: the
   IANA label is its ``name`` (left out when there is none, as nmap does; ``method="table"``
-  as nmap names a port without ``-sV``); what an open port was seen to speak is its
-  ``product`` and ``extrainfo`` (``method="probed"``), as ``-sV`` reports a service; the
-  rest of the assessment (attestation, verdict, warning, policy, ...) are ``portprobe_*``
-  attributes. The result's RTT, tries and time are ``portprobe_*`` attributes of
-  ``<state>``, the scan's seed, shard and registry date of ``<nmaprun>``.
+  as nmap names a port without ``-sV``); the software an open port was seen to run is its
+  ``product`` and ``version``, the evidence's detail its ``extrainfo``
+  (``method="probed"``), as ``-sV`` reports a service; the rest of the assessment (the
+  service seen, attestation, verdict, warning, policy, and the evidence trail: probe, rule,
+  excerpt) are ``portprobe_*`` attributes. The result's RTT, tries and time are
+  ``portprobe_*`` attributes of ``<state>``, the scan's seed, shard and registry date of
+  ``<nmaprun>``.
 - No ``<script>`` elements: nmap 7.93's ndiff crashes (TypeError) on a port whose only
   difference is its script output, so a changed verdict would break every ndiff run.
 - nmap groups ports by host, and results arrive in a random host order, so a host's rows
@@ -54,9 +56,13 @@ _EXTRA_KEYS = (
     "label_description",
     "range",
     "attestation",
+    "evidence",
     "verdict",
     "warning",
     "policy",
+    "evidence_probe",
+    "evidence_rule",
+    "evidence_excerpt",
 )
 
 
@@ -83,17 +89,24 @@ def _addrtype(host: str) -> str:
 
 
 def _service(result: Result) -> str:
-    """nmap's ``<service>``: the label as its name, the evidence as product and extrainfo."""
+    """nmap's ``<service>``: the label as its name, the software seen as product and
+    version, the evidence's detail as extrainfo."""
     a = result.assessment
     if a is None:
         return ""
     # nmap leaves the name out for a port its table does not name: so do we.
     attrs = [f"name={_attr(a.label)}"] if a.label else []
-    if a.evidence:
-        # What the port was seen to speak is what nmap -sV reports as the product.
-        attrs.append(f"product={_attr(a.evidence)}")
-        if a.evidence_detail:
-            attrs.append(f"extrainfo={_attr(a.evidence_detail)}")
+    if a.evidence or a.evidence_excerpt:
+        # What the port was seen to run is what nmap -sV reports as product and version.
+        attrs.extend(
+            f"{name}={_attr(value)}"
+            for name, value in (
+                ("product", a.product),
+                ("version", a.version),
+                ("extrainfo", a.evidence_detail),
+            )
+            if value
+        )
         attrs.append('method="probed" conf="10"')
     else:
         attrs.append('method="table" conf="3"')
