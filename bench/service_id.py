@@ -74,11 +74,14 @@ class Expected:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """What one tool reported for a port: its service name and product/version text."""
+    """What one tool reported for a port: its service name, product/version text (or, for
+    portprobe without a product, the evidence's detail), whether that identifies the port,
+    and whether a product was named."""
 
     service: str
     detail: str
     identified: bool
+    product: bool = False
 
 
 def _optional(name: str) -> ModuleType | None:
@@ -143,7 +146,8 @@ def parse_nmap(path: Path) -> dict[Key, Seen]:
             probed = service.get("method") == "probed"
             detail = " ".join(v for v in (service.get("product"), service.get("version")) if v)
             identified = probed and name not in ("", "tcpwrapped", "unknown")
-            seen[key] = Seen(name if probed else f"{name}?", detail, identified)
+            product = identified and bool(service.get("product"))
+            seen[key] = Seen(name if probed else f"{name}?", detail, identified, product)
     return seen
 
 
@@ -162,13 +166,18 @@ def parse_portprobe(path: Path, expected: dict[Key, Expected]) -> dict[Key, Seen
         seen[key] = Seen(
             service, detail or row.get("evidence_detail", ""),
             bool(service) and want is not None and service == want.service,
+            bool(row.get("product")),
         )  # fmt: skip
     return seen
 
 
-def count(seen: dict[Key, Seen], expected: dict[Key, Expected]) -> int:
-    """How many expected ports ``seen`` identifies."""
-    return sum(1 for key in expected if key in seen and seen[key].identified)
+def count(seen: dict[Key, Seen], expected: dict[Key, Expected], *, product: bool = False) -> int:
+    """How many expected ports ``seen`` identifies (with ``product``: and names a product)."""
+    return sum(
+        1
+        for key in expected
+        if key in seen and seen[key].identified and (seen[key].product or not product)
+    )
 
 
 def _times(name: str, seconds: Sequence[float]) -> str:
@@ -253,6 +262,11 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
     counts = {name: [count(s, expected) for s in runs] for name, runs in seen.items()}
     for name, per_run in counts.items():
         print(f"  {name}: identified {', '.join(map(str, per_run))} of {len(expected)} (per run)")
+    products = {name: count(runs[0], expected, product=True) for name, runs in seen.items()}
+    print(
+        f"  with a product named (run 1, information): portprobe {products['portprobe']},"
+        f" nmap -sV {products['nmap -sV']}"
+    )
     ids_ok = all(p >= n for p, n in zip(counts["portprobe"], counts["nmap -sV"], strict=True))
     passed = ids_ok and ratio_ok and args.runs > 0
     print(
