@@ -37,30 +37,10 @@ pytestmark = pytest.mark.netns
 SCAN_TIMEOUT = 60.0  # the scan takes a few seconds; this bounds a hung one
 REAP_GRACE = 5.0  # seconds a SIGKILLed daemon process may take to disappear
 
-#: (port/protocol, what is asserted) -> the portprobe gap that makes it fail today.
-_NO_VERSION_BIND_UDP = (
-    "over UDP portprobe asks DNS for an A record only (dnsmasq, with no upstream, answers "
-    "REFUSED) and never the version.bind CHAOS TXT it asks over TCP, so DNS over UDP has no "
-    "product or version (nmap -sV names dnsmasq 2.90 there)"
-)
-_TLS_NAMES = (
-    "assess.CONSISTENT_WITH confirms the imaps and pop3s labels with imap/pop3 or tls, not "
-    "with imaps/pop3s, the names the evidence gives a greeting read inside TLS: Dovecot on "
-    "its own port contradicts its label"
-)
-GAPS: dict[tuple[str, str], str] = {
-    ("53/udp", "product"): _NO_VERSION_BIND_UDP,
-    ("53/udp", "version"): _NO_VERSION_BIND_UDP,
-    ("5300/udp", "product"): _NO_VERSION_BIND_UDP,
-    ("5300/udp", "version"): _NO_VERSION_BIND_UDP,
-    ("993/tcp", "verdict"): _TLS_NAMES,
-    ("995/tcp", "verdict"): _TLS_NAMES,
-    ("5901/tcp", "verdict"): (
-        "the customary table (scanner.registry.customary) has no VNC on 5901, display :1 "
-        "of every VNC server (nmap's service name vnc-1): an unassigned port, so VNC there "
-        "contradicts, with an alarm"
-    ),
-}
+#: (port/protocol, what is asserted) -> the portprobe gap that makes it fail today. (The
+#: first seven, DNS over UDP without version.bind, imaps/pop3s verdicts and VNC on 5901,
+#: were mended.)
+GAPS: dict[tuple[str, str], str] = {}
 
 Row = dict[str, Any]
 
