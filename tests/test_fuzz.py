@@ -368,8 +368,9 @@ def test_a_bare_carriage_return_cannot_split_a_csv_row() -> None:
     writer = CsvWriter(stream, META)
     r = Result("198.18.0.2", 22, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, "a\rb")
     writer.write(r)
+    assert "\r" not in stream.getvalue()  # escaped: no reader can take it as a line end
     rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
-    assert len(rows) == 2 and rows[1][5] == "a\rb"
+    assert len(rows) == 2 and rows[1][5] == "a\\x0db"
 
 
 def test_case_budget_is_what_the_readme_quotes() -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from scanner.errors import ReportError
+from scanner.errors import ReportError, ScanError
 from scanner.models import PortState, Reason, Result
 from scanner.report import make_writer
 from scanner.report.read import Report
@@ -165,7 +165,19 @@ def _add_unlisted_closed(summary: Summary, report: Report) -> None:
 def write_merged(
     merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
 ) -> None:
-    """Write ``merged`` to ``stream`` in ``fmt`` (a report format, or ``table``)."""
+    """Write ``merged`` to ``stream`` in ``fmt`` (a report format, or ``table``).
+
+    A failed write (disk full, a closed pipe) raises :class:`ScanError`, one line.
+    """
+    try:
+        _write_merged(merged, fmt, stream, version=version, command=command)
+    except OSError as exc:
+        raise ScanError(f"writing the merged report failed: {exc.strerror or exc}") from exc
+
+
+def _write_merged(
+    merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
+) -> None:
     if fmt == "table":
         table = TableReport(show_all=merged.closed_listed)
         for result in merged.results:

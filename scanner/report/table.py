@@ -2,37 +2,29 @@
 
 Rules:
 - Only the rows shown are kept (open ports, or every port with ``--all``), never the rest.
-- Every string from outside (host names now, banners later) passes :func:`printable`
-  before it reaches a terminal, so no control character or escape sequence gets through.
+- Every string from outside (host names, banners, registry text) passes :func:`printable`
+  before it reaches a terminal, so no control character or escape sequence gets through
+  (the class is :data:`scanner.text.CONTROL`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import TextIO
 
 from tabulate import tabulate
 
 from scanner.models import PortState, Result
 from scanner.report.summary import Summary
-
-# The class of ``scanner.protocols.clean``: C0 and C1 controls, DEL, zero-width characters,
-# line/paragraph separators, bidi embeddings, overrides and isolates, and the BOM.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+from scanner.text import escape_controls
 
 SHOWN_BY_DEFAULT = frozenset({PortState.OPEN})
 MAX_UNREACHABLE_LISTED = 10
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (C0, C1, bidi, zero-width) as ``\\xNN``/``\\uNNNN``."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    """``text`` with control and invisible characters escaped (:func:`escape_controls`)."""
+    return escape_controls(text)
 
 
 def address_key(host: str) -> tuple[int, bytes]:

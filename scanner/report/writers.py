@@ -8,6 +8,9 @@ Rules:
   ``SCHEMA_VERSION``.
 - Times are ISO-8601 in UTC. CSV cells that a spreadsheet would run as a formula are
   neutralised with a leading apostrophe (OWASP's advice against CSV injection).
+- Every text field is escaped with :func:`scanner.text.escape_controls`, whatever its
+  source (a banner is already clean; a registry description, or a field of a report that
+  ``merge`` read, may not be), so no report carries a control or invisible character.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from scanner.models import Result
 from scanner.report.summary import Summary
+from scanner.text import escape_controls
 
 SCHEMA_VERSION = 3
 
@@ -78,6 +82,11 @@ def safe_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
+def _csv_text(value: str) -> str:
+    """A CSV text cell: escaped, then guarded against formulas."""
+    return safe_cell(escape_controls(value))
+
+
 def assessment_cells(result: Result) -> tuple[str, ...]:
     """The assessment columns of ``result``, in ``ASSESSMENT_COLUMNS`` order."""
     a = result.assessment
@@ -104,11 +113,13 @@ def result_record(result: Result) -> dict[str, Any]:
         "protocol": result.protocol.value,
         "state": result.state.value,
         "reason": result.reason.value,
-        "hostname": result.hostname,
+        "hostname": None if result.hostname is None else escape_controls(result.hostname),
         "rtt_ms": None if result.rtt is None else round(result.rtt * 1000, 3),
         "tries": result.tries,
         "time": isotime(result.timestamp),
-        **dict(zip(ASSESSMENT_COLUMNS, assessment_cells(result), strict=True)),
+        **dict(
+            zip(ASSESSMENT_COLUMNS, map(escape_controls, assessment_cells(result)), strict=True)
+        ),
     }
 
 
@@ -188,10 +199,8 @@ class CsvWriter:
     """CSV with a header row and the columns of ``CSV_COLUMNS``."""
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        # Text cells are escaped (no CR or LF is left in them): a row is always one line.
         self._csv = csv.writer(stream, lineterminator="\n")
-        # The csv module quotes a cell holding the line terminator ("\n"), not one holding
-        # a bare CR, which RFC 4180 readers take as a line end: such rows are fully quoted.
-        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._csv.writerow(CSV_COLUMNS)
 
     def write(self, result: Result) -> None:
@@ -202,14 +211,13 @@ class CsvWriter:
             result.protocol.value,
             result.state.value,
             result.reason.value,
-            "" if hostname is None else safe_cell(hostname),
+            "" if hostname is None else _csv_text(hostname),
             "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
             result.tries,
             isotime(result.timestamp),
-            *map(safe_cell, assessment_cells(result)),
+            *map(_csv_text, assessment_cells(result)),
         )
-        quote = any(isinstance(cell, str) and "\r" in cell for cell in row)
-        (self._quoted if quote else self._csv).writerow(row)
+        self._csv.writerow(row)
 
     def omit(self, result: Result) -> None:
         pass

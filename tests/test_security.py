@@ -1,0 +1,327 @@
+"""Issue 11: planted symlinks, endless inputs, crafted reports, odd locales.
+
+Each test here is a regression test for one case of the issue: it failed before the fix.
+The file-clobber tests plant links the way an unprivileged user of a shared directory
+would (links owned by another uid), in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import stat
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scanner.cli import Environment, main
+from scanner.errors import OutputError, ScanError
+from scanner.models import Assessment, PortState, Proto, Reason, Result
+from scanner.protocols import clean
+from scanner.report import Ending, ScanMeta, Summary, make_writer, printable
+from scanner.report.files import AtomicOutput
+from scanner.report.read import read_report_bytes
+from scanner.text import escape_controls
+
+NOBODY = 65534
+META = ScanMeta(
+    version="0.1.0",
+    command=["portprobe", "198.18.0.2", "-p", "22"],
+    started=1795406400.0,
+    seed=5,
+    ports="22",
+    hosts=1,
+)
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """Run the command line in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv), Environment(stdout=out, stderr=err))
+    code = exit_info.value.code
+    return int(code) if isinstance(code, int) else 0, out.getvalue(), err.getvalue()
+
+
+def one_line_error(err: str) -> None:
+    assert err.count("\n") == 1 and err.startswith("portprobe: error: "), err
+    assert "Traceback" not in err
+
+
+def plant(link: Path, target: Path | str) -> None:
+    """A symlink planted by another user (uid nobody), as in a shared directory."""
+    os.symlink(target, link)
+    os.lchown(link, NOBODY, NOBODY)
+
+
+def report(path: Path, results: list[Result], fmt: str = "jsonl", *, complete: bool = True) -> Path:
+    """Write a report of ``results`` to ``path``."""
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = make_writer(fmt, stream, META)
+        summary = Summary(ports_per_host=1)
+        for r in results:
+            writer.write(r)
+            summary.add(r)
+        writer.close(Ending(finished=META.started + 1, complete=complete, summary=summary))
+    return path
+
+
+def result(port: int = 22, host: str = "198.18.0.2", **assessed: str) -> Result:
+    return Result(
+        host,
+        port,
+        Proto.TCP,
+        PortState.OPEN,
+        Reason.SYN_ACK,
+        None,
+        0.001,
+        1,
+        META.started,
+        Assessment(**assessed) if assessed else None,
+    )
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Iterator[Path]:
+    """A file only root may write (as /etc/shadow would be), outside the shared directory."""
+    path = tmp_path / "root-only"
+    path.write_text("precious\n")
+    path.chmod(0o600)
+    yield path
+    assert path.read_text() == "precious\n", "a planted link made root overwrite this file"
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    """A world-writable directory (no sticky bit: fs.protected_symlinks does not apply)."""
+    path = tmp_path / "shared"
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
+# -- 1. output files are never written through a planted link -------------------------
+
+
+def plant_pid_links(folder: Path, name: str, victim: Path) -> None:
+    """Links at the temporary names the old code used: ``.NAME.PID.part``, next PIDs too."""
+    pid = os.getpid()
+    for guess in range(pid - 2, pid + 30):
+        plant(folder / f".{name}.{guess}.part", victim)
+
+
+def test_a_planted_temporary_name_does_not_redirect_the_report(shared: Path, victim: Path) -> None:
+    plant_pid_links(shared, "scan.csv", victim)
+    with AtomicOutput(str(shared / "scan.csv")) as sink:
+        sink.stream.write("host\n")
+    assert (shared / "scan.csv").read_text() == "host\n"
+    assert not (shared / "scan.csv").is_symlink()
+
+
+@pytest.mark.parametrize("command", ["diff", "merge"])
+def test_diff_and_merge_output_ignore_planted_temporary_names(
+    shared: Path, victim: Path, tmp_path: Path, command: str
+) -> None:
+    old = report(tmp_path / "old.jsonl", [result(22)])
+    new = report(tmp_path / "new.jsonl", [result(22), result(23)] if command == "diff" else [])
+    out = shared / "out.csv"
+    plant_pid_links(shared, "out.csv", victim)
+    code, _, err = cli(command, str(old), str(new), "-o", str(out))
+    assert code == (1 if command == "diff" else 0), err
+    assert "198.18.0.2" in out.read_text()
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Path:
+    """A character device like /dev/null (1, 3), made where the test can see it."""
+    path = tmp_path / "null-device"
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return path
+
+
+def test_a_planted_symlink_to_a_device_is_replaced_not_written_through(
+    shared: Path, device: Path
+) -> None:
+    out = shared / "scan.csv"
+    plant(out, device)
+    with AtomicOutput(str(out)) as sink:
+        sink.stream.write("host\n")
+    assert stat.S_ISREG(os.lstat(out).st_mode) and out.read_text() == "host\n"
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+
+
+def test_a_device_or_own_symlink_to_one_is_still_written_through(
+    tmp_path: Path, device: Path
+) -> None:
+    own = tmp_path / "stdout-like"
+    os.symlink(device, own)  # root's own link, as /dev/stdout is
+    for path in (device, own):
+        with AtomicOutput(str(path)) as sink:
+            sink.stream.write("host\n")
+    assert stat.S_ISCHR(os.lstat(device).st_mode) and os.path.islink(own)
+    assert sorted(os.listdir(tmp_path)) == ["null-device", "stdout-like"]
+
+
+def test_rewriting_a_report_keeps_its_mode(tmp_path: Path) -> None:
+    out = tmp_path / "scan.csv"
+    out.write_text("old\n")
+    out.chmod(0o600)
+    with AtomicOutput(str(out)) as sink:
+        sink.stream.write("new\n")
+    assert out.read_text() == "new\n" and stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_a_failed_write_is_one_error_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    out = tmp_path / "scan.csv"
+    out.write_text("old\n")
+    with pytest.raises(ScanError, match="No space left"), AtomicOutput(str(out)) as sink:
+        sink.stream.write("partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert os.listdir(tmp_path) == ["scan.csv"] and out.read_text() == "old\n"
+
+
+def test_merge_onto_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    # More than a write buffer holds: the disk fills while results are written.
+    shard = report(tmp_path / "a.jsonl", [result(port) for port in range(1, 2001)])
+    code, _, err = cli("merge", str(shard), "-o", "/dev/full", "--format", "csv")
+    assert code == 1
+    one_line_error(err)
+    assert "No space left on device" in err
+
+
+@pytest.mark.parametrize("length", [245, 255])
+def test_long_output_names_are_accepted(tmp_path: Path, length: int) -> None:
+    out = tmp_path / ("r" * (length - 4) + ".csv")
+    with AtomicOutput(str(out)) as sink:
+        sink.stream.write("host\n")
+    assert out.read_text() == "host\n" and os.listdir(tmp_path) == [out.name]
+
+
+def test_a_name_too_long_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="File name too long"):
+        AtomicOutput(str(tmp_path / ("r" * 300 + ".csv")))
+
+
+# -- 2. XML comments ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["week---47.xml", "a--b.xml", "trailing-", "--"])
+def test_xml_stays_well_formed_whatever_the_command_line(name: str) -> None:
+    stream = io.StringIO()
+    meta = ScanMeta(**{**_meta_fields(), "command": ["portprobe", "-oX", name, "198.18.0.2"]})
+    writer = make_writer("xml", stream, meta)
+    writer.write(result())
+    writer.close(Ending(finished=META.started + 1, complete=True, summary=Summary()))
+    root = ElementTree.fromstring(stream.getvalue())
+    assert root.get("args") == f"portprobe -oX {name} 198.18.0.2"
+    assert len(read_report_bytes(stream.getvalue().encode(), "x.xml").results) == 1
+
+
+def _meta_fields() -> dict[str, object]:
+    return {name: getattr(META, name) for name in META.__dataclass_fields__}
+
+
+# -- 12. invisible and format characters ----------------------------------------------------
+
+INVISIBLE = [
+    "\u061c",
+    "\u2060",
+    "\u2061",
+    "\u2062",
+    "\u2063",
+    "\u2064",
+    "\u00ad",
+    "\u180e",
+    "\ufff9",
+    "\ufffa",
+    "\ufffb",
+    "\U000e0000",
+    "\U000e0041",
+    "\U000e007f",
+]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+def test_invisible_characters_are_escaped_everywhere(char: str) -> None:
+    text = f"ssh{char}d"
+    assert char not in escape_controls(text) and "\\" in escape_controls(text)
+    assert char not in printable(text) and char not in clean(text)
+    r = result(label=text, evidence=text, label_description=text)
+    for fmt in ("csv", "xml", "json", "jsonl"):
+        stream = io.StringIO()
+        writer = make_writer(fmt, stream, META)
+        writer.write(r)
+        writer.close(Ending(finished=META.started, complete=True, summary=Summary()))
+        assert char not in stream.getvalue(), fmt
+
+
+def test_escapes_of_astral_characters_are_unambiguous() -> None:
+    assert escape_controls("\U000e0041") == "\\U000e0041"
+    assert escape_controls("\x1b\u202e") == "\\x1b\\u202e"
+
+
+def test_merge_sanitises_what_it_writes(tmp_path: Path) -> None:
+    evil = "ESC\x1b]0;owned\x07 =cmd"
+    shard = tmp_path / "a.jsonl"
+    report(shard, [result(22)])
+    lines = shard.read_text().splitlines()
+    record = json.loads(lines[1])
+    record.update(evidence=evil, label=evil)
+    lines[1] = json.dumps(record)
+    shard.write_text("\n".join(lines) + "\n")
+    for fmt in ("csv", "xml", "jsonl"):
+        out = tmp_path / f"merged.{fmt}"
+        code, _, err = cli("merge", str(shard), "-o", str(out))
+        assert code == 0, err
+        text = out.read_text()
+        assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text, fmt
+
+
+# -- 1, 5, 8. the registry store -----------------------------------------------------------
+
+SHIPPED_CSV = (
+    Path(__file__).resolve().parent.parent / "scanner/data/iana-service-names-port-numbers.csv"
+)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from scanner.registry import load_registry
+
+    directory = tmp_path / "data"
+    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(directory))
+    load_registry.cache_clear()
+    yield directory
+    load_registry.cache_clear()
+
+
+def test_registry_update_never_copies_or_writes_through_a_planted_link(
+    data_dir: Path, victim: Path, tmp_path: Path
+) -> None:
+    from scanner.registry import update_registry
+
+    data_dir.mkdir()
+    plant(data_dir / "iana-service-names-port-numbers.csv", victim)
+    plant(data_dir / "iana-registry.json", victim)
+    update_registry(str(SHIPPED_CSV))
+    for name in os.listdir(data_dir):
+        path = data_dir / name
+        assert not path.is_symlink() and "precious" not in path.read_text(), name
+    assert sorted(os.listdir(data_dir)) == [
+        "iana-registry.json",
+        "iana-service-names-port-numbers.csv",
+    ]
+
+
+def test_registry_update_keeps_the_copy_mode(data_dir: Path) -> None:
+    from scanner.registry import update_registry
+
+    update_registry(str(SHIPPED_CSV))
+    copy = data_dir / "iana-service-names-port-numbers.csv"
+    copy.chmod(0o640)
+    update_registry(str(SHIPPED_CSV))
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o640
