@@ -12,6 +12,11 @@ Rules:
   prefix shorter than /64 are refused, as is an octet range that would need more than
   ``MAX_SPEC_INTERVALS`` separate intervals. Exclusions are not size-guarded: they are only
   subtracted, never expanded.
+- An IPv4-mapped IPv6 address (``::ffff:198.18.0.2``) is its IPv4 address everywhere (in
+  targets, exclusions, networks within ``::ffff:0:0/96`` and resolver answers), so an
+  exclusion of the IPv4 address excludes it and the IPv4 size guard applies
+  (``::ffff:0.0.0.0/96`` is ``0.0.0.0/0``). An IPv6 network that straddles the mapped block
+  is refused.
 - A hostname is one host, its resolver's first address (as nmap does); an excluded hostname
   removes every address it resolves to. When an address is given both as a name and as an
   address, the host keeps the name (the first name given, if several).
@@ -147,8 +152,9 @@ def _parse(text: str, *, guard: bool) -> TargetSpec:
     if "%" in stripped:
         raise _bad(text, "IPv6 zone ids (%...) are not supported")
     if stripped.startswith("[") or stripped.endswith("]"):
-        address = _ip(stripped[1:-1]) if stripped[:1] + stripped[-1:] == "[]" else None
-        if not isinstance(address, ipaddress.IPv6Address):
+        inner = stripped[1:-1] if stripped[:1] + stripped[-1:] == "[]" else ""
+        address = _ip(inner) if ":" in inner else None
+        if address is None:
             raise _bad(text, "brackets must enclose exactly one IPv6 address")
         return _single(stripped, address)
     if "/" in stripped:
@@ -172,11 +178,24 @@ def _bad(text: str, reason: str) -> TargetError:
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``text`` as an IP address, or None if it is not one."""
+    """``text`` as an IP address (an IPv4-mapped one as IPv4), or None if it is not one."""
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return _unmapped(address)
+
+
+def _unmapped(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``address``, or the IPv4 address an IPv4-mapped IPv6 address stands for."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
@@ -193,7 +212,12 @@ def _single(text: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -
 def _parse_network(text: str, stripped: str, *, guard: bool) -> TargetSpec:
     """An ``address/prefix`` target; host bits may be set (198.18.0.5/30 is .4 to .7)."""
     address_text, _, prefix_text = stripped.rpartition("/")
-    address = _ip(address_text)
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+            address_text
+        )
+    except ValueError:
+        address = None
     if address is None:
         if address_text and _hostname_problem(address_text) is None:
             raise _bad(text, "a hostname cannot take a /prefix; give an address/prefix")
@@ -204,6 +228,12 @@ def _parse_network(text: str, stripped: str, *, guard: bool) -> TargetSpec:
     bits = address.max_prefixlen
     if prefix > bits:
         raise _bad(text, f"prefix length /{prefix} is out of range for IPv{address.version}")
+    if isinstance(address, ipaddress.IPv6Address):
+        network = ipaddress.IPv6Network((address, prefix), strict=False)
+        if prefix >= 96 and network.subnet_of(_MAPPED):  # an IPv4 network, written in IPv6
+            address, prefix, bits = _unmapped(address), prefix - 96, 32
+        elif network.overlaps(_MAPPED):
+            raise _bad(text, "it straddles the IPv4-mapped block ::ffff:0:0/96; give IPv4")
     smallest = MIN_IPV4_PREFIX if address.version == 4 else MIN_IPV6_PREFIX
     if guard and prefix < smallest:
         raise _bad(
@@ -336,7 +366,7 @@ def _subtract(keep: Sequence[_Interval], remove: Sequence[_Interval]) -> list[_I
 
 def _address_value(text: str) -> tuple[int, int]:
     """The family and integer value of address ``text``; ValueError if it is not one."""
-    address = ipaddress.ip_address(text)
+    address = _unmapped(ipaddress.ip_address(text))
     return _family(address), int(address)
 
 

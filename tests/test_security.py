@@ -325,3 +325,43 @@ def test_registry_update_keeps_the_copy_mode(data_dir: Path) -> None:
     copy.chmod(0o640)
     update_registry(str(SHIPPED_CSV))
     assert stat.S_IMODE(copy.stat().st_mode) == 0o640
+
+
+# -- 3. IPv4-mapped IPv6 addresses ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["::ffff:198.18.0.2", "[::ffff:198.18.0.2]", "::ffff:c612:2"])
+def test_an_excluded_ipv4_host_is_not_scanned_by_its_mapped_address(target: str) -> None:
+    import asyncio
+
+    from scanner.targets import build_targets
+
+    hosts, _ = asyncio.run(build_targets([target, "198.18.0.3"], exclude=["198.18.0.2"]))
+    assert [h.address for h in hosts] == ["198.18.0.3"]
+    hosts, _ = asyncio.run(build_targets(["198.18.0.2"], exclude=[target]))
+    assert hosts.size == 0
+
+
+def test_a_mapped_network_is_its_ipv4_network_and_size_guarded() -> None:
+    from scanner.errors import TargetError
+    from scanner.targets import parse_network, parse_target
+
+    assert (
+        parse_target("::ffff:198.18.0.0/120").intervals == parse_target("198.18.0.0/24").intervals
+    )
+    with pytest.raises(TargetError, match="too large"):
+        parse_target("::ffff:0.0.0.0/96")
+    with pytest.raises(TargetError, match="IPv4-mapped"):
+        parse_network("::/64")  # it holds ::ffff:0:0/96, all of IPv4
+
+
+def test_a_mapped_answer_of_the_resolver_is_ipv4() -> None:
+    import asyncio
+
+    from scanner.targets import build_targets
+
+    async def resolver(name: str) -> list[str]:
+        return ["::ffff:198.18.0.2"]
+
+    hosts, _ = asyncio.run(build_targets(["db.test"], exclude=["198.18.0.2"], resolver=resolver))
+    assert hosts.size == 0
