@@ -23,6 +23,7 @@ Rules and theory:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import stat
@@ -193,7 +194,7 @@ def read_bounded(path: str, limit: int, error: Callable[[str], Exception]) -> by
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise error("cannot read: it is a directory")
+            raise error(f"cannot read: {os.strerror(errno.EISDIR)}")
         if stat.S_ISREG(info.st_mode):
             if info.st_size > limit:
                 raise error(too_big)

@@ -40,10 +40,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 
 from scanner.errors import TargetError, TargetFileError
+from scanner.safeio import read_bounded
 
 __all__ = [
     "MAX_IPV4_HOSTS",
     "MAX_SPEC_INTERVALS",
+    "MAX_TARGETS_FILE",
     "MIN_IPV4_PREFIX",
     "MIN_IPV6_PREFIX",
     "RESOLVE_TIMEOUT",
@@ -64,6 +66,8 @@ MAX_IPV4_HOSTS = 2 ** (32 - MIN_IPV4_PREFIX)  # also caps octet ranges such as "
 MIN_IPV6_PREFIX = 64
 MAX_SPEC_INTERVALS = 2**16  # e.g. "198.*.*.1" is 65536 single-address intervals
 RESOLVE_TIMEOUT = 5.0  # seconds per name
+#: The largest targets or exclusions file read (``-iL``, ``--exclude-file``).
+MAX_TARGETS_FILE = 64 * 1024 * 1024
 # Names resolved at once. getaddrinfo runs in the loop's default thread pool (at least five
 # threads); staying near its size keeps a name's timeout from being spent waiting in its queue.
 _RESOLVE_CONCURRENCY = 8
@@ -515,8 +519,10 @@ def read_targets_file(path: str) -> list[str]:
 
     One or more whitespace-separated targets per line (as nmap's ``-iL``); ``#`` starts a
     comment, to the end of the line; blank lines are skipped. The file must be UTF-8 (a BOM
-    is allowed). Raises :class:`~scanner.errors.TargetFileError` naming the file, and the
-    line number for a bad target.
+    is allowed) and at most :data:`MAX_TARGETS_FILE` bytes (a FIFO or device is read as
+    :func:`scanner.safeio.read_bounded` reads it). Raises
+    :class:`~scanner.errors.TargetFileError` naming the file, and the line number for a
+    bad target.
     """
     return _read_file(path, guard=True)
 
@@ -532,16 +538,7 @@ def parse_exclude_file(path: str) -> list[str]:
 def _read_file(path: str, *, guard: bool) -> list[str]:
     """:func:`read_targets_file` with the size guards on or off."""
     shown = "<stdin>" if path == "-" else path
-    try:
-        data: bytes
-        if path == "-":  # the bytes under sys.stdin, unless a test replaced it with a StringIO
-            buffer = getattr(sys.stdin, "buffer", None)
-            data = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
-        else:
-            with open(path, "rb") as file:
-                data = file.read()
-    except OSError as exc:
-        raise TargetFileError(f"cannot read: {exc.strerror or exc}", path=shown) from None
+    data = read_bounded(path, MAX_TARGETS_FILE, lambda reason: TargetFileError(reason, path=shown))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -365,3 +365,81 @@ def test_a_mapped_answer_of_the_resolver_is_ipv4() -> None:
 
     hosts, _ = asyncio.run(build_targets(["db.test"], exclude=["198.18.0.2"], resolver=resolver))
     assert hosts.size == 0
+
+
+# -- 5. bounded reads of every input file --------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A FIFO nobody ever writes to; input reads give up on it after 0.3 s here."""
+    import scanner.safeio
+
+    monkeypatch.setattr(scanner.safeio, "INPUT_TIMEOUT", 0.3)
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+def input_commands(path: str, good: Path) -> dict[str, list[str]]:
+    """Every command that reads an input file, reading ``path``."""
+    return {
+        "-iL": ["-iL", path, "-p", "22"],
+        "--exclude-file": ["198.18.0.2", "-p", "22", "--exclude-file", path],
+        "--expect": ["198.18.0.2", "-p", "22", "--expect", path],
+        "diff": ["diff", str(good), path],
+        "merge": ["merge", str(good), path],
+        "--resume": ["--resume", path],
+        "registry update": ["registry", "update", "--from", path],
+    }
+
+
+@pytest.mark.parametrize("kind", list(input_commands("", Path())))
+def test_endless_device_input_is_refused_in_one_line(
+    kind: str, tmp_path: Path, data_dir: Path
+) -> None:
+    good = report(tmp_path / "good.jsonl", [result()])
+    code, _, err = cli(*input_commands("/dev/zero", good)[kind])
+    assert code == 2
+    one_line_error(err)
+    assert "larger than" in err and "/dev/zero" in err
+
+
+@pytest.mark.parametrize("kind", list(input_commands("", Path())))
+def test_a_fifo_nobody_writes_is_refused_in_one_line(
+    kind: str, tmp_path: Path, fifo: Path, data_dir: Path
+) -> None:
+    good = report(tmp_path / "good.jsonl", [result()])
+    code, _, err = cli(*input_commands(str(fifo), good)[kind])
+    assert code == 2
+    one_line_error(err)
+    assert "did not end within 0.3 s" in err
+
+
+def test_a_fifo_that_is_written_and_closed_is_read(tmp_path: Path, fifo: Path) -> None:
+    import threading
+
+    from scanner.targets import read_targets_file
+
+    def feed() -> None:
+        with fifo.open("w") as stream:
+            stream.write("198.18.0.2\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    assert read_targets_file(str(fifo)) == ["198.18.0.2"]
+    writer.join()
+
+
+@pytest.mark.parametrize("kind", ["diff", "-iL", "--expect", "registry update"])
+def test_a_huge_regular_file_is_refused_before_it_is_read(
+    kind: str, tmp_path: Path, data_dir: Path
+) -> None:
+    good = report(tmp_path / "good.jsonl", [result()])
+    huge = tmp_path / "huge"
+    with huge.open("wb") as stream:  # sparse: 300 MiB that cost no disk
+        stream.truncate(300 << 20)
+    code, _, err = cli(*input_commands(str(huge), good)[kind])
+    assert code == 2
+    one_line_error(err)
+    assert "larger than" in err

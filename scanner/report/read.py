@@ -30,8 +30,12 @@ from xml.etree import ElementTree
 from scanner.errors import ReportError
 from scanner.models import Assessment, PortState, Proto, Reason, Result
 from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
+from scanner.safeio import read_bounded
 
-__all__ = ["Report", "read_report", "read_report_bytes"]
+__all__ = ["MAX_REPORT_FILE", "Report", "read_report", "read_report_bytes"]
+
+#: The largest report read (``diff``, ``merge``, ``--resume``): about 600,000 results.
+MAX_REPORT_FILE = 256 * 1024 * 1024
 
 _repr = reprlib.Repr()
 _repr.maxstring = 40
@@ -59,12 +63,14 @@ class Report:
 
 
 def read_report(path: str) -> Report:
-    """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault.
+
+    At most :data:`MAX_REPORT_FILE` bytes are read (a FIFO or device as
+    :func:`scanner.safeio.read_bounded` reads it).
+    """
+    if path == "-":
+        raise ReportError("-: a report must be a file")
+    data = read_bounded(path, MAX_REPORT_FILE, lambda message: ReportError(f"{path}: {message}"))
     return read_report_bytes(data, path)
 
 
