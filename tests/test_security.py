@@ -443,3 +443,55 @@ def test_a_huge_regular_file_is_refused_before_it_is_read(
     assert code == 2
     one_line_error(err)
     assert "larger than" in err
+
+
+# -- 6. crafted report fields --------------------------------------------------------------
+
+BIG = "9" * 5000  # past Python's 4,300-digit limit for int()
+
+
+def crafted(path: Path, *, scan: dict[str, object] | None = None, **fields: object) -> Path:
+    """A JSON Lines report whose scan record, result or end record has ``fields`` replaced."""
+    report(path, [result(22)], complete=False)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[0].update(scan or {})
+    for key, value in fields.items():
+        target = records[2] if key in ("finished", "summary") else records[1]
+        target[key] = value
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+CRAFTED = {
+    "port of 5000 digits": {"port": BIG},
+    "tries of 5000 digits": {"tries": BIG},
+    "seed of 5000 digits": {"scan": {"seed": BIG, "shard": "1/2"}},
+    "shard of 5000 digits": {"scan": {"shard": f"{BIG}/{BIG}"}},
+    "hosts of 5000 digits": {"scan": {"hosts": BIG}},
+    "count of 5000 digits": {"summary": {"states": {"closed": BIG}}},
+    "time in year 0": {"time": "0001-01-01T00:00:00+14:00"},
+    "time in year 10000": {"time": "9999-12-31T23:59:59-14:00"},
+    "start in year 0": {"scan": {"started": "0001-01-01T00:00:00+14:00"}},
+    "end in year 10000": {"finished": "9999-12-31T23:59:59-14:00"},
+    "lone surrogate": {"hostname": "\ud800"},
+    "lone surrogate in the scan": {"scan": {"registry_date": "\udfff"}},
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+@pytest.mark.parametrize("command", ["diff", "merge -o x.xml", "merge -o x.csv", "merge"])
+def test_crafted_fields_give_a_report_or_one_line(tmp_path: Path, case: str, command: str) -> None:
+    fields = dict(CRAFTED[case])
+    scan = fields.pop("scan", None)
+    bad = crafted(tmp_path / "bad.jsonl", scan=scan, **fields)  # type: ignore[arg-type]
+    good = report(tmp_path / "good.jsonl", [result(23)])
+    word, *rest = command.split()
+    out = [str(tmp_path / rest[1])] if rest else []
+    code, _, err = cli(word, str(good), str(bad), *(["-o", *out] if out else []))
+    assert "Traceback" not in err
+    if code == 2:
+        one_line_error(err)
+    else:
+        assert code in (0, 1), err
+        if out:
+            Path(out[0]).read_text(encoding="utf-8")

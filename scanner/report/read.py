@@ -10,6 +10,11 @@ Rules:
 - XML documents may not declare entities (no "billion laughs"); nmap's own XML reads too,
   as long as its states and reasons are ones portprobe knows (its service name is read as
   the label, product and extra info as the evidence).
+- Whatever a field holds, the reader and the writers after it (``diff -o``, ``merge``,
+  ``--resume``) never fail on it: whole numbers have at most :data:`MAX_DIGITS` digits
+  (Python refuses to convert more than 4,300), times lie between 1970 and the end of 9998
+  UTC (a time zone can move year 9999 into 10000, which no writer can show), and text
+  with a lone surrogate (``"\\ud800"`` in JSON), which no file can hold, is refused.
 - A report lists every port that is not closed (and the closed ones with ``--all``): a
   port missing from it was closed, or not probed if the scan was cut short.
 """
@@ -20,6 +25,7 @@ import csv
 import io
 import ipaddress
 import json
+import re
 import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,10 +38,23 @@ from scanner.models import Assessment, PortState, Proto, Reason, Result
 from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
 from scanner.safeio import read_bounded
 
-__all__ = ["MAX_REPORT_FILE", "Report", "read_report", "read_report_bytes"]
+__all__ = [
+    "MAX_DIGITS",
+    "MAX_REPORT_FILE",
+    "Report",
+    "read_report",
+    "read_report_bytes",
+    "unix_time",
+]
 
 #: The largest report read (``diff``, ``merge``, ``--resume``): about 600,000 results.
 MAX_REPORT_FILE = 256 * 1024 * 1024
+#: The most digits a whole number in a report may have (2**63 has 19).
+MAX_DIGITS = 19
+# Report times: from the Unix epoch to the end of year 9998, UTC.
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+# A JSON escape of a UTF-16 surrogate: only text holding one needs the full check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 _repr = reprlib.Repr()
 _repr.maxstring = 40
@@ -146,7 +165,7 @@ def _number(value: Any, key: str) -> float | None:
 
 
 def _integer(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         shown = _repr.repr(value)
@@ -161,16 +180,34 @@ def _enum(kind: type[Proto] | type[PortState] | type[Reason], value: str, key: s
         raise _Fault(f"unknown {key} {_repr.repr(value)}") from None
 
 
+def unix_time(value: object) -> float | None:
+    """An ISO-8601 time with a zone, from 1970 to the end of 9998 UTC, as a Unix time;
+    None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            return None
+        stamp = moment.timestamp()
+    except (ValueError, OverflowError):
+        return None
+    return stamp if 0 <= stamp < _LATEST else None
+
+
 def _timestamp(value: str) -> float:
     if not value:
         return 0.0
+    stamp = unix_time(value)
+    if stamp is not None:
+        return stamp
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _Fault(f"'time' is not an ISO-8601 time: {_repr.repr(value)}") from None
     if moment.tzinfo is None:
         raise _Fault(f"'time' has no time zone: {_repr.repr(value)}")
-    return moment.timestamp()
+    raise _Fault(f"'time' is out of range (1970 to 9998): {_repr.repr(value)}")
 
 
 def _result(record: Mapping[str, Any]) -> Result:
@@ -236,13 +273,34 @@ def _read_csv(text: str) -> Report:
 
 def _json(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+            raise _at(where, "text with a lone surrogate (not valid Unicode)")
+        return value
     except RecursionError:
         raise _at(where, "JSON nested too deeply") from None
     except ValueError as exc:
         message = getattr(exc, "msg", "bad JSON")
         line = getattr(exc, "lineno", None)
         raise _at(f":{line}" if line and not where else where, f"bad JSON: {message}") from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in JSON ``value`` (keys too) holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _complete(ending: Mapping[str, Any]) -> bool | None:
