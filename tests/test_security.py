@@ -495,3 +495,139 @@ def test_crafted_fields_give_a_report_or_one_line(tmp_path: Path, case: str, com
         assert code in (0, 1), err
         if out:
             Path(out[0]).read_text(encoding="utf-8")
+
+
+# -- 8. registry update ----------------------------------------------------------------------
+
+
+class _Server:
+    """An HTTP server on loopback, in a thread, serving ``routes``: path -> handler."""
+
+    def __init__(self, routes: dict[str, object]) -> None:
+        import http.server
+        import threading
+
+        outer = routes
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                route = outer.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                elif callable(route):
+                    route(self)
+                else:
+                    body = route if isinstance(route, bytes) else b""
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[object]:
+    servers: list[_Server] = []
+
+    def start(routes: dict[str, object]) -> _Server:
+        servers.append(_Server(routes))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _redirect(location: str) -> object:
+    def handle(handler: object) -> None:
+        handler.send_response(302)  # type: ignore[attr-defined]
+        handler.send_header("Location", location)  # type: ignore[attr-defined]
+        handler.send_header("Content-Length", "0")  # type: ignore[attr-defined]
+        handler.end_headers()  # type: ignore[attr-defined]
+
+    return handle
+
+
+def test_a_download_that_drips_is_cut_off_for_the_whole_download(
+    serve: object, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import scanner.registry.store as store
+    from scanner.registry import RegistryError, update_registry
+
+    def drip(handler: object) -> None:
+        handler.send_response(200)  # type: ignore[attr-defined]
+        handler.send_header("Content-Length", "100")  # type: ignore[attr-defined]
+        handler.end_headers()  # type: ignore[attr-defined]
+        for _ in range(12):  # a byte every 0.25 s, each well within the per-read timeout
+            handler.wfile.write(b"x")  # type: ignore[attr-defined]
+            handler.wfile.flush()  # type: ignore[attr-defined]
+            time.sleep(0.25)
+
+    monkeypatch.setattr(store, "FETCH_TIMEOUT", 1.0)
+    monkeypatch.setattr(store, "READ_TIMEOUT", 1.0)
+    server = serve({"/csv": drip})  # type: ignore[operator]
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="not finished within 1 s"):
+        update_registry(f"{server.url}/csv")
+    assert time.monotonic() - started < 2.0
+
+
+def test_provenance_names_the_url_after_redirects(serve: object, data_dir: Path) -> None:
+    from scanner.registry import load_registry, update_registry
+
+    server = serve({"/old": _redirect("/new"), "/new": SHIPPED_CSV.read_bytes()})  # type: ignore[operator]
+    update_registry(f"{server.url}/old")
+    assert f"downloaded from {server.url}/new" in load_registry().source
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1:1/x.csv", "file:///etc/passwd"])
+def test_a_redirect_away_from_http_is_refused(serve: object, data_dir: Path, target: str) -> None:
+    from scanner.registry import RegistryError, update_registry
+
+    server = serve({"/csv": _redirect(target)})  # type: ignore[operator]
+    with pytest.raises(RegistryError, match="(?i)redirect"):
+        update_registry(f"{server.url}/csv")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:1/a\x1bb", "http://127.0.0.1\x1b:1/", "http://x/a b"]
+)
+def test_a_url_with_a_control_character_is_one_line(url: str, data_dir: Path) -> None:
+    code, _, err = cli("registry", "update", "--from", url)
+    assert code == 2
+    one_line_error(err)
+    assert "\x1b" not in err
+
+
+def test_registry_descriptions_reach_reports_escaped(data_dir: Path, tmp_path: Path) -> None:
+    from scanner.assess import Assessor
+    from scanner.registry import load_registry, update_registry
+
+    text = SHIPPED_CSV.read_text(encoding="utf-8")
+    source = tmp_path / "evil.csv"
+    source.write_text(text.replace("ASAM Services", "ASAM\x1b]0;owned\x07\u202e"), encoding="utf-8")
+    update_registry(str(source))
+    assessed = Assessor(load_registry()).assess(result(3451))
+    for fmt in ("csv", "xml", "jsonl"):
+        stream = io.StringIO()
+        writer = make_writer(fmt, stream, META)
+        writer.write(assessed)
+        text = stream.getvalue()
+        assert "\x1b" not in text and "\u202e" not in text, fmt
+        if fmt == "jsonl":
+            text = json.loads(text.splitlines()[1])["label_description"]
+        assert "ASAM\\x1b]0;owned\\x07\\u202e" in text, fmt
