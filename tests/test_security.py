@@ -599,7 +599,7 @@ def test_a_redirect_away_from_http_is_refused(serve: object, data_dir: Path, tar
     from scanner.registry import RegistryError, update_registry
 
     server = serve({"/csv": _redirect(target)})  # type: ignore[operator]
-    with pytest.raises(RegistryError, match="(?i)redirect"):
+    with pytest.raises(RegistryError, match=r"(?i)redirect"):
         update_registry(f"{server.url}/csv")
 
 
@@ -631,3 +631,50 @@ def test_registry_descriptions_reach_reports_escaped(data_dir: Path, tmp_path: P
         if fmt == "jsonl":
             text = json.loads(text.splitlines()[1])["label_description"]
         assert "ASAM\\x1b]0;owned\\x07\\u202e" in text, fmt
+
+
+# -- 10. resume after a crash: reading what a killed scan left -------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_report_cut_anywhere_reads_with_every_whole_result(tmp_path: Path, fmt: str) -> None:
+    from scanner.errors import ReportError
+    from scanner.report.read import read_report_bytes
+
+    ports = [22, 23, 25]
+    whole = report(tmp_path / f"r.{fmt}", [result(port) for port in ports]).read_bytes()
+    # Where each result's record ends: the "}" that closes its line.
+    lines = whole.split(b"\n")
+    ends, offset = [], 0
+    for line in lines:
+        if b'"port": ' in line and b'"scan"' not in line:
+            ends.append(offset + line.rstrip(b",").rindex(b"}") + 1)
+        offset += len(line) + 1
+    assert len(ends) == len(ports)
+    for cut in range(len(lines[0]) + 1, len(whole)):
+        data = whole[:cut]
+        got = read_report_bytes(data, "r", torn_tail=True)
+        assert [r.port for r in got.results] == ports[: sum(end <= cut for end in ends)], cut
+        assert got.complete is False or cut >= len(whole) - 2
+        if not data.rstrip().endswith((b"}", b"[")):
+            with pytest.raises(ReportError):  # diff and merge still refuse a torn report
+                read_report_bytes(data, "r")
+
+
+def test_find_partial_takes_only_our_own_regular_temporary_file(tmp_path: Path) -> None:
+    import time
+
+    from scanner.report.files import find_partial
+
+    out = tmp_path / "scan.jsonl"
+    assert find_partial(str(out)) is None
+    mine = tmp_path / ".scan.jsonl.abc123.part"
+    mine.write_text('{"type": "scan"}\n')
+    planted = tmp_path / ".scan.jsonl.zzz999.part"
+    planted.write_text('{"type": "scan"}\n')
+    os.chown(planted, NOBODY, NOBODY)
+    time.sleep(0.01)
+    link = tmp_path / ".scan.jsonl.lnk000.part"
+    os.symlink(mine, link)
+    (tmp_path / ".other.jsonl.abc.part").write_text("x")
+    assert find_partial(str(out)) == str(mine)

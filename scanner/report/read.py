@@ -15,6 +15,10 @@ Rules:
   (Python refuses to convert more than 4,300), times lie between 1970 and the end of 9998
   UTC (a time zone can move year 9999 into 10000, which no writer can show), and text
   with a lone surrogate (``"\\ud800"`` in JSON), which no file can hold, is refused.
+- ``torn_tail=True`` (for ``--resume``, which reads what a crashed scan left) accepts a
+  JSON Lines report whose last line was cut short, and a JSON document that stops after any
+  result line (its results are one per line): the cut record is dropped, and the report
+  counts as interrupted.
 - A report lists every port that is not closed (and the closed ones with ``--all``): a
   port missing from it was closed, or not probed if the scan was cut short.
 """
@@ -81,7 +85,7 @@ class Report:
     complete: bool | None = None
 
 
-def read_report(path: str) -> Report:
+def read_report(path: str, *, torn_tail: bool = False) -> Report:
     """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault.
 
     At most :data:`MAX_REPORT_FILE` bytes are read (a FIFO or device as
@@ -90,16 +94,21 @@ def read_report(path: str) -> Report:
     if path == "-":
         raise ReportError("-: a report must be a file")
     data = read_bounded(path, MAX_REPORT_FILE, lambda message: ReportError(f"{path}: {message}"))
-    return read_report_bytes(data, path)
+    return read_report_bytes(data, path, torn_tail=torn_tail)
 
 
-def read_report_bytes(data: bytes, name: str) -> Report:
-    """Read a report from ``data``; ``name`` is used in messages. ReportError on any fault."""
+def read_report_bytes(data: bytes, name: str, *, torn_tail: bool = False) -> Report:
+    """Read a report from ``data``; ``name`` is used in messages. ReportError on any fault.
+
+    ``torn_tail``: accept a report cut short mid-record (see the module rules).
+    """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ReportError(f"{name}:{line}: not UTF-8 text") from None
+        if not (torn_tail and len(data) - exc.start < 4):  # a character cut in two
+            line = data[: exc.start].count(b"\n") + 1
+            raise ReportError(f"{name}:{line}: not UTF-8 text") from None
+        text = data[: exc.start].decode("utf-8-sig")
     start = text.lstrip()
     try:
         if not start:
@@ -113,8 +122,13 @@ def read_report_bytes(data: bytes, name: str) -> Report:
             except (ValueError, RecursionError):
                 head = None
             if isinstance(head, dict) and head.get("type") == "scan":
-                return _read_jsonl(text)
-            return _read_json(text)
+                return _read_jsonl(text, torn_tail=torn_tail)
+            try:
+                return _read_json(text)
+            except _Fault:
+                if not torn_tail:
+                    raise
+                return _read_json_lines(text)
         return _read_csv(text)
     except _Fault as exc:
         raise ReportError(f"{name}{exc.where}: {exc.message}") from None
@@ -331,15 +345,21 @@ def _read_json(text: str) -> Report:
     return Report("json", results, meta, ending, complete)
 
 
-def _read_jsonl(text: str) -> Report:
+def _read_jsonl(text: str, *, torn_tail: bool = False) -> Report:
     meta: dict[str, Any] = {}
     ending: dict[str, Any] = {}
     results = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f":{number}"
-        record = _json(line, where)
+        try:
+            record = _json(line, where)
+        except _Fault:
+            if torn_tail and number == len(lines):  # the last line, with no line end: cut
+                break
+            raise
         if not isinstance(record, dict):
             raise _at(where, "not a JSON object")
         kind = record.get("type")
@@ -359,6 +379,36 @@ def _read_jsonl(text: str) -> Report:
     except _Fault as exc:
         raise _at(":end", exc.message) from None
     return Report("jsonl", results, meta, ending, complete)
+
+
+def _read_json_lines(text: str) -> Report:
+    """What a JSON report cut short holds: the JSON writer puts the ``scan`` object on the
+    first line and one result per line after it; a last line cut short is dropped."""
+    lines = text.split("\n")
+    prefix = '{"scan": '
+    if not lines[0].startswith(prefix) or lines[1:2] != [' "results": [']:
+        raise _Fault('not a portprobe JSON report (no "scan" line, then "results")')
+    meta = _json(lines[0][len(prefix) :].rstrip().removesuffix(","), ":1")
+    if not isinstance(meta, dict):
+        raise _at(":1", '"scan" must be an object')
+    results = []
+    for number, line in enumerate(lines[2:], start=3):
+        item = line.strip().removesuffix(",")
+        if not item.startswith("{"):
+            break  # "]," and the end record: the document was whole up to here
+        try:
+            record = _json(item, f":{number}")
+        except _Fault:
+            if number == len(lines):
+                break
+            raise
+        if not isinstance(record, dict):
+            raise _at(f":{number}", "not an object")
+        try:
+            results.append(_result(record))
+        except _Fault as exc:
+            raise _at(f":{number}", exc.message) from None
+    return Report("json", results, meta, {}, False)
 
 
 # -- XML ------------------------------------------------------------------------------------
