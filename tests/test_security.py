@@ -678,3 +678,18 @@ def test_find_partial_takes_only_our_own_regular_temporary_file(tmp_path: Path) 
     os.symlink(mine, link)
     (tmp_path / ".other.jsonl.abc.part").write_text("x")
     assert find_partial(str(out)) == str(mine)
+
+
+# -- 13. smaller faults ------------------------------------------------------------------------
+
+
+def test_an_http_head_over_8_kib_is_still_http() -> None:
+    from scanner.protocols.http import ResponseParser
+
+    head = b"HTTP/1.1 200 OK\r\nServer: nginx/1.25\r\nSet-Cookie: id=" + b"x" * 10_000 + b"\r\n\r\n"
+    parser = ResponseParser()
+    for start in range(0, 8192, 1024):  # what a probe reads: 8 KiB, in reads
+        parser.feed(head[start : start + 1024])
+    evidence = parser.evidence()
+    assert evidence is not None and evidence.service == "http"
+    assert evidence.detail == "nginx/1.25; 200"
