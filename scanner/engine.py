@@ -62,7 +62,14 @@ from typing import Any
 from typing import Protocol as TypingProtocol
 
 from scanner.errors import ScanError
-from scanner.fanout import ResultRecord, Worker, encode_counters, encode_result, fork_worker
+from scanner.fanout import (
+    ResultRecord,
+    Worker,
+    encode_counters,
+    encode_result,
+    fork_worker,
+    signals_held,
+)
 from scanner.models import Port, PortState, Proto, Reason, Result, ScanConfig
 from scanner.pacing import DEFAULT_INTERVAL, IcmpBudget
 from scanner.plan import Plan, Shard
@@ -497,19 +504,24 @@ class Scan:
             seed=self.seed,
         )
         base = self.plan.shard
-        for index in range(count):
-            shard = Shard(base.index + base.count * index, base.count * count)
-            inherited = [worker.fd for worker in self._fan]
+        # A SIGINT or SIGTERM while forking stops the forking; its handler (stop) then
+        # stops the workers already forked, which send what they finished.
+        with signals_held() as interrupted:
+            for index in range(count):
+                if interrupted():
+                    break
+                shard = Shard(base.index + base.count * index, base.count * count)
+                inherited = [worker.fd for worker in self._fan]
 
-            def body(fd: int, shard: Shard = shard, inherited: list[int] = inherited) -> None:
-                for other in inherited:
-                    os.close(other)
-                worker = _WorkerScan(self.hosts, self.plan.ports, config, shard, self._skip)
-                asyncio.run(worker.serve(fd))
+                def body(fd: int, shard: Shard = shard, inherited: list[int] = inherited) -> None:
+                    for other in inherited:
+                        os.close(other)
+                    worker = _WorkerScan(self.hosts, self.plan.ports, config, shard, self._skip)
+                    asyncio.run(worker.serve(fd))
 
-            worker = fork_worker(body)
-            self._fan.append(worker)
-            loop.add_reader(worker.fd, self._on_worker_data, worker)
+                worker = fork_worker(body)
+                self._fan.append(worker)
+                loop.add_reader(worker.fd, self._on_worker_data, worker)
 
     def _on_worker_data(self, worker: Worker) -> None:
         try:

@@ -13,6 +13,11 @@ Rules and theory:
   parent decodes whole records only; a truncated tail (a worker killed mid-write) is
   dropped. A worker gets SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``), and a
   write to a pipe whose reader is gone kills it anyway: no orphan scans on.
+- Forking is done with SIGINT and SIGTERM held (:func:`signals_held`): a signal that comes
+  while workers are being forked stops the forking at once (the caller checks between
+  forks), and its handler runs as soon as they are released. A child starts with them
+  held too, and releases them only once SIGTERM is its own: a SIGTERM sent in the
+  instant after the fork is never lost, nor run by the parent's handler in the child.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import signal
 import struct
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from scanner.models import PortState, Reason
@@ -169,6 +175,22 @@ class Worker:
         return self.status
 
 
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def signals_held() -> Iterator[Callable[[], bool]]:
+    """Hold SIGINT and SIGTERM while forking; yields a check: has one of them come?
+
+    On leaving, the signals are released and any that came is handled as usual.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield lambda: bool(signal.sigpending() & _HELD)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def fork_worker(body: Callable[[int], None]) -> Worker:
     """Fork a worker that runs ``body(write_fd)`` and exits; the parent gets its Worker.
 
@@ -189,6 +211,8 @@ def fork_worker(body: Callable[[int], None]) -> Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        # Held by the parent's signals_held(): a SIGTERM that came meanwhile ends us now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
         _die_with_parent(parent)
         body(write_fd)
     except BaseException as exc:  # reported to the parent through the pipe, never raised

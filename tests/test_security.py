@@ -693,3 +693,78 @@ def test_an_http_head_over_8_kib_is_still_http() -> None:
     evidence = parser.evidence()
     assert evidence is not None and evidence.service == "http"
     assert evidence.detail == "nginx/1.25; 200"
+
+
+# -- 4. --workers: a cap, and a fork loop that honours signals ---------------------------------
+
+
+def test_a_config_beyond_the_worker_cap_is_refused() -> None:
+    from scanner.models import MAX_WORKERS, ScanConfig
+
+    assert ScanConfig(workers=MAX_WORKERS).workers == MAX_WORKERS
+    with pytest.raises(ValueError, match="workers"):
+        ScanConfig(workers=MAX_WORKERS + 1)
+
+
+def test_a_sigterm_that_comes_while_forking_stops_the_forking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import signal
+
+    import scanner.engine
+    from scanner.engine import Scan
+    from scanner.fanout import fork_worker
+    from scanner.models import ScanConfig
+    from scanner.targets import TargetSet, parse_target
+
+    forked: list[int] = []
+
+    def fork_and_signal(body: object) -> object:
+        worker = fork_worker(body)  # type: ignore[arg-type]
+        forked.append(worker.pid)
+        if len(forked) == 2:  # the user presses Ctrl-C (or kill) during the fork loop
+            os.kill(os.getpid(), signal.SIGTERM)
+        return worker
+
+    monkeypatch.setattr(scanner.engine, "fork_worker", fork_and_signal)
+    scan = Scan(
+        TargetSet([parse_target("127.0.0.1")]), range(1, 20001), ScanConfig(seed=3, workers=40)
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, scan.stop)
+        try:
+            async for _ in scan:
+                pass
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    asyncio.run(run())
+    assert len(forked) == 2, "forking went on after the SIGTERM"
+    assert scan.stats.interrupted
+    for pid in forked:  # every worker forked was stopped and reaped
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_worker_signalled_right_after_the_fork_dies() -> None:
+    """The parent's handler ignores SIGTERM; the child must not inherit that instant."""
+    import signal
+    import time
+
+    from scanner.fanout import fork_worker, signals_held
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        with signals_held():
+            worker = fork_worker(lambda fd: time.sleep(30))
+            os.kill(worker.pid, signal.SIGTERM)
+        started = time.monotonic()
+        _, status = os.waitpid(worker.pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+        assert time.monotonic() - started < 5
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(worker.fd)
