@@ -471,6 +471,23 @@ class TargetSet:
             address = str(ipaddress.IPv6Address(value))
         return Host(address, family, self._names[position])
 
+    def __contains__(self, address: object) -> bool:
+        """Whether IP address text ``address`` is one of the hosts: O(log intervals)."""
+        if not isinstance(address, str):
+            return False
+        found = _ip(address)
+        if found is None:
+            return False
+        family, value = _family(found), int(found)
+        # IPv4's intervals come first, IPv6's after, each family's sorted by address.
+        low = bisect.bisect_left(self._families, family)
+        high = bisect.bisect_right(self._families, family)
+        position = bisect.bisect_right(self._firsts, value, low, high) - 1
+        if position < low:
+            return False
+        count = self._ends[position] - (self._ends[position - 1] if position else 0)
+        return value < self._firsts[position] + count
+
     def address_family(self, index: int) -> int:
         """The family of the host at ``index`` (``socket.AF_INET`` or ``AF_INET6``), in O(1)."""
         if not 0 <= index < self._size:

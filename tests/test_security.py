@@ -768,3 +768,96 @@ def test_a_worker_signalled_right_after_the_fork_dies() -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         os.close(worker.fd)
+
+
+# -- 9, 10. what --resume takes from a report ---------------------------------------------------
+
+SUBCOMMANDS = ("scan", "diff", "merge", "port", "local", "registry")
+
+
+def interrupted(path: Path, command: list[str], results: list[Result] | None = None) -> Path:
+    """An interrupted scan's JSON Lines report of ``command``."""
+    meta = ScanMeta(**{**_meta_fields(), "command": command})  # type: ignore[arg-type]
+    with path.open("w", encoding="utf-8") as stream:
+        writer = make_writer("jsonl", stream, meta)
+        for r in results if results is not None else [result(22)]:
+            writer.write(r)
+        writer.close(Ending(finished=META.started + 1, complete=False, summary=Summary()))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        (["portprobe", "diff", "a", "b"], "not a scan"),
+        (["portprobe", "merge", "a"], "not a scan"),
+        (["/tmp/evil", "198.18.0.2"], "not portprobe's"),
+        (["portprobe", "198.18.0.2", "--resume", "x.jsonl"], "itself a --resume"),
+        (["portprobe", "198.18.0.2", "--resume=x.jsonl"], "itself a --resume"),
+    ],
+)
+def test_a_stored_command_that_is_not_a_scan_is_refused(
+    tmp_path: Path, command: list[str], problem: str
+) -> None:
+    from scanner.errors import ReportError
+    from scanner.report.resume import load_resumable
+
+    path = interrupted(tmp_path / "r.jsonl", command)
+    with pytest.raises(ReportError, match=problem):
+        load_resumable(str(path), SUBCOMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("scan", "problem"),
+    [
+        ({"schema": 99}, "schema"),
+        ({"schema": "3"}, "schema"),
+        ({"seed": 2**70}, "64-bit"),
+        ({"seed": -1}, "64-bit"),
+        ({"seed": "5"}, "command line and seed"),
+    ],
+)
+def test_a_stored_schema_or_seed_out_of_range_is_refused(
+    tmp_path: Path, scan: dict[str, object], problem: str
+) -> None:
+    from scanner.errors import ReportError
+    from scanner.report.resume import load_resumable
+
+    path = crafted(tmp_path / "r.jsonl", scan=scan)
+    with pytest.raises(ReportError, match=problem):
+        load_resumable(str(path), SUBCOMMANDS)
+
+
+def test_results_of_hosts_or_ports_the_command_does_not_scan_are_refused() -> None:
+    from scanner.errors import ReportError
+    from scanner.models import Port
+    from scanner.report.resume import check_results
+
+    ports = [Port(Proto.TCP, 22)]
+    check_results("r", [result(22)], {"198.18.0.2"}, ports)
+    with pytest.raises(ReportError, match=r"198\.18\.0\.9 22/tcp"):
+        check_results("r", [result(22, host="198.18.0.9")], {"198.18.0.2"}, ports)
+    with pytest.raises(ReportError, match=r"198\.18\.0\.2 80/tcp"):
+        check_results("r", [result(80)], {"198.18.0.2"}, ports)
+
+
+def test_resume_reads_what_a_killed_scan_left_beside_the_report(tmp_path: Path) -> None:
+    import time
+
+    from scanner.report.resume import load_resumable
+
+    out = tmp_path / "scan.jsonl"
+    interrupted(out, ["portprobe", "198.18.0.2", "-p", "22-25"], [result(22)])
+    time.sleep(0.01)
+    # The temporary file of a later run, killed by SIGKILL mid-line.
+    partial = tmp_path / ".scan.jsonl.k1ll3d.part"
+    text = interrupted(
+        partial, ["portprobe", "198.18.0.2", "-p", "22-25"], [result(22), result(23)]
+    )
+    data = text.read_text().rsplit("\n", 2)[0]  # no end record, and the last result...
+    partial.write_text(data[: len(data) - 20])  # ...torn in the middle
+    found = load_resumable(str(out), SUBCOMMANDS)
+    assert found.recovered == str(partial)
+    assert [r.port for r in found.report.results] == [22]
+    out.unlink()  # the crash came before the first report was ever renamed into place
+    assert load_resumable(str(out), SUBCOMMANDS).recovered == str(partial)
