@@ -13,13 +13,17 @@ Rules and theory:
   holding one could not be written.
 - A character of the class is shown as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``: visible,
   unambiguous, and the same on every terminal.
+- What portprobe prints never depends on the locale's encoding: on a terminal that cannot
+  show a character (``LC_ALL=C`` without UTF-8 mode: ASCII), it is written as a
+  backslash escape (:func:`escape_unencodable`) instead of failing the whole table.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TextIO
 
-__all__ = ["CONTROL", "escape_char", "escape_controls"]
+__all__ = ["CONTROL", "escape_char", "escape_controls", "escape_unencodable"]
 
 CONTROL = re.compile(
     "["
@@ -56,3 +60,17 @@ def _escape(match: re.Match[str]) -> str:
 def escape_controls(text: str) -> str:
     """``text`` with every character of :data:`CONTROL` escaped (see :func:`escape_char`)."""
     return CONTROL.sub(_escape, text)
+
+
+def escape_unencodable(stream: TextIO) -> None:
+    """Make ``stream`` write characters its encoding lacks as backslash escapes.
+
+    For the process's own text streams (stdout, stderr); a stream that cannot be
+    reconfigured (a test's StringIO, which holds any character) is left as it is.
+    """
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # closed, or written to already in a way that forbids
+            pass
