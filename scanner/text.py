@@ -20,6 +20,7 @@ Rules and theory:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TextIO
 
@@ -70,7 +71,5 @@ def escape_unencodable(stream: TextIO) -> None:
     """
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is not None:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # a closed stream: nothing to write
             reconfigure(errors="backslashreplace")
-        except (ValueError, OSError):  # closed, or written to already in a way that forbids
-            pass
