@@ -70,7 +70,7 @@ from scanner.fanout import (
     fork_worker,
     signals_held,
 )
-from scanner.models import Port, PortState, Proto, Reason, Result, ScanConfig
+from scanner.models import MAX_WORKERS, Port, PortState, Proto, Reason, Result, ScanConfig
 from scanner.pacing import DEFAULT_INTERVAL, IcmpBudget
 from scanner.plan import Plan, Shard
 from scanner.transport import (
@@ -489,7 +489,7 @@ class Scan:
             if self.plan.expected < FANOUT_MIN_PROBES:
                 return 1
             wanted = min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS)
-        return max(1, min(wanted, max(1, self.plan.expected)))
+        return max(1, min(wanted, MAX_WORKERS, max(1, self.plan.expected)))
 
     def _start_workers(self) -> None:
         loop = self._loop

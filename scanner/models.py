@@ -152,7 +152,7 @@ class ScanConfig:
     ``retries`` is how many times an unanswered probe is sent again. ``seed`` fixes the
     probe order (None: a random order). ``workers`` is how many processes share the scan
     (None: one per CPU, up to four, for scans large enough to gain from it; 1: this
-    process only; at most :data:`MAX_WORKERS`).
+    process only); the engine forks at most :data:`MAX_WORKERS`.
     """
 
     concurrency: int = 1024
@@ -170,5 +170,5 @@ class ScanConfig:
             raise ValueError("rate must be positive")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
-        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
-            raise ValueError(f"workers must be from 1 to {MAX_WORKERS}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers must be at least 1")

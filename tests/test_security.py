@@ -698,12 +698,13 @@ def test_an_http_head_over_8_kib_is_still_http() -> None:
 # -- 4. --workers: a cap, and a fork loop that honours signals ---------------------------------
 
 
-def test_a_config_beyond_the_worker_cap_is_refused() -> None:
+def test_the_engine_forks_at_most_the_worker_cap() -> None:
+    from scanner.engine import Scan
     from scanner.models import MAX_WORKERS, ScanConfig
+    from scanner.targets import TargetSet, parse_target
 
-    assert ScanConfig(workers=MAX_WORKERS).workers == MAX_WORKERS
-    with pytest.raises(ValueError, match="workers"):
-        ScanConfig(workers=MAX_WORKERS + 1)
+    hosts = TargetSet([parse_target("127.0.0.1")])
+    assert Scan(hosts, range(1, 65536), ScanConfig(workers=100_000))._workers == MAX_WORKERS
 
 
 def test_a_sigterm_that_comes_while_forking_stops_the_forking(
