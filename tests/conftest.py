@@ -157,3 +157,15 @@ def probe_evidence(
 
     outcome: tuple[dict[int, Any], float] = lab.call_in_client(asyncio.run, run())
     return outcome
+
+
+@pytest.fixture
+def registry_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty registry data directory of the test's own, and a fresh registry cache."""
+    from scanner.registry import load_registry
+
+    directory = tmp_path / "data"
+    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(directory))
+    load_registry.cache_clear()
+    yield directory
+    load_registry.cache_clear()

@@ -289,14 +289,9 @@ SHIPPED_CSV = (
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from scanner.registry import load_registry
-
-    directory = tmp_path / "data"
-    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(directory))
-    load_registry.cache_clear()
-    yield directory
-    load_registry.cache_clear()
+def data_dir(registry_data_dir: Path) -> Path:
+    """An empty registry data directory of the test's own (see conftest)."""
+    return registry_data_dir
 
 
 def test_registry_update_never_copies_or_writes_through_a_planted_link(

@@ -317,6 +317,16 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def _record_result(record: Any, where: str) -> Result:
+    """A JSON result record as a result; the fault, if any, at ``where``."""
+    if not isinstance(record, dict):
+        raise _at(where, "not an object")
+    try:
+        return _result(record)
+    except _Fault as exc:
+        raise _at(where, exc.message) from None
+
+
 def _complete(ending: Mapping[str, Any]) -> bool | None:
     value = ending.get("complete")
     if value is None:
@@ -333,14 +343,10 @@ def _read_json(text: str) -> Report:
     meta, ending = doc.get("scan", {}), doc.get("end", {})
     if not isinstance(meta, dict) or not isinstance(ending, dict):
         raise _Fault('"scan" and "end" must be objects')
-    results = []
-    for index, record in enumerate(doc["results"]):
-        if not isinstance(record, dict):
-            raise _at(f": result {index + 1}", "not an object")
-        try:
-            results.append(_result(record))
-        except _Fault as exc:
-            raise _at(f": result {index + 1}", exc.message) from None
+    results = [
+        _record_result(record, f": result {index + 1}")
+        for index, record in enumerate(doc["results"])
+    ]
     complete = _complete(ending) if "end" in doc else False
     return Report("json", results, meta, ending, complete)
 
@@ -402,12 +408,7 @@ def _read_json_lines(text: str) -> Report:
             if number == len(lines):
                 break
             raise
-        if not isinstance(record, dict):
-            raise _at(f":{number}", "not an object")
-        try:
-            results.append(_result(record))
-        except _Fault as exc:
-            raise _at(f":{number}", exc.message) from None
+        results.append(_record_result(record, f":{number}"))
     return Report("json", results, meta, {}, False)
 
 
