@@ -10,7 +10,9 @@ Rules and theory:
 - What is at the target is looked at with ``lstat``, never ``stat``: a symlink is a
   symlink, whatever it points at. A device or FIFO at the path itself (``/dev/null``) is
   written through, as ``nmap -oN /dev/null`` does; so is a symlink to one that root or the
-  user owns (``/dev/stdout``), as the kernel's ``fs.protected_symlinks`` would follow it.
+  user owns (``/dev/stdout``), as the kernel's ``fs.protected_symlinks`` would follow it;
+  so is such a symlink that leads through ``/proc`` to a regular file (``/dev/stdout``
+  when the shell redirected it to a file: renaming over it would replace ``/dev/stdout``).
   Any other symlink is replaced, never followed.
 - Rewriting a regular file of one's own keeps its permission bits (a 0600 report stays
   0600); a new file gets ``0666 & ~umask``, as ``open(..., "w")`` would have given it.
@@ -68,9 +70,10 @@ class TargetKind:
 def inspect_target(path: str) -> tuple[str, os.stat_result | None]:
     """What is at ``path`` (a :class:`TargetKind`) and its ``lstat``; OSError as the OS says.
 
-    A directory is reported as OSError(EISDIR). A symlink counts as ``SPECIAL`` only when
-    it points at a device or FIFO and belongs to root or to the effective user (a symlink
-    planted by someone else is never followed).
+    A directory is reported as OSError(EISDIR). A symlink counts as ``SPECIAL`` (with the
+    ``stat`` of what it leads to) only when it belongs to root or to the effective user and
+    leads to a device or FIFO, or through ``/proc`` to a regular file (``/dev/stdout``
+    redirected to a file); a symlink planted by someone else is never followed.
     """
     try:
         info = os.lstat(path)
@@ -87,12 +90,27 @@ def inspect_target(path: str) -> tuple[str, os.stat_result | None]:
                 followed = os.stat(path)
             except OSError:
                 return TargetKind.REPLACE, info
-            if _special(followed.st_mode):
+            if _special(followed.st_mode) or (
+                stat.S_ISREG(followed.st_mode) and _through_proc(path)
+            ):
                 return TargetKind.SPECIAL, followed
         return TargetKind.REPLACE, info
     if _special(mode):
         return TargetKind.SPECIAL, info
     return TargetKind.REPLACE, info
+
+
+def _through_proc(path: str) -> bool:
+    """Whether symlink ``path`` leads through ``/proc`` (as ``/dev/stdout`` does)."""
+    for _ in range(8):  # a longer chain of links is not /dev/stdout's
+        try:
+            target = os.path.join(os.path.dirname(path), os.readlink(path))
+        except OSError:
+            return False
+        if target.startswith("/proc/"):
+            return True
+        path = target
+    return False
 
 
 def _special(mode: int) -> bool:

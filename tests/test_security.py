@@ -857,3 +857,16 @@ def test_resume_reads_what_a_killed_scan_left_beside_the_report(tmp_path: Path) 
     assert [r.port for r in found.report.results] == [22]
     out.unlink()  # the crash came before the first report was ever renamed into place
     assert load_resumable(str(out), SUBCOMMANDS).recovered == str(partial)
+
+
+def test_dev_stdout_redirected_to_a_file_is_written_through(tmp_path: Path) -> None:
+    """``-o /dev/stdout > out.txt``: /dev/stdout leads through /proc to a regular file."""
+    redirected = tmp_path / "out.txt"
+    with redirected.open("w") as stream:
+        link = tmp_path / "stdout-like"  # root's own link, as /dev/stdout is
+        os.symlink(f"/proc/self/fd/{stream.fileno()}", link)
+        with AtomicOutput(str(link)) as sink:
+            sink.stream.write("host\n")
+        assert os.path.islink(link)  # never renamed over
+    assert redirected.read_text() == "host\n"
+    assert sorted(os.listdir(tmp_path)) == ["out.txt", "stdout-like"]

@@ -44,7 +44,7 @@ class AtomicOutput:
         try:
             kind, info = inspect_target(path)
             if kind == TargetKind.SPECIAL:
-                fd = _open_special(path)
+                fd = _open_special(path, regular=info is not None and stat.S_ISREG(info.st_mode))
             else:
                 fd, temp = create_beside(path, info if kind == TargetKind.REGULAR else None)
                 self._temp = Path(temp)
@@ -105,12 +105,16 @@ class AtomicOutput:
             raise ScanError(f"writing {self.path} failed: {exc.strerror or exc}") from exc
 
 
-def _open_special(path: str) -> int:
+def _open_special(path: str, *, regular: bool = False) -> int:
     """Open the device or FIFO at ``path`` for writing; OSError if it is now anything else.
 
     ``lstat`` and ``open`` are two calls: a regular file swapped in between is refused
-    here rather than written without a temporary file and a rename.
+    here rather than written without a temporary file and a rename. ``regular``: a
+    trusted link through ``/proc`` to a regular file (``/dev/stdout`` redirected to a
+    file), written from its start as the shell's ``>`` would.
     """
+    if regular:
+        return os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC)
     fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return fd
