@@ -790,6 +790,7 @@ def interrupted(path: Path, command: list[str], results: list[Result] | None = N
         (["/tmp/evil", "198.18.0.2"], "not portprobe's"),
         (["portprobe", "198.18.0.2", "--resume", "x.jsonl"], "itself a --resume"),
         (["portprobe", "198.18.0.2", "--resume=x.jsonl"], "itself a --resume"),
+        (["portprobe", "198.18.0.2", "--help"], "help"),
     ],
 )
 def test_a_stored_command_that_is_not_a_scan_is_refused(

@@ -6,7 +6,7 @@ Rules:
   its schema is one this version writes or reads (1 to :data:`SCHEMA_VERSION`); its
   command line is a list of text words, run by portprobe, of the ``scan`` command (a
   stored ``diff a b`` would otherwise have sent ``diff``, ``a`` and ``b`` to DNS as
-  targets), and not itself a ``--resume``; its seed is a whole number of at most 64 bits.
+  targets), and not itself a ``--resume`` (nor ``--help``); its seed is a whole number of at most 64 bits.
   The command line's options are then validated by the caller exactly as typed ones are.
 - The results kept must be results of that scan: every one must be of a host the command
   line scans and a port it probes. Otherwise the new report would mix other hosts' results
@@ -31,6 +31,7 @@ from scanner.report.writers import SCHEMA_VERSION
 __all__ = ["Resumable", "check_results", "describe_scan", "load_resumable"]
 
 _MAX_SEED = 2**64
+_NOT_SCAN_OPTIONS = frozenset({"--help", "-h", "--version"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ def load_resumable(path: str, commands: Collection[str]) -> Resumable:
         raise ReportError(f"{path}: the recorded command line is not a scan ({argv[0]!r})")
     if any(word == "--resume" or word.startswith("--resume=") for word in argv):
         raise ReportError(f"{path}: its command line is itself a --resume")
+    if any(word in _NOT_SCAN_OPTIONS for word in argv):
+        raise ReportError(f"{path}: its command line asks for help or the version, not a scan")
     return Resumable(report, list(command), argv, seed, recovered)
 
 
