@@ -6,8 +6,9 @@ Rules:
   its schema is one this version writes or reads (1 to :data:`SCHEMA_VERSION`); its
   command line is a list of text words, run by portprobe, of the ``scan`` command (a
   stored ``diff a b`` would otherwise have sent ``diff``, ``a`` and ``b`` to DNS as
-  targets), and not itself a ``--resume`` (nor ``--help``); its seed is a whole number of at most 64 bits.
-  The command line's options are then validated by the caller exactly as typed ones are.
+  targets), and not itself a ``--resume`` (nor ``--help``); its seed is a whole number
+  of at most 64 bits. The command line's options are then validated by the caller
+  exactly as typed ones are.
 - The results kept must be results of that scan: every one must be of a host the command
   line scans and a port it probes. Otherwise the new report would mix other hosts' results
   into a file marked complete.
