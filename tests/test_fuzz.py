@@ -468,6 +468,27 @@ def test_crafted_report_fields_give_a_report_or_one_error(data: bytes) -> None:
         stream.getvalue().encode("utf-8")
 
 
+@settings(max_examples=CASES["crafted"], deadline=None)
+@given(data=crafted_reports())
+def test_crafted_reports_given_to_resume_give_a_scan_or_one_error(data: bytes) -> None:
+    """What --resume takes from a report: checked, or one ReportError line."""
+    import tempfile
+
+    from scanner.errors import ReportError
+    from scanner.report.resume import load_resumable
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "crafted.jsonl"
+        path.write_bytes(data)
+        try:
+            found = load_resumable(str(path), ("scan", "diff", "merge"))
+        except ReportError as exc:
+            assert "\n" not in str(exc)
+            return
+    assert 0 <= found.seed < 2**64 and found.command[0] == "portprobe"
+    assert all(isinstance(word, str) for word in found.argv)
+
+
 # --------------------------------------------------------------------------- found by fuzzing
 
 
