@@ -24,3 +24,20 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise UsageError(f"{option}: {text!r} must be a positive duration")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as the command line writes it, and :func:`parse_duration` reads it back.
+
+    ``0.1`` -> ``"100ms"``, ``2.0`` -> ``"2s"``, ``1.5`` -> ``"1.5s"``, ``120.0`` ->
+    ``"2m"``: so that an option's default shown in ``--help`` comes from the config
+    dataclass (``Timing``, ``EvidenceConfig``) rather than from a copy of it.
+    """
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"not a positive duration: {seconds!r}")
+    for unit, size in (("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:.12g}{unit}"
+    if seconds < 1:
+        return f"{seconds * 1000:.12g}ms"
+    return f"{seconds:.12g}s"

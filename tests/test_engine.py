@@ -15,7 +15,7 @@ from scanner import engine as engine_module
 from scanner.engine import Scan, fit_concurrency
 from scanner.models import PortState, Reason, Result, ScanConfig, Timing
 from scanner.plan import Plan
-from scanner.transport import CLOSED, OPEN, Answer
+from scanner.transport import CLOSED, OPEN, Answer, Backpressure
 
 FAST = Timing(initial_rtt_timeout=0.05, min_rtt_timeout=0.02, max_rtt_timeout=0.5)
 UNREACH = Answer(PortState.FILTERED, Reason.NET_UNREACH)
@@ -171,7 +171,7 @@ def test_descriptor_exhaustion_lowers_concurrency_and_loses_nothing(
     class Limited(FakeTransport):
         def send(self, key: object, family: int, address: str, port: int) -> object:
             if len(self._inflight) >= 20:
-                raise engine_module.Backpressure(errno.EMFILE)
+                raise Backpressure(errno.EMFILE)
             return super().send(key, family, address, port)
 
     fake = Limited(default=Reply(CLOSED, 0.002))
@@ -194,7 +194,7 @@ def test_ephemeral_port_pressure_is_deferred_not_closed() -> None:
             if port == 80:
                 calls["n"] += 1
                 if calls["n"] <= 3:
-                    raise engine_module.Backpressure(errno.EADDRNOTAVAIL)
+                    raise Backpressure(errno.EADDRNOTAVAIL)
                 return Reply(OPEN).answer
             return super().send(key, family, address, port)
 

@@ -45,7 +45,7 @@ def test_registry_out_of_descriptors_is_one_line_and_exit_1(
 # --------------------------------------------------------------------------- lossy UDP
 
 
-# UDP ports get every retry (scanner/engine.py): a silent UDP port is common and shows no
+# UDP ports get every retry (scanner/engine/core.py): a silent UDP port is common and shows no
 # loss, so a responder must not depend on loss having been noticed elsewhere.
 def test_an_open_udp_port_whose_first_two_probes_are_lost_is_still_found() -> None:
     import asyncio

@@ -621,6 +621,7 @@ def test_registry_descriptions_reach_reports_escaped(data_dir: Path, tmp_path: P
         stream = io.StringIO()
         writer = make_writer(fmt, stream, META)
         writer.write(assessed)
+        writer.close(Ending(finished=META.started, complete=True, summary=Summary()))
         text = stream.getvalue()
         assert "\x1b" not in text and "\u202e" not in text, fmt
         if fmt == "jsonl":
@@ -708,9 +709,9 @@ def test_a_sigterm_that_comes_while_forking_stops_the_forking(
     import asyncio
     import signal
 
-    import scanner.engine
+    import scanner.engine.fanout
     from scanner.engine import Scan
-    from scanner.fanout import fork_worker
+    from scanner.engine.fanout import fork_worker
     from scanner.models import ScanConfig
     from scanner.targets import TargetSet, parse_target
 
@@ -723,7 +724,7 @@ def test_a_sigterm_that_comes_while_forking_stops_the_forking(
             os.kill(os.getpid(), signal.SIGTERM)
         return worker
 
-    monkeypatch.setattr(scanner.engine, "fork_worker", fork_and_signal)
+    monkeypatch.setattr(scanner.engine.fanout, "fork_worker", fork_and_signal)
     scan = Scan(
         TargetSet([parse_target("127.0.0.1")]), range(1, 20001), ScanConfig(seed=3, workers=40)
     )
@@ -750,7 +751,7 @@ def test_a_worker_signalled_right_after_the_fork_dies() -> None:
     import signal
     import time
 
-    from scanner.fanout import fork_worker, signals_held
+    from scanner.engine.fanout import fork_worker, signals_held
 
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:

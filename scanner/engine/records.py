@@ -1,0 +1,112 @@
+"""The binary record stream from a scan's worker processes back to the parent.
+
+Rules and theory:
+- A worker writes fixed-size binary records to a pipe: results (host index, port, state,
+  reason, RTT, tries, time), then its counters, or an error message if it failed. The
+  parent decodes whole records only; a truncated tail (a worker killed mid-write) is
+  dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from scanner.models import PortState, Reason
+
+_STATES = list(PortState)
+_REASONS = list(Reason)
+_STATE_CODE = {state: i for i, state in enumerate(_STATES)}
+_REASON_CODE = {reason: i for i, reason in enumerate(_REASONS)}
+
+# kind byte, then the body: a result, the worker's counters, or an error's length.
+RESULT = struct.Struct("<cQHBBfBd")
+COUNTERS = struct.Struct("<cQQQQ")
+ERROR = struct.Struct("<cI")
+_SIZES = {b"R": RESULT.size, b"C": COUNTERS.size, b"E": ERROR.size}
+_NO_RTT = -1.0
+
+
+def encode_result(
+    host: int,
+    port: int,
+    state: PortState,
+    reason: Reason,
+    rtt: float | None,
+    tries: int,
+    timestamp: float,
+) -> bytes:
+    """One result as a record."""
+    return RESULT.pack(
+        b"R", host, port, _STATE_CODE[state], _REASON_CODE[reason],
+        _NO_RTT if rtt is None else rtt, min(tries, 255), timestamp,
+    )  # fmt: skip
+
+
+def encode_counters(sent: int, retransmitted: int, deferred: int, concurrency: int) -> bytes:
+    """A worker's final counters as a record."""
+    return COUNTERS.pack(b"C", sent, retransmitted, deferred, concurrency)
+
+
+def encode_error(message: str) -> bytes:
+    """A worker's failure as a record."""
+    text = message.encode("utf-8", "replace")[:4000]
+    return ERROR.pack(b"E", len(text)) + text
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """A decoded result: the host is an index into the scan's host table."""
+
+    host: int
+    port: int
+    state: PortState
+    reason: Reason
+    rtt: float | None
+    tries: int
+    timestamp: float
+
+
+@dataclass(slots=True)
+class Decoder:
+    """Turns a worker's byte stream into records, keeping any incomplete tail for later."""
+
+    pending: bytes = b""
+    counters: tuple[int, int, int, int] = (0, 0, 0, 0)
+    errors: list[str] = field(default_factory=list)
+
+    def feed(self, data: bytes) -> Iterator[ResultRecord]:
+        """Decode every complete record in ``pending + data``; yield the results."""
+        buffer = self.pending + data if self.pending else data
+        offset, end = 0, len(buffer)
+        while offset < end:
+            kind = buffer[offset : offset + 1]
+            size = _SIZES.get(kind)
+            if size is None:
+                self.errors.append(f"corrupt worker stream (record kind {kind!r})")
+                offset = end
+                break
+            if offset + size > end:
+                break
+            if kind == b"R":
+                _, host, port, state, reason, rtt, tries, stamp = RESULT.unpack_from(buffer, offset)
+                if state >= len(_STATES) or reason >= len(_REASONS):
+                    self.errors.append("corrupt worker stream (unknown state or reason code)")
+                    offset = end
+                    break
+                yield ResultRecord(
+                    host, port, _STATES[state], _REASONS[reason],
+                    None if rtt == _NO_RTT else rtt, tries, stamp,
+                )  # fmt: skip
+            elif kind == b"C":
+                self.counters = COUNTERS.unpack_from(buffer, offset)[1:]
+            else:
+                (length,) = ERROR.unpack_from(buffer, offset)[1:]
+                if offset + size + length > end:
+                    break
+                text = buffer[offset + size : offset + size + length]
+                self.errors.append(text.decode("utf-8", "replace"))
+                offset += length
+            offset += size
+        self.pending = buffer[offset:]

@@ -1,0 +1,155 @@
+"""The public scan: hosts x ports in, an async iterator of results out. It never prints.
+
+Rules and theory:
+- :class:`Scan` decides how a scan runs and hands it to one runner: a :class:`~scanner.
+  engine.core.Sweep` in this process, or a :class:`~scanner.engine.fanout.WorkerPool` of
+  forked processes for large TCP-only scans. Either yields final results in batches; the
+  consumer is woken once per batch.
+- Concurrency is capped below RLIMIT_NOFILE (``engine.base.fit_concurrency``), then shared
+  between the workers, if any.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from scanner.engine.base import (
+    Attempt,
+    HostCache,
+    HostTable,
+    ScanStats,
+    fit_concurrency,
+    ports_of,
+    transports_for,
+)
+from scanner.engine.core import Sweep
+from scanner.engine.fanout import WorkerPool
+from scanner.models import MAX_WORKERS, Port, Proto, Result, ScanConfig
+from scanner.plan import Plan, Shard
+from scanner.transport import Answer, Transport
+
+# Fan out to worker processes (one per CPU, at most this many) only for scans this large:
+# below it, the fork costs more than the second core saves.
+FANOUT_MIN_PROBES = 4096
+MAX_AUTO_WORKERS = 4
+
+
+class Scan:
+    """One scan of ``hosts`` x ``ports``, consumed as an async iterator of results.
+
+    >>> async def open_ports(hosts, ports):           # doctest: +SKIP
+    ...     return [r async for r in Scan(hosts, ports) if r.state == "open"]
+
+    ``ports`` are numbers (TCP) or :class:`~scanner.models.Port` s of either protocol.
+    ``transport`` is one transport or one per protocol (default: TCP connects and UDP
+    exchanges, as the ports need). ``skip(address, port)`` leaves a probe out (resuming a
+    scan); ``shard`` takes one part of the seeded order.
+
+    Results come in the order they are final. :meth:`stop` ends the scan early: the
+    iterator then yields what is already final and ends, with ``stats.interrupted`` set.
+    """
+
+    def __init__(
+        self,
+        hosts: HostTable,
+        ports: Sequence[int | Port],
+        config: ScanConfig = ScanConfig(),
+        *,
+        transport: Transport | Sequence[Transport] | None = None,
+        shard: Shard = Shard(),
+        skip: Callable[[str, Port], bool] | None = None,
+    ) -> None:
+        self.hosts = hosts
+        self.config = config
+        port_list = ports_of(ports)
+        self.transports = transports_for(transport, port_list)
+        seed = config.seed if config.seed is not None else secrets.randbits(64)
+        self.seed = seed
+        self.plan = Plan(
+            hosts.size, port_list, seed=seed, shard=shard, sequential=config.sequential
+        )
+        self.stats = ScanStats(total=self.plan.expected)
+        self._host = HostCache(hosts)
+        self._workers = self._worker_count(transport)
+        self._runner: Sweep[Result] | WorkerPool
+        if self._workers > 1:
+            self._runner = WorkerPool(
+                self._workers, hosts, self.plan, config, skip, self.stats, self._host
+            )
+        else:
+            self._runner = Sweep(
+                self.plan, self._host, config, self.transports, self._result, self.stats, skip
+            )
+
+    @property
+    def transport(self) -> Transport:
+        """The transport of a one-protocol scan (the TCP one of a mixed scan)."""
+        return self.transports.get(Proto.TCP) or next(iter(self.transports.values()))
+
+    def icmp_budgets(self) -> dict[str, tuple[int, float, bool]]:
+        """Hosts whose ICMP errors are rate-limited: address -> (burst, interval, measured).
+
+        ``interval`` is seconds per error; ``measured`` is false while it is still the
+        assumed default rather than learned from the host's answers.
+        """
+        runner = self._runner
+        return runner.pacer.budgets() if isinstance(runner, Sweep) else {}
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        return self._results()
+
+    async def _results(self) -> AsyncIterator[Result]:
+        async for batch in self._batches():
+            for result in batch:
+                yield result
+
+    async def _batches(self) -> AsyncIterator[list[Result]]:
+        """Run the scan, yielding final results in batches."""
+        cap = fit_concurrency(self.config.concurrency)
+        self.stats.concurrency = cap
+        self.stats.started = time.time()
+        try:
+            async for batch in self._runner.batches(cap):
+                yield batch
+        finally:
+            self.stats.finished = time.time()
+
+    def stop(self) -> None:
+        """Stop sending, abandon what is in flight, and let the iterator end.
+
+        Workers, if any, are asked to stop too; what they finished still comes through.
+        """
+        if self.stats.interrupted:
+            return
+        self.stats.interrupted = True
+        self._runner.stop()
+
+    def _worker_count(self, transport: Transport | Sequence[Transport] | None) -> int:
+        wanted = self.config.workers
+        if transport is not None or not hasattr(os, "fork"):
+            return 1  # a given transport may not survive a fork (tests' fakes, for one)
+        if Proto.UDP in self.transports:
+            return 1  # a host's ICMP budget must be paced from one place
+        if wanted is None:
+            if self.plan.expected < FANOUT_MIN_PROBES:
+                return 1
+            wanted = min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS)
+        return max(1, min(wanted, MAX_WORKERS, max(1, self.plan.expected)))
+
+    def _result(self, attempt: Attempt, answer: Answer, rtt: float | None) -> Result:
+        """What the consumer gets for a final result."""
+        host = attempt.target
+        return Result(
+            host.address,
+            attempt.port.number,
+            attempt.port.protocol,
+            answer.state,
+            answer.reason,
+            host.hostname,
+            rtt,
+            attempt.tries,
+            time.time(),
+        )
