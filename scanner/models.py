@@ -220,8 +220,8 @@ class ScanConfig:
             raise ValueError("rate must be positive")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError("workers must be at least 1")
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be from 1 to {MAX_WORKERS}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

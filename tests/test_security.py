@@ -7,6 +7,7 @@ would (links owned by another uid), in ``tmp_path``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -567,10 +568,11 @@ def test_a_download_that_drips_is_cut_off_for_the_whole_download(
         handler.send_response(200)  # type: ignore[attr-defined]
         handler.send_header("Content-Length", "100")  # type: ignore[attr-defined]
         handler.end_headers()  # type: ignore[attr-defined]
-        for _ in range(12):  # a byte every 0.25 s, each well within the per-read timeout
-            handler.wfile.write(b"x")  # type: ignore[attr-defined]
-            handler.wfile.flush()  # type: ignore[attr-defined]
-            time.sleep(0.25)
+        with contextlib.suppress(OSError):  # the client gives up first
+            for _ in range(12):  # a byte every 0.25 s, each well within the per-read timeout
+                handler.wfile.write(b"x")  # type: ignore[attr-defined]
+                handler.wfile.flush()  # type: ignore[attr-defined]
+                time.sleep(0.25)
 
     monkeypatch.setattr(store, "FETCH_TIMEOUT", 1.0)
     monkeypatch.setattr(store, "READ_TIMEOUT", 1.0)
@@ -694,13 +696,20 @@ def test_an_http_head_over_8_kib_is_still_http() -> None:
 # -- 4. --workers: a cap, and a fork loop that honours signals ---------------------------------
 
 
-def test_the_engine_forks_at_most_the_worker_cap() -> None:
-    from scanner.engine import Scan
+def test_workers_beyond_the_cap_are_refused_in_one_line(tmp_path: Path) -> None:
     from scanner.models import MAX_WORKERS, ScanConfig
-    from scanner.targets import TargetSet, parse_target
 
-    hosts = TargetSet([parse_target("127.0.0.1")])
-    assert Scan(hosts, range(1, 65536), ScanConfig(workers=100_000))._workers == MAX_WORKERS
+    assert ScanConfig(workers=MAX_WORKERS).workers == MAX_WORKERS
+    with pytest.raises(ValueError, match="workers"):
+        ScanConfig(workers=MAX_WORKERS + 1)
+    for workers in ("65", "2000", "100000", "9" * 30):
+        code, _, err = cli("198.18.0.2", "-p", "22", "--workers", workers)
+        assert code == 2
+        one_line_error(err)
+    # A tampered report asks for 100,000 workers: refused the same way, nothing forked.
+    stored = interrupted(tmp_path / "r.jsonl", ["portprobe", "198.18.0.2", "--workers", "100000"])
+    code, _, err = cli("--resume", str(stored))
+    assert code == 2 and "--workers must be from 1 to 64" in err
 
 
 def test_a_sigterm_that_comes_while_forking_stops_the_forking(
@@ -872,3 +881,179 @@ def test_dev_stdout_redirected_to_a_file_is_written_through(tmp_path: Path) -> N
         assert os.path.islink(link)  # never renamed over
     assert redirected.read_text() == "host\n"
     assert sorted(os.listdir(tmp_path)) == ["out.txt", "stdout-like"]
+
+
+# -- 9. --resume trusts nothing in the report -------------------------------------------------
+
+
+def test_a_resume_of_a_report_holding_other_hosts_is_refused(tmp_path: Path) -> None:
+    out = interrupted(
+        tmp_path / "r.jsonl",
+        ["portprobe", "198.18.0.2", "-p", "22-23", "--all"],
+        [result(22), result(22, host="198.18.0.9")],  # 198.18.0.9 is not in the command
+    )
+    before = out.read_bytes()
+    code, _, err = cli("--resume", str(out))
+    assert code == 2
+    one_line_error(err)
+    assert "198.18.0.9 22/tcp" in err and "does not scan" in err
+    assert out.read_bytes() == before and os.listdir(tmp_path) == ["r.jsonl"]
+
+
+def test_a_stored_targets_file_is_not_shown_in_an_error(tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$s3cr3tHash:19000:0:99999:7:::\n")
+    out = interrupted(tmp_path / "r.jsonl", ["portprobe", "-iL", str(secret), "-p", "22"])
+    code, _, err = cli("--resume", str(out))
+    assert code == 2
+    one_line_error(err)
+    assert "s3cr3t" not in err and f"{secret}:1" in err
+
+
+def test_a_stored_diff_command_is_refused_without_a_lookup(tmp_path: Path) -> None:
+    looked_up: list[str] = []
+
+    async def resolver(name: str) -> list[str]:
+        looked_up.append(name)
+        return ["198.18.0.2"]
+
+    out = interrupted(tmp_path / "r.jsonl", ["portprobe", "diff", "old.jsonl", "new.jsonl"])
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["--resume", str(out)], Environment(stdout=io.StringIO(), stderr=err, resolver=resolver)
+        )
+    assert exit_info.value.code == 2 and "not a scan" in err.getvalue()
+    assert looked_up == []
+
+
+def test_a_resume_says_what_it_will_scan_first(tmp_path: Path) -> None:
+    # Loopback only: the resumed scan probes 127.0.0.1.
+    kept = result(7, host="127.0.0.1")
+    out = interrupted(
+        tmp_path / "r.jsonl",
+        ["portprobe", "127.0.0.1", "-p", "5-9", "--all", "--no-evidence", "-o", "x.jsonl"],
+        [kept],
+    )
+    code, _, err = cli("--resume", str(out))
+    assert code == 0, err
+    assert "resuming: targets 127.0.0.1; ports 5-9; 1 results kept" in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["port"] for r in records if r["type"] == "result") == [5, 6, 7, 8, 9]
+    assert records[-1]["complete"] is True
+
+
+# -- 10. resume after SIGKILL -------------------------------------------------------------------
+
+
+def test_resume_after_sigkill_recovers_the_temporary_file(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "scan.jsonl"
+    command = [sys.executable, "-m", "scanner", "127.0.0.1", "-p", "1-20000", "--all"]
+    proc = subprocess.Popen(
+        [*command, "--no-evidence", "--rate", "2000", "-q", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGKILL)  # a power loss, as far as the report can tell
+    proc.wait(timeout=30)
+    (partial,) = tmp_path.glob(".scan.jsonl.*.part")
+    assert not out.exists()
+    data = partial.read_bytes()
+    kept = data.count(b'"type": "result"')
+    assert 1000 < kept < 20000
+    partial.write_bytes(data[: data.rstrip(b"\n").rindex(b"\n") + 40])  # a torn last record
+    code, _, err = cli("--resume", str(out))
+    assert code == 0, err
+    assert "recovering the results a killed scan left" in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["port"] for r in records if r["type"] == "result") == list(range(1, 20001))
+    assert records[-1]["complete"] is True
+    assert os.listdir(tmp_path) == ["scan.jsonl"]  # the temporary file is gone
+
+
+# -- 7. terminals that are not UTF-8 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["diff", "merge"])
+def test_non_ascii_text_on_an_ascii_terminal_is_escaped(tmp_path: Path, command: str) -> None:
+    import subprocess
+    import sys
+
+    old = report(tmp_path / "old.jsonl", [result(22, evidence="ssh")])
+    new = report(tmp_path / "new.jsonl", [result(22, evidence="caf\u00e9 \ufffd")])
+    args = [str(old), str(new)] if command == "diff" else [str(new)]
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"}
+    env.pop("PYTHONIOENCODING", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scanner", command, *args],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == (1 if command == "diff" else 0)
+    assert b"caf\\xe9 \\ufffd" in proc.stdout
+
+
+# -- 13. the table piped into head -1 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl"])
+def test_a_closed_stdout_ends_quietly_as_sigpipe_would(fmt: str) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "scanner", "127.0.0.1", "-p", "1-3000", "--all"]
+    with subprocess.Popen(
+        [*command, "--no-evidence", "--format", fmt],  # about 200 KB: more than a pipe holds
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()  # `| head -1`
+        proc.stdout.close()
+        proc.wait(timeout=60)
+        assert proc.stderr.read() == b""
+    assert proc.returncode == 141
+
+
+# -- 11. Ctrl-C during evidence -------------------------------------------------------------------
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_evidence_stops_at_once_and_keeps_every_result(
+    make_lab: object, tmp_path: Path, signum: str
+) -> None:
+    import signal
+    import sys
+    import time
+
+    lab = make_lab(tcp={2222: "tarpit", 8080: "http"})  # type: ignore[operator]
+    out = tmp_path / "scan.jsonl"
+    command = [sys.executable, "-m", "scanner", "198.18.0.2", "-p", "2222,8080,9", "--all"]
+    proc = lab.popen(
+        [*command, "--evidence-timeout", "30s", "-q", "-o", str(out)],
+        stdout=-1,
+        stderr=-1,
+        text=True,
+    )
+    time.sleep(3.0)  # the ports are probed; the tarpit's evidence takes its 30 s
+    started = time.monotonic()
+    proc.send_signal(getattr(signal, signum))
+    _, stderr = proc.communicate(timeout=40)
+    stopped = time.monotonic() - started
+    assert proc.returncode == 130, stderr
+    assert stopped < 5, f"{stopped:.1f} s: the evidence timeout was waited out"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    results = {r["port"]: r for r in records if r["type"] == "result"}
+    assert sorted(results) == [9, 2222, 8080]  # every finished result is kept
+    assert results[2222]["state"] == "open" and results[8080]["evidence"] == "http"
+    assert records[-1]["complete"] is False

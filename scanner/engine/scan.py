@@ -27,7 +27,7 @@ from scanner.engine.base import (
 )
 from scanner.engine.core import Sweep
 from scanner.engine.fanout import WorkerPool
-from scanner.models import MAX_WORKERS, Port, Proto, Result, ScanConfig
+from scanner.models import Port, Proto, Result, ScanConfig
 from scanner.plan import Plan, Shard
 from scanner.transport import Answer, Transport
 
@@ -137,7 +137,7 @@ class Scan:
             if self.plan.expected < FANOUT_MIN_PROBES:
                 return 1
             wanted = min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS)
-        return max(1, min(wanted, MAX_WORKERS, max(1, self.plan.expected)))
+        return max(1, min(wanted, max(1, self.plan.expected)))
 
     def _result(self, attempt: Attempt, answer: Answer, rtt: float | None) -> Result:
         """What the consumer gets for a final result."""

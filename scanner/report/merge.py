@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from scanner.errors import ReportError, ScanError
+from scanner.errors import OutputClosed, ReportError, ScanError
 from scanner.models import PortState, Reason, Result
 from scanner.report import make_writer
 from scanner.report.read import MAX_DIGITS, Report, unix_time
@@ -175,10 +175,13 @@ def write_merged(
 ) -> None:
     """Write ``merged`` to ``stream`` in ``fmt`` (any report format, ``table`` too).
 
-    A failed write (disk full, a closed pipe) raises :class:`ScanError`, one line.
+    A failed write (disk full) raises :class:`ScanError`, one line; a closed pipe
+    :class:`OutputClosed`.
     """
     try:
         _write_merged(merged, fmt, stream, version=version, command=command)
+    except BrokenPipeError as exc:
+        raise OutputClosed("the output was closed") from exc
     except OSError as exc:
         raise ScanError(f"writing the merged report failed: {exc.strerror or exc}") from exc
 

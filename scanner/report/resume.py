@@ -20,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
 
 from scanner.errors import ReportError
@@ -111,7 +111,7 @@ def _newer_partial(path: str) -> str | None:
 
 
 def check_results(
-    path: str, results: Sequence[Result], hosts: Collection[str], ports: Sequence[Port]
+    path: str, results: Sequence[Result], hosts: Container[str], ports: Sequence[Port]
 ) -> None:
     """ReportError unless every result is of one of ``hosts`` and one of ``ports``."""
     probed = {(port.protocol, port.number) for port in ports}
