@@ -6,7 +6,8 @@ Rules and theory:
 
   1. *passive*: connect and listen. A banner (SSH, SMTP, FTP, POP3, IMAP, MySQL, VNC,
      telnet...) is classified by ``protocols.banner``. If the server stays silent for
-     half the budget, an inline Redis ``PING`` goes out on the same connection.
+     half its silence wait (below), an inline Redis ``PING`` goes out on the same
+     connection; a greeting that comes instead of a reply is still classified.
   2. *http*: send ``GET /`` (``protocols.http``, h11) and parse the answer: status,
      Server header, title. An answer that is not HTTP may still be Redis's.
   3. *tls*: a TLS handshake (``protocols.tls``: ``ssl.SSLObject`` over memory buffers,
@@ -24,6 +25,12 @@ Rules and theory:
   does so within about the same round trips. An attempt that has started to show its
   protocol (banner bytes without their line end, TLS handshake records) is waited for,
   up to the budget.
+- A port that has sent nothing on any connection is given up after its *silence wait*:
+  when the caller passes the host's RTT (the scan measured it), ``SILENCE_RTTS`` round
+  trips, but never less than ``silence_floor`` (servers with a greet pause greet late,
+  and must still be identified) nor more than ``timeout``; without an RTT, ``timeout``.
+  So a silent port on a fast link costs the floor, not the whole budget; once a byte has
+  come on any connection, the attempts get the whole budget.
 - Bounds: the whole port gets ``timeout`` seconds (from when it gets its turn: at most
   ``concurrency`` ports are probed at once, fewer under a low open-file limit so that
   the process keeps descriptors to spare), a connection reads at most ``max_bytes``
@@ -66,7 +73,8 @@ __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "P
 MIN_GRACE = 0.05  # seconds other attempts may still beat an HTTP-grade result
 SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
-PING_AFTER = 0.5  # share of the budget a silent server gets before the Redis PING
+PING_AFTER = 0.5  # share of the silence wait a silent server gets before the Redis PING
+SILENCE_RTTS = 10  # round trips a silent port is waited for, above the floor
 CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
 RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go out again
 
@@ -89,11 +97,16 @@ class EvidenceConfig:
 
     ``timeout``: seconds for one port, all its attempts running concurrently within it.
     ``max_bytes``: most bytes read per connection. ``concurrency``: most ports at once.
+    ``silence_floor``: the least time a port that sends nothing is waited for, however
+    short its RTT (see the module's rules); at most ``timeout`` is used.
+
+    These are the defaults of the command line's options too (``--evidence-timeout``).
     """
 
     timeout: float = 2.0
     max_bytes: int = 8192
     concurrency: int = 32
+    silence_floor: float = 1.5
 
     def __post_init__(self) -> None:
         """Reject budgets that cannot work."""
@@ -103,6 +116,14 @@ class EvidenceConfig:
             raise ValueError(f"max_bytes must be >= 64, not {self.max_bytes!r}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {self.concurrency!r}")
+        if not self.silence_floor > 0:
+            raise ValueError(f"silence_floor must be > 0, not {self.silence_floor!r}")
+
+    def silence_wait(self, rtt: float | None) -> float:
+        """Seconds a port that sends nothing is waited for, given its host's RTT (if known)."""
+        if rtt is None or not rtt >= 0:
+            return self.timeout
+        return min(self.timeout, max(self.silence_floor, SILENCE_RTTS * rtt))
 
 
 class Prober:
@@ -130,16 +151,22 @@ class Prober:
             self._loop = loop
         return self._semaphore
 
-    async def probe(self, address: str, family: int, port: int) -> Evidence:
+    async def probe(
+        self, address: str, family: int, port: int, *, rtt: float | None = None
+    ) -> Evidence:
         """What ``address``:``port`` (TCP, ``family`` AF_INET/AF_INET6) was seen to speak.
 
-        Returns :data:`NO_EVIDENCE` when nothing was identified; network errors never
-        raise. Takes at most ``timeout`` + ``SLACK`` seconds once its turn has come.
+        ``rtt``: the host's round-trip time in seconds, if known (a scan's
+        ``Result.rtt``); a port that sends nothing is then given up sooner (see
+        :meth:`EvidenceConfig.silence_wait`). Returns :data:`NO_EVIDENCE` when nothing was
+        identified; network errors never raise. Takes at most ``timeout`` + ``SLACK``
+        seconds once its turn has come.
         """
         async with self._turns():
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
-                    return await _PortProbe(address, family, port, self.config).run()
+                    probe = _PortProbe(address, family, port, self.config, rtt)
+                    return await probe.run()
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -185,6 +212,18 @@ class _Attempt:
         self.found_at = 0.0
         self.promising = False  # the peer has started to speak this attempt's protocol
         self.done = False
+        self._readers: list[BoundedReader] = []
+
+    def reader(self, reader: asyncio.StreamReader, limit: int) -> BoundedReader:
+        """``reader``, bounded to ``limit`` bytes, and counted for :attr:`heard`."""
+        bounded = BoundedReader(reader, limit)
+        self._readers.append(bounded)
+        return bounded
+
+    @property
+    def heard(self) -> bool:
+        """Whether the peer has sent anything on this attempt's connection."""
+        return any(r.total for r in self._readers)
 
     def found(self, evidence: Evidence | None) -> None:
         if evidence is not None and rank(evidence) > rank(self.best):
@@ -215,9 +254,9 @@ class _Passive(_Attempt):
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        bounded = self.reader(reader, self.p.config.max_bytes)
         data = bytearray()
-        ping_at = self.p.started + self.p.config.timeout * PING_AFTER
+        ping_at = self.p.started + self.p.quiet * PING_AFTER
         settle_at: float | None = None
         while not bounded.full:
             wait_until = settle_at or (ping_at if not data else self.p.deadline)
@@ -247,13 +286,18 @@ class _Passive(_Attempt):
         self.found(self.partial)
 
     async def _redis_reply(self, reader: asyncio.StreamReader) -> None:
-        bounded = BoundedReader(reader, 512)
+        bounded = self.reader(reader, 512)
         reply = bytearray()
         while chunk := await bounded.read():
             reply += chunk
             if b"\n" in reply:
                 break
-        self.found(redis.parse_reply(bytes(reply)))
+        found = redis.parse_reply(bytes(reply))
+        if found is None:
+            # A server with a greet pause greets instead of replying: a greeting is evidence.
+            greeting = banner.classify(bytes(reply))
+            found = greeting if rank(greeting) == _IDENTIFIED else None
+        self.found(found)
 
 
 class _Http(_Attempt):
@@ -262,7 +306,7 @@ class _Http(_Attempt):
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
         parser = http.ResponseParser()
-        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        bounded = self.reader(reader, self.p.config.max_bytes)
         head = bytearray()
         while not parser.done and not bounded.full:
             chunk = await bounded.read()
@@ -295,7 +339,7 @@ class _Tls(_Attempt):
         )
         writer.write(client.data_to_send())
         parser = http.ResponseParser()
-        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        bounded = self.reader(reader, self.p.config.max_bytes)
         while not parser.done and not bounded.full:
             chunk = await bounded.read()
             client.receive(chunk)
@@ -312,7 +356,7 @@ class _Tls(_Attempt):
     ) -> bool:
         """Run the handshake; True once complete. Evidence of TLS is kept even if it fails."""
         first = bytearray()
-        bounded = BoundedReader(reader, tls.MAX_HANDSHAKE)
+        bounded = self.reader(reader, tls.MAX_HANDSHAKE)
         while not bounded.full:
             chunk = await bounded.read()
             if len(first) < 7:
@@ -346,11 +390,14 @@ class _Tls(_Attempt):
 class _PortProbe:
     """The three attempts on one port, and the verdict over them."""
 
-    def __init__(self, address: str, family: int, port: int, config: EvidenceConfig) -> None:
+    def __init__(
+        self, address: str, family: int, port: int, config: EvidenceConfig, rtt: float | None
+    ) -> None:
         self.address = address
         self.family = family
         self.port = port
         self.config = config
+        self.quiet = config.silence_wait(rtt)  # seconds a port that sends nothing gets
         self.started = 0.0
         self.deadline = 0.0
 
@@ -387,7 +434,12 @@ class _PortProbe:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
             return max(candidates, key=rank, default=NO_EVIDENCE), 0.0
         if best is None or rank(best) < _HTTP:
-            return None, self.deadline
+            if any(a.heard for a in attempts):
+                return None, self.deadline
+            quiet_until = self.started + self.quiet
+            if now >= quiet_until:
+                return NO_EVIDENCE, 0.0  # silent on every connection: see the module's rules
+            return None, min(quiet_until, self.deadline)
         if any(a.promising for a in contenders):
             # Look again soon: an attempt that stops being promising does not finish.
             return None, min(now + MIN_GRACE, self.deadline)
