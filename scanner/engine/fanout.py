@@ -38,6 +38,7 @@ from scanner.engine.base import (
     Outbox,
     ScanStats,
     fit_concurrency,
+    new_result,
     transports_for,
 )
 from scanner.engine.core import Sweep
@@ -250,7 +251,7 @@ class WorkerPool:
             self.out.wake()
             return
         result, items = self._result, self.out.items
-        records = list(worker.decoder.feed(data))
+        records = worker.decoder.feed(data)
         items.extend(map(result, records))
         self._stats.done += len(records)
         if len(items) >= MAX_BUFFERED and not self._paused:
@@ -285,7 +286,7 @@ class WorkerPool:
 
     def _result(self, record: ResultRecord) -> Result:
         host = self._host(record.host)
-        return Result(
+        return new_result(
             host.address,
             record.port,
             Proto.TCP,  # workers are only used for TCP-only scans

@@ -22,6 +22,7 @@ from scanner.engine.base import (
     HostTable,
     ScanStats,
     fit_concurrency,
+    new_result,
     ports_of,
     transports_for,
 )
@@ -140,7 +141,7 @@ class Scan:
     def _result(self, attempt: Attempt, answer: Answer, rtt: float | None) -> Result:
         """What the consumer gets for a final result."""
         host = attempt.target
-        return Result(
+        return new_result(
             host.address,
             attempt.port.number,
             attempt.port.protocol,
