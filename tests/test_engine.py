@@ -304,3 +304,23 @@ def test_new_result_is_a_result(fields: tuple[Any, ...]) -> None:
     assert made.assessment is None
     with pytest.raises(AttributeError):
         made.port = 1  # type: ignore[misc]  # still frozen
+
+
+def test_batches_give_what_iteration_gives() -> None:
+    """``Scan.batches()`` yields the same results as iterating the scan, in lists."""
+    script = {
+        ("198.18.0.2", p): [Reply(OPEN if p % 7 == 0 else CLOSED, 0.001)] for p in range(1, 300)
+    }
+    script[("198.18.0.2", 5)] = [Silence()]
+
+    def scan() -> Scan:
+        fake = FakeTransport(script=script)
+        return Scan(Hosts("198.18.0.2"), range(1, 300), ScanConfig(timing=FAST), transport=fake)
+
+    async def in_batches() -> list[list[Result]]:
+        return [batch async for batch in scan().batches()]
+
+    batches = asyncio.run(in_batches())
+    assert all(batches)
+    assert states([r for batch in batches for r in batch]) == states(run(scan()))
+    assert states(run(scan()))[("198.18.0.2", 5)] == ("filtered", "no-response", 2)
