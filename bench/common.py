@@ -414,16 +414,18 @@ def run_interleaved(
     runs: int,
     workdir: Path,
     timeout: float,
+    portprobe_suffix: str = ".json",
 ) -> PairResult:
     """Run nmap then portprobe, ``runs`` times, each writing a fresh file in ``workdir``.
 
     ``nmap_argv(path)`` / ``portprobe_argv(path)`` build the command lines for an output
-    file (``.xml`` / ``.json``).
+    file (``.xml`` / ``portprobe_suffix``: ``.json``, or ``.csv``, read as listing every
+    port that is not closed, and every port with ``--all``).
     """
     result = PairResult()
     for i in range(1, runs + 1):
         xml_path = workdir / f"nmap-{i}.xml"
-        json_path = workdir / f"portprobe-{i}.json"
+        json_path = workdir / f"portprobe-{i}{portprobe_suffix}"
         t_nmap = timed_run(lab, nmap_argv(xml_path), timeout=timeout)
         t_pp = timed_run(lab, portprobe_argv(json_path), timeout=timeout)
         result.nmap_seconds.append(t_nmap.seconds)
@@ -439,9 +441,15 @@ def run_interleaved(
         if not xml_path.exists():
             notes.append("nmap wrote no XML")
         result.nmap_states.append(nmap_states)
-        result.portprobe_states.append(
-            portprobe_full_states(json_path, nmap_states.keys(), notes=notes)
-        )
+        if portprobe_suffix == ".csv":
+            listed = parse_portprobe_csv(json_path, notes=notes)
+            full = {key: listed.get(key, "closed") for key in nmap_states}
+            full.update(listed)
+            result.portprobe_states.append(full)
+        else:
+            result.portprobe_states.append(
+                portprobe_full_states(json_path, nmap_states.keys(), notes=notes)
+            )
         result.notes.extend(f"run {i}: {n}" for n in notes)
         print(
             f"  run {i}/{runs}: nmap {t_nmap.seconds:7.2f} s   portprobe {t_pp.seconds:7.2f} s"

@@ -7,11 +7,14 @@ The engine is a library. Scan hosts and ports as an async iterator of results::
 
     async def main() -> None:
         async for result in scanner.scan(["198.18.0.2"], "22,80,443"):
-            print(result.host, result.port, result.state, result.reason)
+            a = result.assessment
+            print(result.host, result.port, result.state, a.label, a.evidence, a.verdict)
 
     asyncio.run(main())
 
-The command line (``portprobe``) is a thin layer over this.
+Each result carries what the command line shows: the IANA label, the evidence of what an
+open port speaks, the verdict and its warning (``scanner.pipeline`` joins them). The
+command line (``portprobe``) is a thin layer over this.
 """
 
 from __future__ import annotations
@@ -29,10 +32,25 @@ from scanner.errors import (
     TargetFileError,
     UsageError,
 )
-from scanner.models import PortState, Proto, Reason, Result, ScanConfig, Timing
+from scanner.models import (
+    Assessment,
+    EvidenceConfig,
+    Port,
+    PortState,
+    Proto,
+    Reason,
+    Result,
+    ScanConfig,
+    Timing,
+)
+from scanner.pipeline import Pipeline
 
 __all__ = [
+    "Assessment",
+    "EvidenceConfig",
     "OutputError",
+    "Pipeline",
+    "Port",
     "PortSpecError",
     "PortState",
     "PortprobeError",

@@ -1,14 +1,21 @@
-"""The one-call library entry point: targets and ports as text in, results out."""
+"""The one-call library entry point: targets and ports as text in, assessed results out."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from scanner.engine import Scan
 from scanner.errors import PortSpecError
-from scanner.models import Port, Proto, Result, ScanConfig
+from scanner.models import EvidenceConfig, Port, Proto, Result, ScanConfig
+from scanner.pipeline import Pipeline
 from scanner.ports import MAX_PORT, MIN_PORT, parse_port_spec
 from scanner.targets import build_targets
+
+if TYPE_CHECKING:
+    from scanner.policy import Policy
+
+__all__ = ["scan"]
 
 
 async def scan(
@@ -17,13 +24,21 @@ async def scan(
     config: ScanConfig = ScanConfig(),
     *,
     exclude: Iterable[str] = (),
+    evidence: bool = True,
+    evidence_config: EvidenceConfig = EvidenceConfig(),
+    policy: Policy | None = None,
 ) -> AsyncIterator[Result]:
-    """Scan ``targets`` (addresses, networks, ranges, names) on ``ports``.
+    """Scan ``targets`` (addresses, networks, ranges, names) on ``ports``: every port's result,
+    assessed as the command line shows it.
 
     ``ports`` is an nmap-style spec (``"22,80,1000-2000"``, ``"T:22,U:53"``) or a sequence
-    of numbers (TCP) and :class:`~scanner.models.Port` s. Names that do not resolve are
-    skipped. Raises :class:`~scanner.errors.UsageError`
-    subclasses for malformed targets or ports, before anything is sent.
+    of numbers (TCP) and :class:`~scanner.models.Port` s. Every result carries its
+    :class:`~scanner.models.Assessment`: the IANA label and attestation, and for an open
+    port the evidence of what it speaks (unless ``evidence`` is False), the verdict, the
+    warning, and the ``policy`` mark if a policy is given. Open ports come out once their
+    evidence is in. Names that do not resolve are skipped. Raises
+    :class:`~scanner.errors.UsageError` subclasses for malformed targets or ports, before
+    anything is sent.
     """
     if isinstance(ports, str):
         port_list = parse_port_spec(ports)
@@ -34,5 +49,12 @@ async def scan(
     if bad:
         raise PortSpecError(f"port {bad[0].number} is out of range {MIN_PORT}-{MAX_PORT}")
     hosts, _unresolved = await build_targets(targets, exclude=exclude)
-    async for result in Scan(hosts, port_list, config):
-        yield result
+    pipeline = Pipeline(
+        evidence=evidence, evidence_config=evidence_config, closed=True, policy=policy
+    )
+    engine = Scan(hosts, port_list, config)
+    try:
+        async for result in pipeline.run(engine):
+            yield result
+    finally:
+        engine.stop()

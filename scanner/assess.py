@@ -1,28 +1,57 @@
 """The results layer: what the registry claims, what the port was seen to speak, the verdict.
 
 Rules:
-- Every reported port gets its IANA label (service name and description), its range
-  (system, registered, dynamic) and the label's attestation (common, obscure, unassigned,
-  reserved, dynamic; see ``scanner.registry.attestation``).
-- Only an open port has evidence. Its verdict compares evidence with label:
-  ``consistent`` when the port speaks what its label names (``CONSISTENT_WITH`` lists the
-  label names that several protocols share, e.g. ``https`` is TLS), ``contradicts`` when it
-  speaks something else, or anything at all on a port the registry leaves unassigned or
-  reserved, and ``unverified`` when nothing was seen (or nothing was asked, or the registry
-  makes no claim: the dynamic range).
-- "A label is not evidence": an open port whose label is obscure, unassigned or
-  contradicted gets a warning that begins with those words.
+- Every reported port gets its IANA label (every current service name of the port: 465/tcp
+  is ``urd/submissions``), its range (system, registered, dynamic) and the label's
+  attestation (:class:`~scanner.models.Attestation`; see ``scanner.registry.attestation``).
+- Only an open port has evidence, and a verdict (:class:`~scanner.models.Verdict`),
+  decided in this order (:func:`verdict`):
+
+  ==============  =================================================================
+  unverified      nothing was seen: no evidence, or a probe that drew no bytes
+  unrecognised    the port answered, but no decoder could name what it speaks
+  consistent      the evidence is what one of the port's registered names says
+                  (``CONSISTENT_WITH``: ``https`` is TLS, ``domain`` is DNS, ...)
+  customary       the evidence is a documented unofficial use of the port
+                  (``scanner.registry.customary``), or anything on a dynamic port
+                  without a name (RFC 6335 leaves that range free)
+  contradicts     anything else: the port speaks something its label does not name,
+                  or speaks at all where the registry assigns nothing
+  ==============  =================================================================
+
+- The alarm (``!!`` in the table, a warning line, and a count in the summary) is
+  :attr:`Assessment.alarm <scanner.models.Assessment.alarm>`: ``contradicts``, and
+  ``unrecognised`` on an obscure, unassigned or reserved port. A label the evidence does
+  not confirm still gets a warning, without the ``!!``: an obscure one (2451 netchat, 3451
+  asam), and an open port on an unassigned or reserved number. Every warning begins with
+  "label is not evidence". ``consistent`` and ``customary`` are never warned about.
+- The evidence trail goes into the assessment as it is: product, version, the probe that
+  drew the evidence (``Evidence.proof``), the rule that named the service
+  (``Evidence.rule``; the probe's name when the decoder gives none), and the excerpt of
+  the bytes (``Evidence.excerpt``; for an unrecognised reply, which has no rule, the
+  cleaned bytes its detail shows). :func:`check_command` gives the command a person can
+  run to check the port by hand.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
+from collections.abc import Sequence
 
-from scanner.evidence import Evidence
-from scanner.models import Assessment, PortState, Result
+from scanner.evidence import NO_EVIDENCE, Evidence
+from scanner.models import Assessment, Attestation, PortState, Result, Verdict
 from scanner.registry import Registry, attestation, load_registry, port_range
+from scanner.registry.customary import DYNAMIC_USE, CustomaryUse, customary_uses
 
-__all__ = ["CONSISTENT_WITH", "WARNING_PREFIX", "Assessor", "verdict"]
+__all__ = [
+    "CONSISTENT_WITH",
+    "WARNING_PREFIX",
+    "Assessor",
+    "check_command",
+    "customary_for",
+    "verdict",
+]
 
 WARNING_PREFIX = "label is not evidence"
 
@@ -30,20 +59,24 @@ WARNING_PREFIX = "label is not evidence"
 CONSISTENT_WITH: dict[str, frozenset[str]] = {
     "http": frozenset({"http"}),
     "www-http": frozenset({"http"}),
+    "www": frozenset({"http"}),
     "http-alt": frozenset({"http", "https"}),
     "http-mgmt": frozenset({"http"}),
     "webcache": frozenset({"http"}),
     "https": frozenset({"https", "tls"}),
     "https-alt": frozenset({"https", "tls"}),
     "pcsync-https": frozenset({"https", "tls"}),
+    "ipps": frozenset({"https", "tls"}),
+    "ipp": frozenset({"http"}),
     "submission": frozenset({"smtp"}),
-    "submissions": frozenset({"smtp", "tls", "https"}),
+    "submissions": frozenset({"smtp", "tls"}),
     "smtps": frozenset({"smtp", "tls"}),
     "urd": frozenset({"smtp", "tls"}),
     "imaps": frozenset({"imap", "tls"}),
     "pop3s": frozenset({"pop3", "tls"}),
     "ftps": frozenset({"ftp", "tls"}),
     "ldaps": frozenset({"tls"}),
+    "domain-s": frozenset({"tls", "dns"}),
     "rfb": frozenset({"vnc"}),
     "vnc-server": frozenset({"vnc"}),
     "mysql": frozenset({"mysql"}),
@@ -59,37 +92,104 @@ CONSISTENT_WITH: dict[str, frozenset[str]] = {
 }
 
 
-def verdict(label: str, attest: str, evidence: Evidence | None) -> str:
-    """Compare an open port's label with its evidence (see the module's rules)."""
-    if evidence is None or not evidence.service:
-        return "unverified"
-    if not label:
-        return "unverified" if attest == "dynamic" else "contradicts"
-    allowed = CONSISTENT_WITH.get(label, frozenset({label}))
-    return "consistent" if evidence.service in allowed else "contradicts"
+def _spoke(evidence: Evidence) -> bool:
+    """Whether the evidence holds bytes the port sent (named or not)."""
+    return bool(evidence.service or evidence.excerpt or evidence.detail)
+
+
+def verdict(
+    labels: Sequence[str],
+    attest: Attestation,
+    evidence: Evidence | None,
+    customary: Sequence[CustomaryUse] = (),
+) -> Verdict:
+    """Compare an open port's registered names with its evidence (the module's rules).
+
+    ``labels`` are every current name of the port; ``customary`` its documented
+    unofficial uses (:func:`customary_for`).
+    """
+    if evidence is None or not _spoke(evidence):
+        return Verdict.UNVERIFIED
+    seen = evidence.service
+    if not seen:
+        return Verdict.UNRECOGNISED
+    if any(seen in CONSISTENT_WITH.get(label, frozenset({label})) for label in labels):
+        return Verdict.CONSISTENT
+    if any(use is DYNAMIC_USE or seen in use.services for use in customary):
+        return Verdict.CUSTOMARY
+    return Verdict.CONTRADICTS
+
+
+def customary_for(port: int, transport: str, attest: Attestation) -> tuple[CustomaryUse, ...]:
+    """The customary uses that count for a port: the table's, and for a dynamic port
+    without a name :data:`~scanner.registry.customary.DYNAMIC_USE`."""
+    uses = customary_uses(port, transport)
+    return (*uses, DYNAMIC_USE) if attest is Attestation.DYNAMIC else uses
+
+
+def _claim(names: Sequence[str], attest: Attestation) -> str:
+    """The registry's claim in words: "registered as 'netchat'", "unassigned in ..."."""
+    if names:
+        return "registered as " + " or ".join(repr(name) for name in names)
+    return f"{attest} in the IANA registry"
 
 
 def _warning(
-    port: int, protocol: str, label: str, attest: str, outcome: str, evidence: Evidence | None
+    where: str, names: Sequence[str], attest: Attestation, outcome: Verdict, seen: str
 ) -> str:
-    where = f"{port}/{protocol}"
-    if outcome == "contradicts":
-        seen = evidence.service if evidence is not None else "something else"
-        claim = f"registered as {label!r}" if label else f"{attest} in the IANA registry"
-        return f"{WARNING_PREFIX}: {where} is {claim}, but it speaks {seen}"
-    if attest == "unassigned":
+    """The warning line of an open port (the module's rules), "" for none."""
+    if outcome is Verdict.CONTRADICTS:
+        return f"{WARNING_PREFIX}: {where} is {_claim(names, attest)}, but it speaks {seen}"
+    if outcome in (Verdict.CONSISTENT, Verdict.CUSTOMARY):
+        return ""
+    if outcome is Verdict.UNRECOGNISED:
+        if attest is Attestation.OBSCURE:
+            return (
+                f"{WARNING_PREFIX}: {where} is {_claim(names, attest)}, an obscure "
+                "registration, and it answers with something portprobe cannot name"
+            )
+        if attest in (Attestation.UNASSIGNED, Attestation.RESERVED):
+            return (
+                f"{WARNING_PREFIX}: {where} is {attest} in the IANA registry, and it answers "
+                "with something portprobe cannot name"
+            )
+        return ""
+    if attest in (Attestation.UNASSIGNED, Attestation.RESERVED):
         return (
-            f"{WARNING_PREFIX}: {where} is unassigned in the IANA registry; "
+            f"{WARNING_PREFIX}: {where} is {attest} in the IANA registry; "
             "any traffic on it warrants scrutiny"
         )
-    if attest == "obscure":
-        confirmed = outcome == "consistent"
-        tail = "it speaks what the label says" if confirmed else "nothing here confirms it"
+    if attest is Attestation.OBSCURE:
         return (
-            f"{WARNING_PREFIX}: {label!r} on {where} is an obscure registration with no sign "
-            f"of real-world use; {tail}"
+            f"{WARNING_PREFIX}: {'/'.join(names)!r} on {where} is an obscure registration "
+            "with no sign of real-world use; nothing here confirms it"
         )
     return ""
+
+
+def check_command(host: str, port: int, protocol: str, service: str = "") -> str:
+    """A command a person can run to check what ``host`` ``port``/``protocol`` speaks.
+
+    By the service seen: ``curl -sv`` for HTTP, ``openssl s_client`` for TLS (``-dtls``
+    over UDP), ``dig`` for DNS, ``snmpget`` for SNMP, else ``nc`` (``nc -u`` for UDP).
+    Every part is shell-quoted.
+    """
+    bracketed = f"[{host}]" if ":" in host else host
+    target = shlex.quote(f"{bracketed}:{port}")
+    if service == "http":
+        return f"curl -sv {shlex.quote(f'http://{bracketed}:{port}/')}"
+    if service == "https":
+        return f"curl -skv {shlex.quote(f'https://{bracketed}:{port}/')}"
+    if service == "tls":
+        dtls = "-dtls " if protocol == "udp" else ""
+        return f"openssl s_client {dtls}-connect {target}"
+    if service in ("dns", "mdns"):
+        tcp = " +tcp" if protocol == "tcp" else ""
+        return f"dig @{shlex.quote(host)} -p {port}{tcp} version.bind chaos txt"
+    if service == "snmp":
+        return f"snmpget -v2c -c public {target} 1.3.6.1.2.1.1.1.0"
+    udp = "-u " if protocol == "udp" else ""
+    return f"nc {udp}{shlex.quote(host)} {port}"
 
 
 class Assessor:
@@ -98,40 +198,76 @@ class Assessor:
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else load_registry()
         # Labels of ports that are not open depend on (port, protocol) only: one each.
-        self._labels: dict[tuple[int, str], Assessment] = {}
+        self._labels: dict[tuple[int, str], _Label] = {}
 
-    def label(self, port: int, protocol: str) -> Assessment:
-        """The registry's side of the assessment, shared by every host."""
+    def _base(self, port: int, protocol: str) -> _Label:
+        """The registry's side of the assessment, and the port's current names."""
         key = (port, protocol)
         known = self._labels.get(key)
         if known is None:
-            registration = self.registry.label(port, protocol)
-            known = Assessment(
-                label=registration.service if registration is not None else "",
-                label_description=registration.description if registration is not None else "",
-                range=port_range(port),
-                attestation=attestation(port, protocol, self.registry),
+            records = self.registry.labels(port, protocol)
+            # Co-names with one description are aliases (80/tcp: http, www, www-http; the
+            # 2015 "well-formed" renames add a line to it): the label shows the first of
+            # them. Names that describe different services (465/tcp) all show.
+            shown: dict[str, str] = {}
+            for record in records:
+                first_line = record.description.split("\n")[0].strip()
+                if first_line not in shown.values():
+                    shown[record.service] = first_line
+            known = _Label(
+                Assessment(
+                    label="/".join(shown),
+                    label_description=" / ".join(d for d in shown.values() if d),
+                    range=port_range(port),
+                    attestation=attestation(port, protocol, self.registry),
+                ),
+                tuple(record.service for record in records),
+                tuple(shown),
             )
             self._labels[key] = known
         return known
 
+    def label(self, port: int, protocol: str) -> Assessment:
+        """The registry's side of the assessment, shared by every host."""
+        return self._base(port, protocol).assessment
+
     def assess(self, result: Result, evidence: Evidence | None = None) -> Result:
         """``result`` with its assessment; ``evidence`` counts only for open ports."""
-        base = self.label(result.port, result.protocol.value)
+        protocol = result.protocol.value
+        known = self._base(result.port, protocol)
+        base = known.assessment
         if result.state is not PortState.OPEN:
-            return dataclasses.replace(result, assessment=base)
-        outcome = verdict(base.label, base.attestation, evidence)
-        seen = evidence if evidence is not None and evidence.service else None
-        return dataclasses.replace(
-            result,
-            assessment=dataclasses.replace(
+            return result.assessed(base)
+        attest = Attestation(base.attestation) if base.attestation else Attestation.UNASSIGNED
+        outcome = verdict(
+            known.names, attest, evidence, customary_for(result.port, protocol, attest)
+        )
+        trail = evidence if evidence is not None and _spoke(evidence) else NO_EVIDENCE
+        seen = trail.service
+        where = f"{result.port}/{protocol}"
+        return result.assessed(
+            dataclasses.replace(
                 base,
-                evidence=seen.service if seen is not None else "",
-                evidence_detail=seen.detail if seen is not None else "",
+                evidence=seen,
+                evidence_detail=trail.detail,
                 verdict=outcome,
-                warning=_warning(
-                    result.port, result.protocol.value, base.label, base.attestation,
-                    outcome, evidence,
-                ),
+                warning=_warning(where, known.shown, attest, outcome, seen),
+                product=trail.product,
+                version=trail.version,
+                evidence_probe=trail.proof,
+                evidence_rule=(trail.rule or trail.proof) if seen else "",
+                # An unrecognised reply has no excerpt of its own yet: its detail is the
+                # cleaned bytes (scanner.protocols.banner.unidentified).
+                evidence_excerpt=trail.excerpt or ("" if seen else trail.detail),
             ),
-        )  # fmt: skip
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Label:
+    """The registry's side of one (port, protocol): the assessment, every current name
+    (for the verdict), and the names the label shows (for warnings)."""
+
+    assessment: Assessment
+    names: tuple[str, ...]
+    shown: tuple[str, ...]

@@ -5,16 +5,25 @@ Rules and theory:
   port costs one timeout, not the sum of three:
 
   1. *passive*: connect and listen. A banner (SSH, SMTP, FTP, POP3, IMAP, MySQL, VNC,
-     telnet...) is classified by ``protocols.banner``. If the server stays silent for
-     half its silence wait (below), an inline Redis ``PING`` goes out on the same
-     connection; a greeting that comes instead of a reply is still classified.
+     telnet...) is classified by ``protocols.banner``, then by the decoders of the
+     listening probes of ``protocols.tcp`` (``passive_probes``).
   2. *http*: send ``GET /`` (``protocols.http``, h11) and parse the answer: status,
-     Server header, title. An answer that is not HTTP may still be Redis's.
+     Server header, title. An answer that is not HTTP may still be Redis's; anything
+     else it draws is kept as an unrecognised reply.
   3. *tls*: a TLS handshake (``protocols.tls``: ``ssl.SSLObject`` over memory buffers,
-     no verification), then the same ``GET /`` inside TLS.
+     no verification). Inside it, a server that speaks first (IMAPS, POP3S, SMTPS,
+     FTPS) is read and classified; otherwise the same ``GET /`` goes in.
 
-- Combining, strongest first: an identified banner or Redis reply; TLS with HTTP inside
-  ("https"); plain HTTP; TLS alone ("tls"); an unidentified banner (service ""); nothing.
+- Beside them, every *active probe* of ``protocols.tcp`` (LDAP, SMB, PostgreSQL, AMQP,
+  ...) gets a connection of its own, at most ``PROBES_AT_ONCE`` at a time per port, in
+  the order of their rank, whatever the port's registry label says: labels lie. A
+  probe gives up its turn when its reply is decoded, when the peer closes, or after
+  ``probe_wait`` without a byte. A reply no decoder names is still evidence: it is kept,
+  unrecognised (service ""), with an escaped excerpt of its first bytes.
+- At most ``HOST_PORTS`` ports of one host are probed at once (each takes up to
+  ``3 + PROBES_AT_ONCE`` connections), so that one host is not flooded.
+- Combining, strongest first: an identified banner or probe reply; TLS with HTTP inside
+  ("https"); plain HTTP; TLS alone ("tls"); an unrecognised reply (service ""); nothing.
   TLS-with-HTTP outranks plain HTTP because a port that completes a TLS handshake speaks
   TLS: its answer to plain HTTP is an error page ("400 The plain HTTP request was sent to
   HTTPS port"), never the reverse.
@@ -25,12 +34,13 @@ Rules and theory:
   does so within about the same round trips. An attempt that has started to show its
   protocol (banner bytes without their line end, TLS handshake records) is waited for,
   up to the budget.
-- A port that has sent nothing on any connection is given up after its *silence wait*:
-  when the caller passes the host's RTT (the scan measured it), ``SILENCE_RTTS`` round
-  trips, but never less than ``silence_floor`` (servers with a greet pause greet late,
-  and must still be identified) nor more than ``timeout``; without an RTT, ``timeout``.
-  So a silent port on a fast link costs the floor, not the whole budget; once a byte has
-  come on any connection, the attempts get the whole budget.
+- A port that has sent nothing on any connection is given up after its *silence wait*
+  (``EvidenceConfig.silence_wait``): when the caller passes the host's RTT (the scan
+  measured it), ``SILENCE_RTTS`` round trips, but never less than ``silence_floor``
+  (servers with a greet pause greet late, and must still be identified) nor more than
+  ``timeout``; without an RTT, ``timeout``. So a silent port on a fast link costs the
+  floor, not the whole budget; once a byte has come on any connection, the attempts get
+  the whole budget.
 - Bounds: the whole port gets ``timeout`` seconds (from when it gets its turn: at most
   ``concurrency`` ports are probed at once, fewer under a low open-file limit so that
   the process keeps descriptors to spare), a connection reads at most ``max_bytes``
@@ -59,11 +69,26 @@ UDP (:meth:`Prober.probe_udp`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import resource
 import ssl
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
-from scanner.protocols import NO_EVIDENCE, Evidence, banner, http, join_detail, redis, tls, udp
+from scanner.models import EvidenceConfig
+from scanner.protocols import (
+    NO_EVIDENCE,
+    Evidence,
+    banner,
+    excerpt,
+    h2,
+    http,
+    join_detail,
+    redis,
+    tcp,
+    tls,
+    udp,
+)
 from scanner.transport import FD_RESERVE
 from scanner.transport import udp as udp_transport
 from scanner.transport.streams import BoundedReader, abort, connect
@@ -73,9 +98,14 @@ __all__ = ["MIN_GRACE", "NO_EVIDENCE", "SLACK", "Evidence", "EvidenceConfig", "P
 MIN_GRACE = 0.05  # seconds other attempts may still beat an HTTP-grade result
 SLACK = 0.25  # seconds past the timeout a probe may take to tidy up, at most
 SETTLE = 0.25  # seconds to wait for the rest of an identified banner without its line end
-PING_AFTER = 0.5  # share of the silence wait a silent server gets before the Redis PING
-SILENCE_RTTS = 10  # round trips a silent port is waited for, above the floor
-CONNECTIONS_PER_PORT = 3  # passive, HTTP and TLS attempts at once
+PROBE_WAIT = 0.15  # share of the budget an active probe waits for its first reply byte
+MIN_PROBE_WAIT = 0.2  # seconds, at least
+PROBES_AT_ONCE = 4  # active probes of one port running at once
+HOST_PORTS = 24  # ports of one host probed at once
+GREETING_WAIT = 0.3  # seconds a server inside TLS gets to speak first
+# TLS-wrapped services that speak first, by the service of their greeting.
+_OVER_TLS = {"imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ftp": "ftps", "nntp": "nntps"}
+CONNECTIONS_PER_PORT = 3 + PROBES_AT_ONCE  # passive, HTTP, TLS, and the active probes
 RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go out again
 
 # Ranks of evidence, strongest last (see the module's rules).
@@ -89,41 +119,6 @@ def rank(evidence: Evidence | None) -> int:
     if not evidence.service:
         return _UNIDENTIFIED
     return {"tls": _TLS, "http": _HTTP, "tls+http": _HTTPS}.get(evidence.proof, _IDENTIFIED)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvidenceConfig:
-    """Budgets of evidence gathering.
-
-    ``timeout``: seconds for one port, all its attempts running concurrently within it.
-    ``max_bytes``: most bytes read per connection. ``concurrency``: most ports at once.
-    ``silence_floor``: the least time a port that sends nothing is waited for, however
-    short its RTT (see the module's rules); at most ``timeout`` is used.
-
-    These are the defaults of the command line's options too (``--evidence-timeout``).
-    """
-
-    timeout: float = 2.0
-    max_bytes: int = 8192
-    concurrency: int = 32
-    silence_floor: float = 1.5
-
-    def __post_init__(self) -> None:
-        """Reject budgets that cannot work."""
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be > 0, not {self.timeout!r}")
-        if self.max_bytes < 64:
-            raise ValueError(f"max_bytes must be >= 64, not {self.max_bytes!r}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {self.concurrency!r}")
-        if not self.silence_floor > 0:
-            raise ValueError(f"silence_floor must be > 0, not {self.silence_floor!r}")
-
-    def silence_wait(self, rtt: float | None) -> float:
-        """Seconds a port that sends nothing is waited for, given its host's RTT (if known)."""
-        if rtt is None or not rtt >= 0:
-            return self.timeout
-        return min(self.timeout, max(self.silence_floor, SILENCE_RTTS * rtt))
 
 
 class Prober:
@@ -142,14 +137,32 @@ class Prober:
         """A prober with ``config``'s budgets; it may serve several event loops in turn."""
         self.config = config
         self._semaphore: asyncio.Semaphore | None = None
+        self._hosts: dict[str, _HostTurns] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _turns(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
             self._semaphore = asyncio.Semaphore(_ports_at_once(self.config.concurrency))
+            self._hosts = {}
             self._loop = loop
         return self._semaphore
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, address: str) -> AsyncIterator[None]:
+        """A turn of the host (``HOST_PORTS`` at once), then of the process."""
+        ports = self._turns()
+        host = self._hosts.get(address)
+        if host is None:
+            host = self._hosts[address] = _HostTurns()
+        host.users += 1
+        try:
+            async with host.turns, ports:
+                yield
+        finally:
+            host.users -= 1
+            if not host.users:  # nobody waits on this host: forget it
+                del self._hosts[address]
 
     async def probe(
         self, address: str, family: int, port: int, *, rtt: float | None = None
@@ -162,11 +175,26 @@ class Prober:
         identified; network errors never raise. Takes at most ``timeout`` + ``SLACK``
         seconds once its turn has come.
         """
-        async with self._turns():
+        async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
                     probe = _PortProbe(address, family, port, self.config, rtt)
                     return await probe.run()
+            except TimeoutError:
+                return NO_EVIDENCE
+
+    async def sweep_udp(self, address: str, family: int, port: int) -> Evidence:
+        """What a UDP port that answered nothing to its own payloads answers to the others.
+
+        Sends every payload of ``protocols.udp.SWEEP`` the port did not get already, at
+        once (the scan proved the port silent, so no ICMP error is spent on it), once more
+        at half the budget, and identifies the first reply. :data:`NO_EVIDENCE` when it
+        stays silent; a reply proves the port open. Bounded as :meth:`probe_udp`.
+        """
+        async with self._turn(address):
+            try:
+                async with asyncio.timeout(self.config.timeout + SLACK):
+                    return await _probe_udp(address, family, port, self.config, udp.sweep_for(port))
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -179,12 +207,20 @@ class Prober:
         :data:`NO_EVIDENCE` for silence and for ICMP errors; network errors never raise.
         Takes at most ``timeout`` + ``SLACK`` seconds once its turn has come.
         """
-        async with self._turns():
+        async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
                     return await _probe_udp(address, family, port, self.config)
             except TimeoutError:
                 return NO_EVIDENCE
+
+
+class _HostTurns:
+    """The ports of one host being probed, or waiting to be."""
+
+    def __init__(self) -> None:
+        self.turns = asyncio.Semaphore(HOST_PORTS)
+        self.users = 0
 
 
 def _ports_at_once(concurrency: int) -> int:
@@ -204,6 +240,7 @@ class _Attempt:
     """One connection's attempt; its task fills ``best``/``partial`` and sets ``done``."""
 
     ceiling = _IDENTIFIED  # the strongest evidence this attempt can still produce
+    proof = ""  # what this attempt sent, as its evidence names it
 
     def __init__(self, probe: _PortProbe) -> None:
         self.p = probe
@@ -212,6 +249,7 @@ class _Attempt:
         self.found_at = 0.0
         self.promising = False  # the peer has started to speak this attempt's protocol
         self.done = False
+        self.unnamed = b""  # a reply no decoder of this attempt named, for _cross_decoded
         self._readers: list[BoundedReader] = []
 
     def reader(self, reader: asyncio.StreamReader, limit: int) -> BoundedReader:
@@ -248,34 +286,69 @@ class _Attempt:
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
+    async def read_by(self, bounded: BoundedReader, until: float) -> bytes | None:
+        """The next chunk, or None when ``until`` comes first; the port's deadline, when it
+        comes first, raises TimeoutError (the attempt is over)."""
+        try:
+            async with asyncio.timeout_at(min(until, self.p.deadline)):
+                return await bounded.read()
+        except TimeoutError:
+            if asyncio.get_running_loop().time() >= self.p.deadline:
+                raise
+            return None
+
+
+def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
+    """What a server's first bytes show: a banner rule's or a listening probe's evidence, or
+    the bytes unrecognised (service ""); with the proof and an excerpt of the bytes."""
+    found = banner.classify(data)
+    if found is not None and not found.service:
+        for probe in tcp.passive_probes():
+            named = probe.decode(data[: probe.max_reply])
+            if named is not None:
+                found = named
+                break
+    return None if found is None else _with_trail(found, proof, data)
+
+
+def _with_trail(evidence: Evidence, proof: str, data: bytes) -> Evidence:
+    """``evidence`` with how it was seen (``proof``) and an excerpt of the bytes."""
+    return dataclasses.replace(evidence, proof=proof, excerpt=excerpt(data))
+
+
+def _unrecognised(proof: str, data: bytes) -> Evidence:
+    """A reply no decoder names: shown as it is (text or hex), with an excerpt."""
+    return _with_trail(banner.unidentified(data, proof), proof, data)
+
+
+def _cross_decoded(proof: str, data: bytes) -> Evidence | None:
+    """What the other probes' decoders make of a reply that was not to their request.
+
+    A server may answer a foreign request in its own protocol (ngircd answers HTTP with
+    ``ERROR :... This is IRC!``): when nothing better was found, that still names it.
+    """
+    for probe in tcp.active_probes():
+        named = probe.decode(data[: probe.max_reply])
+        if named is not None and named.service:
+            return _with_trail(named, f"{proof}>{probe.name}", data)
+    return None
+
 
 class _Passive(_Attempt):
-    """Listen for a banner; after half the budget of silence, try an inline Redis PING."""
+    """Listen for a banner."""
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         bounded = self.reader(reader, self.p.config.max_bytes)
         data = bytearray()
-        ping_at = self.p.started + self.p.quiet * PING_AFTER
         settle_at: float | None = None
         while not bounded.full:
-            wait_until = settle_at or (ping_at if not data else self.p.deadline)
-            try:
-                async with asyncio.timeout_at(wait_until):
-                    chunk = await bounded.read()
-            except TimeoutError:
-                if loop.time() >= self.p.deadline:
-                    raise
-                if settle_at is not None:
-                    break  # identified, and no line end came: take it as it is
-                writer.write(redis.build_probe())
-                await self._redis_reply(reader)
-                return
+            chunk = await self.read_by(bounded, settle_at or self.p.deadline)
             if not chunk:
-                break
+                break  # closed; or identified, and no line end came: take it as it is
             data += chunk
             self.promising = True
-            self.partial = banner.classify(bytes(data))
+            self.partial = greeting(bytes(data))
             if banner.settled(bytes(data)):
                 self.found(self.partial)
                 self.promising = False
@@ -285,29 +358,17 @@ class _Passive(_Attempt):
                 settle_at = min(loop.time() + SETTLE, self.p.deadline)
         self.found(self.partial)
 
-    async def _redis_reply(self, reader: asyncio.StreamReader) -> None:
-        bounded = self.reader(reader, 512)
-        reply = bytearray()
-        while chunk := await bounded.read():
-            reply += chunk
-            if b"\n" in reply:
-                break
-        found = redis.parse_reply(bytes(reply))
-        if found is None:
-            # A server with a greet pause greets instead of replying: a greeting is evidence.
-            greeting = banner.classify(bytes(reply))
-            found = greeting if rank(greeting) == _IDENTIFIED else None
-        self.found(found)
-
 
 class _Http(_Attempt):
-    """``GET /`` in clear; an answer that is not HTTP may still be Redis's."""
+    """``GET /`` in clear; an answer that is not HTTP may still be Redis's, or unrecognised."""
+
+    proof = "http"
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
         parser = http.ResponseParser()
-        bounded = self.reader(reader, self.p.config.max_bytes)
         head = bytearray()
+        bounded = self.reader(reader, self.p.config.max_bytes)
         while not parser.done and not bounded.full:
             chunk = await bounded.read()
             if not chunk:
@@ -315,14 +376,27 @@ class _Http(_Attempt):
                 break
             head += chunk[: 512 - len(head)]
             parser.feed(chunk)
-            self.partial = parser.evidence()
-        self.found(parser.evidence() or redis.parse_reply(bytes(head)))
+            self.partial = self._judge(parser, bytes(head))
+        self.found(self._judge(parser, bytes(head)))
+
+    def _judge(self, parser: http.ResponseParser, head: bytes) -> Evidence | None:
+        """What the answer so far shows: HTTP, Redis, or bytes no decoder named (kept, also
+        for the other probes' decoders: the peer may be waiting for more, a head never
+        ends)."""
+        answer = parser.evidence()
+        if answer is not None:
+            return _with_trail(answer, "http", head)
+        named = redis.parse_reply(head)
+        if named is not None:
+            return _with_trail(named, "redis", head)
+        if not head:
+            return None
+        self.unnamed = head
+        return _unrecognised("http", head)
 
 
 class _Tls(_Attempt):
-    """A TLS handshake, then ``GET /`` inside it."""
-
-    ceiling = _HTTPS
+    """A TLS handshake; then the greeting of a server that speaks first, or ``GET /``."""
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = tls.TlsClient()
@@ -334,6 +408,30 @@ class _Tls(_Attempt):
         self.found(Evidence("tls", tls_detail, "tls"))
         self.promising = True
 
+        if client.alpn == "h2":  # HTTP/2 only (gRPC, most often): ask as gRPC does
+            await self._h2(client, reader, writer, tls_detail)
+            return
+        first = await self._greeting(client, reader, writer)
+        if first:
+            said = greeting(first, "tls+banner")
+            if said is not None and said.service:
+                self.found(
+                    dataclasses.replace(
+                        said,
+                        service=_OVER_TLS.get(said.service, said.service),
+                        detail=join_detail(said.detail, tls_detail),
+                    )
+                )
+            else:  # TLS for sure; what it carries, unrecognised
+                self.found(
+                    Evidence(
+                        "tls",
+                        join_detail(tls_detail, f"then {excerpt(first, 32)}"),
+                        "tls",
+                        excerpt=excerpt(first),
+                    )
+                )
+            return
         client.send(
             http.build_request(http.authority(self.p.address, self.p.port, default_port=443))
         )
@@ -347,9 +445,74 @@ class _Tls(_Attempt):
             writer.write(client.data_to_send())  # key updates, alerts: usually nothing
             if not chunk or client.closed:
                 parser.close()
-            if (seen := parser.detail()) is not None:
-                self.partial = Evidence("https", join_detail(tls_detail, seen), "tls+http")
+            if (seen := parser.evidence()) is not None:
+                self.partial = dataclasses.replace(
+                    seen,
+                    service="https",
+                    detail=join_detail(tls_detail, seen.detail),
+                    proof="tls+http",
+                )
         self.found(self.partial)
+
+    async def _h2(
+        self,
+        client: tls.TlsClient,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_detail: str,
+    ) -> None:
+        """The server chose h2 by ALPN: send the gRPC health check, decode the answer."""
+        client.send(h2.build_grpc_request(self.p.address, self.p.port))
+        writer.write(client.data_to_send())
+        self.found(Evidence("tls", join_detail(tls_detail, "ALPN h2"), "tls"))
+        self.promising = True
+        bounded = self.reader(reader, h2.MAX_REPLY)
+        data = bytearray()
+        while not bounded.full and not client.closed:
+            chunk = await bounded.read()
+            client.receive(chunk)
+            data += client.read(h2.MAX_REPLY - len(data))
+            writer.write(client.data_to_send())
+            seen = h2.parse_grpc_reply(bytes(data))
+            if seen is not None:
+                self.found(
+                    dataclasses.replace(
+                        seen,
+                        service="grpc" if seen.service == "grpc" else "https",
+                        detail=join_detail(tls_detail, seen.detail),
+                        proof="tls+http2",
+                        excerpt=excerpt(bytes(data)),
+                    )
+                )
+                return
+            if not chunk:
+                return
+
+    async def _greeting(
+        self, client: tls.TlsClient, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
+        """What the server says first inside TLS, within ``GREETING_WAIT``: b"" if nothing.
+
+        Session tickets and other records without application data may come first.
+        """
+        loop = asyncio.get_running_loop()
+        wait_until = min(loop.time() + GREETING_WAIT, self.p.deadline)
+        data = bytearray()
+        limit = self.p.config.max_bytes
+        bounded = self.reader(reader, limit)  # records without application data count too
+        while len(data) < limit and not client.closed and not bounded.full:
+            data += client.read(limit - len(data))
+            if data and banner.settled(bytes(data)):
+                break
+            chunk = await self.read_by(bounded, wait_until)
+            if chunk is None:
+                break
+            client.receive(chunk)
+            writer.write(client.data_to_send())
+            if not chunk:
+                data += client.read(limit - len(data))
+                break
+        return bytes(data)
 
     async def _handshake(
         self, client: tls.TlsClient, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -387,8 +550,51 @@ class _Tls(_Attempt):
         return False
 
 
+class _Probe(_Attempt):
+    """One active probe of ``protocols.tcp``: send its request, decode the reply."""
+
+    def __init__(self, port_probe: _PortProbe, spec: tcp.TcpProbe) -> None:
+        super().__init__(port_probe)
+        self.spec = spec
+        self.proof = spec.name
+
+    async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        spec = self.spec
+        writer.write(spec.request(self.p.address, self.p.port))
+        bounded = self.reader(reader, min(spec.max_reply, self.p.config.max_bytes))
+        data = bytearray()
+        while not bounded.full:
+            # Silence gives the turn up; a peer that has started to answer gets the budget.
+            chunk = await self.read_by(
+                bounded, self.p.deadline if data else self.p.probe_wait_end()
+            )
+            if not chunk:
+                break
+            data += chunk
+            self.promising = True
+            named = spec.decode(bytes(data))
+            if named is not None:
+                self.found(_with_trail(named, spec.name, bytes(data)))
+                return
+            self.unnamed = bytes(data)
+            self.partial = _unrecognised(spec.name, self.unnamed)
+        self.found(self.partial)
+
+
+class _Queued(_Attempt):
+    """Stands for the active probes not started yet: they may still identify the port."""
+
+    def __init__(self) -> None:
+        self.best = self.partial = None
+        self.done = self.promising = False
+        self.unnamed = b""
+
+
+_QUEUED = _Queued()
+
+
 class _PortProbe:
-    """The three attempts on one port, and the verdict over them."""
+    """The attempts on one port, and the verdict over them."""
 
     def __init__(
         self, address: str, family: int, port: int, config: EvidenceConfig, rtt: float | None
@@ -400,16 +606,33 @@ class _PortProbe:
         self.quiet = config.silence_wait(rtt)  # seconds a port that sends nothing gets
         self.started = 0.0
         self.deadline = 0.0
+        self.probe_wait = max(MIN_PROBE_WAIT, config.timeout * PROBE_WAIT)
+
+    def probe_wait_end(self) -> float:
+        """Until when an active probe starting now waits for its first byte."""
+        return asyncio.get_running_loop().time() + self.probe_wait
 
     async def run(self) -> Evidence:
         loop = asyncio.get_running_loop()
         self.started = loop.time()
         self.deadline = self.started + self.config.timeout
         attempts: list[_Attempt] = [_Passive(self), _Http(self), _Tls(self)]
-        tasks = [asyncio.create_task(a.run()) for a in attempts]
+        queued = [_Probe(self, spec) for spec in tcp.active_probes()]
+        queued.reverse()  # pop() takes the best ranked first
+        tasks = {asyncio.create_task(a.run()): a for a in attempts}
+
+        def start_probes() -> None:
+            running = sum(1 for t, a in tasks.items() if isinstance(a, _Probe) and not t.done())
+            while queued and running < PROBES_AT_ONCE:
+                attempt = queued.pop()
+                attempts.append(attempt)
+                tasks[asyncio.create_task(attempt.run())] = attempt
+                running += 1
+
         try:
             while True:
-                verdict, wake = self._decide(attempts, loop.time())
+                start_probes()
+                verdict, wake = self._decide(attempts, loop.time(), waiting=bool(queued))
                 if verdict is not None:
                     return verdict
                 pending = [t for t in tasks if not t.done()]
@@ -425,14 +648,24 @@ class _PortProbe:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _decide(self, attempts: list[_Attempt], now: float) -> tuple[Evidence | None, float]:
-        """(final evidence, or None and when to decide again)."""
+    def _decide(
+        self, attempts: list[_Attempt], now: float, *, waiting: bool = False
+    ) -> tuple[Evidence | None, float]:
+        """(final evidence, or None and when to decide again); ``waiting``: probes queued."""
         leader = max(attempts, key=lambda a: rank(a.best))
         best = leader.best
         contenders = [a for a in attempts if not a.done and a.ceiling > rank(best)]
+        if waiting and rank(best) < _IDENTIFIED:
+            contenders.append(_QUEUED)
         if not contenders or now >= self.deadline:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
-            return max(candidates, key=rank, default=NO_EVIDENCE), 0.0
+            final = max(candidates, key=rank, default=NO_EVIDENCE)
+            if rank(final) <= _UNIDENTIFIED:
+                for attempt in attempts:
+                    named = attempt.unnamed and _cross_decoded(attempt.proof, attempt.unnamed)
+                    if named:
+                        return named, 0.0
+            return final, 0.0
         if best is None or rank(best) < _HTTP:
             if any(a.heard for a in attempts):
                 return None, self.deadline
@@ -452,14 +685,18 @@ class _PortProbe:
 # --------------------------------------------------------------------------- UDP
 
 
-async def _probe_udp(address: str, family: int, port: int, config: EvidenceConfig) -> Evidence:
-    """The UDP probe of one port (see the module's rules)."""
+async def _probe_udp(
+    address: str,
+    family: int,
+    port: int,
+    config: EvidenceConfig,
+    probes: tuple[udp.UdpProbe, ...] | None = None,
+) -> Evidence:
+    """The UDP probe of one port (see the module's rules): its own payloads, or ``probes``."""
+    payloads = udp_transport.udp_payloads(port) if probes is None else [p.payload for p in probes]
     reply = await udp_transport.exchange(
-        address,
-        family,
-        port,
-        udp_transport.udp_payloads(port),
-        config.timeout,
-        config.timeout * RESEND_AFTER,
+        address, family, port, payloads, config.timeout, config.timeout * RESEND_AFTER
     )
-    return NO_EVIDENCE if reply is None else udp.identify(port, reply[: config.max_bytes])
+    if reply is None:
+        return NO_EVIDENCE
+    return udp.identify(port, reply[: config.max_bytes], probes)

@@ -11,6 +11,8 @@ Rules and theory:
   order on every machine and Python version (``random.Random`` with an int seed is stable).
 - Shard ``K/N`` takes the counter values congruent to ``K`` modulo ``N``: shards of one seed
   are disjoint and together cover the space exactly.
+- ``sequential`` (nmap's ``-r``) makes every round the identity: cells come in order, host
+  by host and each host's ports in the order given. Shards still split it the same way.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class Shard:
 
 
 class Plan(Generic[P]):
-    """The seeded order in which ``(host_index, port)`` pairs are probed.
+    """The seeded order in which ``(host_index, port)`` pairs are probed (in order when
+    ``sequential``).
 
     >>> plan = Plan(2, [22, 80, 443], seed=1)
     >>> sorted(plan) == [(h, p) for h in range(2) for p in (22, 80, 443)]
@@ -44,7 +47,13 @@ class Plan(Generic[P]):
     """
 
     def __init__(
-        self, host_count: int, ports: Sequence[P], *, seed: int, shard: Shard = Shard()
+        self,
+        host_count: int,
+        ports: Sequence[P],
+        *,
+        seed: int,
+        shard: Shard = Shard(),
+        sequential: bool = False,
     ) -> None:
         if host_count < 0:
             raise ValueError("host_count must not be negative")
@@ -61,6 +70,8 @@ class Plan(Generic[P]):
         self._mul1 = rng.getrandbits(self._bits) | 1
         self._mul2 = rng.getrandbits(self._bits) | 1
         self._shift = max(1, self._bits // 2)
+        if sequential:  # nmap's -r: host by host, ports in order (the rounds become identity)
+            self._add, self._mul1, self._mul2, self._shift = 0, 1, 1, self._bits
 
     def cell(self, counter: int) -> int:
         """The permuted image of ``counter`` in ``[0, 2**k)``; a bijection on that range."""

@@ -28,14 +28,14 @@ import socket
 from dataclasses import dataclass
 
 from scanner.errors import PolicyError, UsageError
-from scanner.models import Assessment, PortState, Proto, Result
+from scanner.models import Assessment, Judgement, PortState, Proto, Result
 from scanner.ports import parse_ports
 from scanner.targets import parse_network
 
 __all__ = ["ALLOWED", "VIOLATION", "Policy", "Rule", "parse_policy", "read_policy"]
 
-ALLOWED = "allowed"
-VIOLATION = "violation"
+ALLOWED = Judgement.ALLOWED
+VIOLATION = Judgement.VIOLATION
 
 _repr = reprlib.Repr()
 _repr.maxstring = 60
@@ -74,16 +74,16 @@ class Policy:
         value = int(address)
         return any(rule.allows(family, value, protocol, port) for rule in self.rules)
 
-    def judge(self, result: Result) -> str:
-        """``allowed`` or ``violation`` for an open port; empty for any other state."""
+    def judge(self, result: Result) -> Judgement | None:
+        """``allowed`` or ``violation`` for an open port; None for any other state."""
         if result.state is not PortState.OPEN:
-            return ""
+            return None
         return ALLOWED if self.allows(result.host, result.protocol, result.port) else VIOLATION
 
     def mark(self, result: Result) -> Result:
         """``result`` with its assessment's ``policy`` set by :meth:`judge`."""
         judged = self.judge(result)
-        if not judged:
+        if judged is None:
             return result
         assessment = result.assessment if result.assessment is not None else Assessment()
         return dataclasses.replace(

@@ -157,3 +157,25 @@ def probe_evidence(
 
     outcome: tuple[dict[int, Any], float] = lab.call_in_client(asyncio.run, run())
     return outcome
+
+
+# =========================================================================
+# IANA's registry XML: test data beside the repository, never committed
+# =========================================================================
+
+_IANA_XML_PATH = Path("shared", "iana", "service-names-port-numbers.xml")
+#: ../shared/iana/service-names-port-numbers.xml (a real copy of IANA's registry, dated
+#: 2026-08-17): CI has ../shared beside the clone; a git worktree may sit one level deeper,
+#: so the nearest ancestor's shared/ counts. None when there is none.
+IANA_XML_FILE: Path | None = next(
+    (
+        p / _IANA_XML_PATH
+        for p in Path(__file__).resolve().parents[1:]
+        if (p / _IANA_XML_PATH).exists()
+    ),
+    None,
+)
+needs_iana_xml = pytest.mark.skipif(
+    IANA_XML_FILE is None,
+    reason="IANA's registry XML (test data, never committed) is not in ../shared/iana",
+)

@@ -64,7 +64,8 @@ def test_libnmap_parses_portprobe_xml(lab: netlab.Lab, tmp_path: Path) -> None:
         }
         netchat = host.get_service(2451, "tcp")
         assert netchat.service == "netchat" and netchat.reason == "syn-ack"
-        assert netchat.service_dict["product"] == "http"  # what it was seen to speak
+        assert netchat.service_dict["portprobe_evidence"] == "http"  # what it was seen to speak
+        assert netchat.service_dict["portprobe_evidence_probe"] == "http"  # and how
         assert netchat.service_dict["portprobe_verdict"] == "contradicts"
         assert netchat.service_dict["portprobe_warning"].startswith("label is not evidence")
         assert host.extraports_state["count"] == {"state": "closed", "count": "29"}
@@ -107,7 +108,9 @@ def test_ndiff_sees_no_port_difference_from_nmap(lab: netlab.Lab, tmp_path: Path
     assert portprobe(lab, SERVER, "-p", LAB_PORTS, "-oX", str(evidence)).returncode == 0
     changed = lab.run(["ndiff", str(ours), str(evidence)], timeout=60)
     assert changed.returncode == 1 and "Traceback" not in changed.stderr
-    assert "+2451/tcp open  netchat http (lab-http/1.0; 200; title 'lab page')" in changed.stdout
+    # VERSION is nmap -sV's product, version and extrainfo: the software and detail seen.
+    line = next(x for x in changed.stdout.splitlines() if x.startswith("+2451/tcp"))
+    assert line.startswith("+2451/tcp open  netchat ") and "(lab-http/1.0; 200; title" in line
 
 
 # -- policies --------------------------------------------------------------------------

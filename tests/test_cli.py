@@ -150,6 +150,8 @@ def test_loopback_scan_exact_states_and_csv(listener: int, tmp_path: Path) -> No
     assert rows[closed]["state"] == "closed" and rows[closed]["reason"] == "conn-refused"
     assert all(r["protocol"] == "tcp" for r in rows.values())
     assert f"{listener}/tcp" in out and "portprobe done: 1 host (1 up)" in out
+    # --all went to the file; the terminal keeps its usual view.
+    assert f"{closed}/tcp" not in out and "Not shown: 1 closed" in out
 
 
 def test_file_without_all_omits_closed_ports(listener: int, tmp_path: Path) -> None:
@@ -196,7 +198,8 @@ def test_excluded_hosts_are_not_scanned(listener: int) -> None:
         ["127.0.0.1-3", "--exclude", "127.0.0.2,127.0.0.3", "-p", str(listener), "--all"]
     )
     assert code == 0
-    assert "127.0.0.1 " in out and "127.0.0.2" not in out and "127.0.0.3" not in out
+    assert "portprobe report for 127.0.0.1\n" in out
+    assert "127.0.0.2" not in out and "127.0.0.3" not in out
 
 
 @pytest.mark.parametrize("ports", [[0], [70000], [22, -1]])
@@ -211,3 +214,36 @@ def test_library_refuses_bad_port_numbers(ports: list[int]) -> None:
 
     with pytest.raises(scanner.PortSpecError, match="out of range"):
         asyncio.run(first())
+
+
+def test_ctrl_c_during_evidence_stops_at_once_and_keeps_the_result(
+    listener: int, tmp_path: Path
+) -> None:
+    """A silent open port with a 30 s evidence budget: SIGINT ends the scan within a
+    fraction of a second, and the report holds the port (without evidence)."""
+    import signal
+    import time
+
+    out = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "127.0.0.1", "-p", str(listener),
+         "--evidence-timeout", "30", "-q", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2.0)  # start-up, the scan, and the evidence probe under way
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == ExitStatus.INTERRUPTED
+    assert took < 1.5  # interpreter teardown included; it was the 30 s budget before
+    doc = json.loads(out.read_text())
+    assert [(r["port"], r["state"], r["verdict"]) for r in doc["results"]] == [
+        (listener, "open", "unverified")
+    ]
+    assert doc["end"]["complete"] is False

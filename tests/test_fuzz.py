@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scanner.cli
+import scanner.cli.run
 import scanner.registry
 from scanner.cli import Environment, ExitStatus, main
 from scanner.errors import TargetFileError
@@ -42,8 +42,8 @@ from scanner.report.writers import (
     CsvWriter,
     JsonLinesWriter,
     JsonWriter,
+    csv_cell,
     result_record,
-    safe_cell,
 )
 from scanner.targets import parse_exclude_file, read_targets_file
 
@@ -115,7 +115,7 @@ def no_scans(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         calls.append(args)
         raise scanner.registry.RegistryError("not in the fuzzer")
 
-    monkeypatch.setattr(scanner.cli, "run_scan", fake_scan)
+    monkeypatch.setattr(scanner.cli.run, "run_scan", fake_scan)
     monkeypatch.setattr(scanner.registry, "update_registry", refuse)
     monkeypatch.setattr(scanner.registry, "rollback_registry", refuse)
     return calls
@@ -310,14 +310,20 @@ def test_reports_stay_well_formed_and_inert(results: list[Result]) -> None:
     for r in results:
         writer.write(r)
     writer.close(ending)
-    rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
+    text = stream.getvalue()
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows[0] == list(CSV_COLUMNS) and len(rows) == len(results) + 1
-    for row, r in zip(rows[1:], results, strict=True):
+    # One row a line: no cell holds a raw line break, so line tools count rows right.
+    assert len(text.splitlines()) == len(rows)
+    in_order = sorted(results, key=lambda r: r.port)  # one host and protocol: by port
+    for row, r in zip(rows[1:], in_order, strict=True):
         record = result_record(r)
+        assert int(row[1]) == r.port
         for column, cell in zip(CSV_COLUMNS, row, strict=True):
             assert not cell.startswith(FORMULA_START), (column, cell)
+            assert "\n" not in cell and "\r" not in cell
             if column in ("hostname", *list(CSV_COLUMNS)[9:]):
-                assert cell == safe_cell(record[column] or "")
+                assert cell == csv_cell(record[column] or "")
     # JSON and JSON Lines: parse back to the very same records.
     stream = io.StringIO()
     json_writer = JsonWriter(stream, META)
@@ -368,8 +374,10 @@ def test_a_bare_carriage_return_cannot_split_a_csv_row() -> None:
     writer = CsvWriter(stream, META)
     r = Result("198.18.0.2", 22, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, "a\rb")
     writer.write(r)
+    writer.close(Ending(finished=2.0, complete=True, summary=Summary()))
+    assert len(stream.getvalue().splitlines()) == 2
     rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
-    assert len(rows) == 2 and rows[1][5] == "a\rb"
+    assert len(rows) == 2 and rows[1][5] == "a\\x0db"
 
 
 def test_case_budget_is_what_the_readme_quotes() -> None:

@@ -13,6 +13,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import re
 import select
 import socket
@@ -29,7 +30,7 @@ from conftest import PORTPROBE, portprobe, require_netns
 from lab_services import ANSI_EVIL, ENDLESS_BYTES, FORMULAS, GARBAGE, formula_for
 
 from scanner.evidence import SLACK, Evidence, EvidenceConfig, Prober
-from scanner.protocols import clean
+from scanner.protocols import clean, tcp
 from scanner.report.writers import CSV_COLUMNS
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
@@ -121,11 +122,15 @@ ANSI_BANNER_TEXT = "evil.test ESMTP " + ANSI_EVIL
 
 
 def test_table_carries_no_control_character(hostile: netlab.Lab) -> None:
-    proc, _ = scan(hostile, "--all")
+    # A wide terminal, so the table shows the evidence whole (at 80 columns it is cut).
+    proc = hostile.run(
+        [*PORTPROBE, hostile.server4, "-p", SCANNED, "--evidence-timeout", "1s", "--all"],
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert UNSAFE.search(proc.stdout) is None, repr(UNSAFE.findall(proc.stdout))
     assert UNSAFE.search(proc.stderr) is None
-    lines = {line.split()[1]: line for line in proc.stdout.splitlines()[2:] if "/tcp" in line}
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if "/tcp  " in line}
     # The escapes are shown, visibly, as text: the user sees that the server tried.
     assert "\\x1b[2J" in lines[f"{ANSI}/tcp"] and "smtp (" in lines[f"{ANSI}/tcp"]
     assert "\\x1b[2J" in lines[f"{ANSI_HTTP}/tcp"] and "http (" in lines[f"{ANSI_HTTP}/tcp"]
@@ -214,11 +219,10 @@ def test_evidence_is_bounded_in_time_and_bytes(
     found, seconds = probe(hostile, port)
     print(f"evidence {port}: {seconds:.3f} s, bytes read per connection {counted.per_connection}")
     assert fastest * 0.9 <= seconds <= QUICK.timeout + SLACK + 0.1, seconds
-    # Passive, HTTP and TLS attempts (a reset may beat asyncio to the connect's end).
-    assert len(counted.per_connection) == (
-        3 if service is not None else len(counted.per_connection)
-    )
-    assert len(counted.per_connection) <= 3
+    # Passive, HTTP and TLS attempts, and the active probes that got a turn within the
+    # budget (a reset may beat asyncio to the connect's end).
+    most = 3 + len(tcp.active_probes())
+    assert (3 if service is not None else 0) <= len(counted.per_connection) <= most
     assert max(counted.per_connection, default=0) <= QUICK.max_bytes, counted.per_connection
     if service is None:
         assert found == Evidence("", "", "")

@@ -77,3 +77,12 @@ def test_shards_are_disjoint_and_cover_the_space(
         union.update(Plan(hosts, ports, seed=seed, shard=Shard(index, count)))
     assert sorted(union) == sorted((h, p) for h in range(hosts) for p in ports)
     assert set(union.values()) <= {1}
+
+
+def test_sequential_order_is_host_by_host_ports_in_order_and_shards_still_cover_it() -> None:
+    ports = [22, 80, 443, 8080]
+    plan = Plan(3, ports, seed=99, sequential=True)
+    assert list(plan) == [(h, p) for h in range(3) for p in ports]
+    parts = [list(Plan(3, ports, seed=99, sequential=True, shard=Shard(k, 3))) for k in range(3)]
+    assert sorted(pair for part in parts for pair in part) == sorted(plan)
+    assert list(Plan(3, ports, seed=99)) != list(plan)  # without it: the seeded order

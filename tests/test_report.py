@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -25,7 +26,7 @@ from scanner.report import (
     printable,
 )
 from scanner.report.files import AtomicOutput
-from scanner.report.writers import isotime, safe_cell
+from scanner.report.writers import ASSESSMENT_COLUMNS, isotime, safe_cell
 
 META = ScanMeta(
     version="0.1.0",
@@ -72,7 +73,8 @@ def test_csv_has_header_columns_and_neutralised_cells() -> None:
     assert rows[0][:5] == ["host", "port", "protocol", "state", "reason"]
     assert rows[1][:5] == ["198.18.0.2", "22", "tcp", "open", "syn-ack"]
     assert rows[1][6:9] == ["1.200", "1", "2026-11-23T04:00:00.500Z"]
-    assert rows[1][9:] == [""] * 9  # no assessment: the results layer did not run
+    # No assessment: the results layer did not run.
+    assert rows[1][9:] == [""] * len(ASSESSMENT_COLUMNS)
     assert rows[2][3:5] == ["filtered", "no-response"]
     assert rows[3][5] == "'=cmd|' /C calc'!A0"
 
@@ -85,7 +87,7 @@ def test_json_document_is_valid_however_it_ends(complete: bool) -> None:
         writer.write(r)
     writer.close(ending(complete))
     doc = json.loads(out.getvalue())
-    assert doc["scan"]["seed"] == 5 and doc["scan"]["schema"] == 3
+    assert doc["scan"]["seed"] == 5 and doc["scan"]["schema"] == 4
     assert [r["port"] for r in doc["results"]] == [22, 81, 443]
     assert doc["results"][1]["state"] == "filtered"
     assert doc["end"]["complete"] is complete
@@ -192,6 +194,28 @@ def test_table_shows_open_ports_sorted_and_escapes_names() -> None:
     assert "23/tcp" not in text
 
 
+@pytest.mark.parametrize(
+    ("dated", "noted"), [("2015-07-30", True), ("2026-09-17", False), ("", False)]
+)
+def test_table_dates_its_labels_and_explains(dated: str, noted: bool) -> None:
+    from scanner.assess import Assessor
+    from scanner.evidence import Evidence
+
+    table = TableReport(registry_date=dated, today=dt.date(2026, 12, 1), explain=True)
+    assessor = Assessor()
+    table.add(assessor.assess(result(8000), Evidence("http", "x\x1b[2J; 200", "http")))
+    table.add(assessor.assess(result(2451), Evidence("", "", "banner", excerpt="\\x00ab")))
+    out = io.StringIO()
+    table.render(Summary(ports_per_host=2), out)
+    lines = out.getvalue().splitlines()
+    assert (lines[0] == f"Labels from the IANA registry of {dated}") is bool(dated)
+    assert ("over a year old" in lines[-1]) is noted
+    assert any(x.startswith("198.18.0.2 8000/tcp: customary (it speaks a doc") for x in lines)
+    assert "  check by hand: curl -sv http://198.18.0.2:8000/" in lines
+    assert "  check by hand: nc 198.18.0.2 2451" in lines
+    assert "!! UNRECOGNISED" in out.getvalue() and "\x1b" not in out.getvalue()
+
+
 def test_atomic_output_renames_only_on_commit(tmp_path: Path) -> None:
     target = tmp_path / "scan.csv"
     sink = AtomicOutput(str(target))
@@ -214,3 +238,39 @@ def test_atomic_output_discard_leaves_nothing(tmp_path: Path) -> None:
 def test_atomic_output_refuses_bad_paths(tmp_path: Path, bad: str) -> None:
     with pytest.raises(OutputError, match="cannot write"):
         AtomicOutput(str(tmp_path / bad))
+
+
+def test_csv_sorted_through_runs_on_disk_equals_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past CSV_RUN rows the CSV report sorts in runs on disk: the file is the same."""
+    import io
+    import random
+
+    from scanner.models import PortState, Proto, Reason, Result
+    from scanner.report import writers
+    from scanner.report.summary import Summary
+
+    hosts = ["198.18.0.10", "198.18.0.9", "2001:db8::2", "198.18.1.1"]
+    results = [
+        Result(h, p, proto, PortState.CLOSED, Reason.CONN_REFUSED)
+        for h in hosts
+        for p in range(1, 40)
+        for proto in (Proto.TCP, Proto.UDP)
+    ]
+    random.Random(7).shuffle(results)
+    meta = writers.ScanMeta(version="t", command=[], started=0.0, seed=1, ports="1-39", hosts=4)
+    ending = writers.Ending(finished=0.0, complete=True, summary=Summary(ports_per_host=78))
+
+    def written(run: int) -> str:
+        monkeypatch.setattr(writers, "CSV_RUN", run)
+        stream = io.StringIO()
+        writer = writers.CsvWriter(stream, meta)
+        for result in results:
+            writer.write(result)
+        writer.close(ending)
+        return stream.getvalue()
+
+    in_memory, on_disk = written(10_000), written(7)
+    assert on_disk == in_memory
+    rows = [line.split(",")[:3] for line in in_memory.splitlines()[1:]]
+    assert rows[0] == ["198.18.0.9", "1", "tcp"] and rows[-1] == ["2001:db8::2", "39", "udp"]
+    assert len(rows) == len(results)

@@ -64,9 +64,10 @@ def test_exact_states_ipv4_and_ipv6(lab: netlab.Lab, tmp_path: Path, address: st
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # not a terminal: no progress bar, and nothing went wrong
     assert read_csv(out) == expected(address, PORT_SET)
-    assert "Not shown" not in proc.stdout  # --all: every port has a row
-    rows = [line for line in proc.stdout.splitlines() if re.match(r"\S+\s+\d+/tcp\s", line)]
-    assert len(rows) == len(PORT_SET)
+    # --all: every port has a row in the file; the terminal keeps its usual view.
+    assert f"Not shown: {len(PORT_SET) - len(OPEN) - len(FILTERED)} closed" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if re.match(r"\d+/tcp\s", line)]
+    assert len(rows) == len(OPEN & PORT_SET)  # the default view: open ports
 
 
 def test_full_range_exact_states(lab: netlab.Lab, tmp_path: Path) -> None:
@@ -99,6 +100,26 @@ def test_library_scan_in_process(lab: netlab.Lab) -> None:
     got = {(r.host, r.port): (r.state.value, r.reason.value) for r in results}
     ports = set(range(20, 26)) | {79, 80, 81}
     assert got == expected("198.18.0.2", ports) | expected("2001:db8::2", ports)
+    # What the command line shows: every result assessed, open ports with their evidence.
+    seen = {
+        (r.host, r.port): (r.assessment.label, r.assessment.evidence, r.assessment.verdict)
+        for r in results
+        if r.assessment is not None
+    }
+    assert len(seen) == len(results)
+    for host in ("198.18.0.2", "2001:db8::2"):
+        assert seen[host, 80] == ("http", "http", "consistent")
+        assert seen[host, 22][:2] == ("ssh", "ssh")
+        assert seen[host, 23] == ("telnet", "", "")
+
+
+def test_library_scan_without_evidence(lab: netlab.Lab) -> None:
+    async def collect() -> list[Result]:
+        return [r async for r in scanner.scan(["198.18.0.2"], [80, 2451], evidence=False)]
+
+    results = lab.call_in_client(asyncio.run, collect())
+    got = {r.port: (r.state.value, r.assessment.label, r.assessment.verdict) for r in results}
+    assert got == {80: ("open", "http", "unverified"), 2451: ("open", "netchat", "unverified")}
 
 
 def test_several_hosts_and_a_range(make_lab: Any, tmp_path: Path) -> None:

@@ -92,7 +92,14 @@ KIND_EVIDENCE = {
     7: LAB_ECHO,
     161: Evidence("snmp", f"v1; community 'public'; {LAB_SNMP_DESCR}", "snmp"),
     11211: Evidence("memcached", "1.6.21", "memcached"),
-    5060: Evidence("sip", "200 OK; lab-sip/1.0", "sip"),
+    5060: Evidence(
+        "sip",
+        "200 OK; lab-sip/1.0",
+        "sip",
+        product="lab-sip",
+        version="1.0",
+        rule="sip:options-response",
+    ),
 }
 
 

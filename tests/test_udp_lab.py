@@ -156,3 +156,20 @@ def test_addresses_of_one_machine_share_its_icmp_budget(
     for host in (lab.server4, lab.extra4[0]):
         assert got[host, 53] == "open"
         assert [got[host, p] for p in range(2000, 2008)] == ["closed"] * 8
+
+
+def test_services_on_ports_not_their_own_answer_the_sweep(make_lab: Callable[..., Lab]) -> None:
+    """DNS on 5300 and SNMP on 1161 say nothing to an empty datagram; the other payloads
+    draw them out, and the port is open. A silent port and a dropped one stay open|filtered."""
+    lab = make_lab(udp={5300: "dns", 1161: "snmp", 9999: "silent"}, filtered_udp=[9998])
+    for address in (lab.server4, lab.server6):
+        doc, _ = scan_json(lab, address, "-sU", "-p", "1161,5300,9998,9999", "-q")
+        assert states(doc) == {
+            1161: ("open", "udp-response"),
+            5300: ("open", "udp-response"),
+            9998: ("open|filtered", "no-response"),
+            9999: ("open|filtered", "no-response"),
+        }
+        seen = {r["port"]: r["evidence"] for r in doc["results"]}
+        assert seen[5300] == "dns" and seen[1161] == "snmp"
+        assert seen[9998] == seen[9999] == ""

@@ -397,11 +397,13 @@ ASTERISK = (
 )
 
 SIP_CASES: list[Case] = [
-    ("asterisk 200", ASTERISK, Evidence("sip", "200 OK; Asterisk PBX 18.10.0", "sip")),
+    ("asterisk 200", ASTERISK, Evidence("sip", "200 OK; Asterisk PBX 18.10.0", "sip",
+     product="Asterisk PBX", version="18.10.0", rule="sip:options-response")),
     ("compact call-id, user-agent", b"SIP/2.0 403 Forbidden\r\ni: portprobe-5060@portprobe.invalid"
-     b"\r\nUser-Agent: FRITZ!OS\r\n\r\n", Evidence("sip", "403 Forbidden; FRITZ!OS", "sip")),
+     b"\r\nUser-Agent: FRITZ!OS\r\n\r\n", Evidence("sip", "403 Forbidden; FRITZ!OS", "sip",
+     product="FRITZ", rule="sip:options-response")),
     ("no reason phrase", b"SIP/2.0 404\r\nCall-ID: portprobe-5060@portprobe.invalid\r\n\r\n",
-     Evidence("sip", "404", "sip")),
+     Evidence("sip", "404", "sip", rule="sip:options-response")),
     ("our request echoed", sip.build_request(), None),
     ("another call-id", ASTERISK.replace(b"portprobe-5060@", b"other@"), None),
     ("no call-id", b"SIP/2.0 200 OK\r\nServer: x\r\n\r\n", None),

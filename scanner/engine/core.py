@@ -126,6 +126,8 @@ class Sweep(Generic[T]):
             async for batch in self.out.batches(self._finished, self._taken):
                 yield batch
         finally:
+            # A send still scheduled must find the sweep over, not a closed transport.
+            self._stopping = True
             self._deadlines.close()
             self.pacer.close()
             for transport in self.transports.values():

@@ -233,7 +233,13 @@ class WorkerPool:
             def body(fd: int, shard: Shard = shard, inherited: list[int] = inherited) -> None:
                 for other in inherited:
                     os.close(other)
-                plan = Plan(self._hosts.size, self._plan.ports, seed=self._plan.seed, shard=shard)
+                plan = Plan(
+                    self._hosts.size,
+                    self._plan.ports,
+                    seed=self._plan.seed,
+                    shard=shard,
+                    sequential=config.sequential,
+                )
                 asyncio.run(serve(fd, self._hosts, plan, config, self._skip))
 
             worker = fork_worker(body)

@@ -70,7 +70,9 @@ class Scan:
         self.transports = transports_for(transport, port_list)
         seed = config.seed if config.seed is not None else secrets.randbits(64)
         self.seed = seed
-        self.plan = Plan(hosts.size, port_list, seed=seed, shard=shard)
+        self.plan = Plan(
+            hosts.size, port_list, seed=seed, shard=shard, sequential=config.sequential
+        )
         self.stats = ScanStats(total=self.plan.expected)
         self._host = HostCache(hosts)
         self._workers = self._worker_count(transport)

@@ -20,9 +20,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DETAIL_LIMIT", "NO_EVIDENCE", "Evidence", "clean", "join_detail"]
+__all__ = [
+    "DETAIL_LIMIT",
+    "EXCERPT_BYTES",
+    "NO_EVIDENCE",
+    "Evidence",
+    "clean",
+    "excerpt",
+    "join_detail",
+]
 
 DETAIL_LIMIT = 200
+EXCERPT_BYTES = 64  # bytes of a reply kept as its excerpt
 
 # C0 and C1 controls, DEL, zero-width characters, line/paragraph separators and the bidi
 # embeddings, overrides and isolates: everything that can move a cursor, hide text or
@@ -92,3 +101,15 @@ def _escape(match: re.Match[str]) -> str:
 def join_detail(*parts: str) -> str:
     """Non-empty ``parts`` joined with "; ", cleaned and bounded to :data:`DETAIL_LIMIT`."""
     return clean("; ".join(p for p in parts if p))
+
+
+_EXCERPT_KEEP = frozenset(range(0x20, 0x7F)) - {0x5C}  # printable ASCII but the backslash
+
+
+def excerpt(data: bytes, limit: int = EXCERPT_BYTES) -> str:
+    """The first ``limit`` bytes of ``data`` as one safe line: printable ASCII as it is, every
+    other byte (and the backslash) as ``\\xNN``, "..." after a cut. Shows exactly which
+    bytes a peer sent, binary or not."""
+    head = data[:limit]
+    text = "".join(chr(b) if b in _EXCERPT_KEEP else f"\\x{b:02x}" for b in head)
+    return text + ("..." if len(data) > limit else "")

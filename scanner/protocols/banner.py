@@ -13,9 +13,21 @@ Rules and theory:
 - SMTP and FTP both greet with ``220``; only the greeting's words tell them apart
   ("ESMTP", "Postfix", "vsFTPd", "FTP"...). A bare ``220 ready`` proves neither, so it is
   reported as an unidentified banner instead of a guess.
+- MySQL's greeting names the product and version: MariaDB says so in its version string
+  (``10.11.6-MariaDB-0+deb12u1``, sent as ``5.5.5-10.11.6-MariaDB...`` to old clients);
+  any other version string is taken as MySQL's (Oracle's server and forks such as Percona
+  send ``8.0.36`` or ``8.0.36-28``). The version is the leading dotted number. An error
+  packet names the product only in its text ("... to this MariaDB server").
 - Whatever a server said first that no rule recognises is still evidence that something
   speaks there: :func:`classify` returns it with an empty ``service`` (text as one clean
   line, binary as a length and a hex prefix). Callers rank it below any identification.
+- Where the banner names its software, the evidence carries ``product`` and ``version``
+  (the SSH software version, "Exim 4.96", "vsFTPd 3.0.3", "ProFTPD 1.3.8", MySQL's or
+  MariaDB's version string...), from :data:`PRODUCTS` (a table of known names, looked for
+  in the first lines) or the protocol's own field; ``rule`` is ``banner:<rule name>``.
+- rsync daemons announce ``@RSYNCD: <protocol>`` and, since protocol 30, the digest
+  names they accept (``@RSYNCD: 32.0 sha512 sha256 sha1 md5 md4``): both forms count.
+  The product is rsync; its own version is not on the wire.
 - Text rules accept a partial last line (the caller may still be reading);
   :func:`settled` tells the caller when the bytes so far form a complete banner.
 """
@@ -26,8 +38,19 @@ import re
 from collections.abc import Callable
 
 from scanner.protocols import Evidence, clean, join_detail
+from scanner.protocols.software import split_software
 
-__all__ = ["MAX_BANNER", "RULES", "classify", "settled", "unidentified"]
+__all__ = [
+    "IAC",
+    "MAX_BANNER",
+    "PRODUCTS",
+    "RULES",
+    "WILL_WONT_DO_DONT",
+    "classify",
+    "settled",
+    "strip_iac",
+    "unidentified",
+]
 
 MAX_BANNER = 4096  # bytes of a banner any rule looks at
 _MAX_LINES = 8  # RFC 4253 lets an SSH server send other lines before its version line
@@ -45,6 +68,46 @@ def _first_line(data: bytes) -> bytes:
     return data[:MAX_BANNER].split(b"\n", 1)[0].rstrip(b"\r")
 
 
+# --------------------------------------------------------------------------- products
+
+_V = rb"v?(\d+(?:\.\d+){1,3}[a-z0-9]*)"
+#: Software names looked for in a text banner: (pattern, product); the pattern's group, if
+#: it matched, is the version.
+PRODUCTS: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), name)
+    for pattern, name in (
+        (rb"\bExim " + _V, "Exim"),
+        (rb"\bPostfix\b()", "Postfix"),
+        (rb"\bSendmail " + _V, "Sendmail"),
+        (rb"\bOpenSMTPD\b()", "OpenSMTPD"),
+        (rb"\bMicrosoft ESMTP MAIL Service\b()", "Microsoft Exchange SMTP"),
+        (rb"\bvsFTPd " + _V, "vsFTPd"),
+        (rb"\bProFTPD(?: " + _V + rb")?", "ProFTPD"),
+        (rb"\bPure-FTPd\b()", "Pure-FTPd"),
+        (rb"\bFileZilla Server(?: " + _V + rb")?", "FileZilla Server"),
+        (rb"\bDovecot\b()", "Dovecot"),
+        (rb"\bCyrus (?:IMAP|POP3)(?:4)?(?: " + _V + rb")?", "Cyrus IMAP"),
+        (rb"\bCourier-IMAP\b()", "Courier-IMAP"),
+        (rb"\bINN " + _V, "INN"),
+    )
+)
+
+
+def _product(lines: bytes) -> tuple[str, str]:
+    """(product, version) named in ``lines``, ("", "") for none."""
+    for pattern, name in PRODUCTS:
+        m = pattern.search(lines)
+        if m is not None:
+            return name, (m.group(1) or b"").decode("ascii")
+    return "", ""
+
+
+def _named(service: str, detail: str, rule: str, words: bytes) -> Evidence:
+    product, version = _product(words)
+    return Evidence(service, detail, "banner", product=product, version=version,
+                    rule=f"banner:{rule}")  # fmt: skip
+
+
 # --------------------------------------------------------------------------- text rules
 
 _SSH = re.compile(rb"SSH-(\d+\.\d+)-([!-~]{1,200})(?: ([ -~]*))?")
@@ -59,7 +122,9 @@ def _ssh(data: bytes) -> Evidence | None:
             proto, software, comments = m.group(1), m.group(2), m.group(3) or b""
             version = f"protocol {proto.decode()}" if proto != b"2.0" else ""
             text = clean(software + (b" " + comments if comments else b""))
-            return Evidence("ssh", join_detail(text, version), "banner")
+            product, release = split_software(software.decode("ascii"))
+            return Evidence("ssh", join_detail(text, version), "banner", product=product,
+                            version=release, rule="banner:ssh")  # fmt: skip
     return None
 
 
@@ -81,23 +146,23 @@ def _numeric_greeting(data: bytes) -> Evidence | None:
     words = b" ".join(_lines(data)[:_MAX_LINES])
     detail = clean(text)
     if code in (b"200", b"201") and _NNTP_WORDS.search(words):
-        return Evidence("nntp", detail, "banner")
+        return _named("nntp", detail, "nntp", words)
     if code not in (b"220", b"120", b"421", b"554"):
         return None
     # An explicit "SMTP" beats "ftp" beats a mere "mail": "mail.example.com FTP server".
     if _SMTP_WORDS.search(words):
-        return Evidence("smtp", detail, "banner")
+        return _named("smtp", detail, "smtp", words)
     if _FTP_WORDS.search(words):
-        return Evidence("ftp", detail, "banner")
+        return _named("ftp", detail, "ftp", words)
     if _MAIL_WORDS.search(words):
-        return Evidence("smtp", detail, "banner")
+        return _named("smtp", detail, "smtp-mail", words)
     return None
 
 
 def _pop3(data: bytes) -> Evidence | None:
     line = _first_line(data)
     if line == b"+OK" or line.startswith(b"+OK "):
-        return Evidence("pop3", clean(line[4:]), "banner")
+        return _named("pop3", clean(line[4:]), "pop3", line)
     return None
 
 
@@ -109,9 +174,8 @@ def _imap(data: bytes) -> Evidence | None:
     if m is None:
         return None
     status = m.group(1).upper().decode()
-    return Evidence(
-        "imap", join_detail(clean(m.group(2)), "" if status == "OK" else status), "banner"
-    )
+    detail = join_detail(clean(m.group(2)), "" if status == "OK" else status)
+    return _named("imap", detail, "imap", m.group(2))
 
 
 _RFB = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
@@ -121,17 +185,19 @@ def _vnc(data: bytes) -> Evidence | None:
     m = _RFB.match(data)
     if m is None:
         return None
-    return Evidence("vnc", f"RFB {int(m.group(1))}.{int(m.group(2))}", "banner")
+    return Evidence("vnc", f"RFB {int(m.group(1))}.{int(m.group(2))}", "banner", rule="banner:vnc")
 
 
-_RSYNC = re.compile(rb"@RSYNCD: (\d{1,3}(?:\.\d{1,3})?)(?:\r?\n|$)")
+_RSYNC = re.compile(rb"@RSYNCD: (\d{1,3}(?:\.\d{1,3})?)((?: [a-z0-9_-]{1,16}){0,16})(?:\r?\n|$)")
 
 
 def _rsync(data: bytes) -> Evidence | None:
     m = _RSYNC.match(data)
     if m is None:
         return None
-    return Evidence("rsync", f"protocol {m.group(1).decode()}", "banner")
+    digests = m.group(2).decode().strip()
+    detail = join_detail(f"protocol {m.group(1).decode()}", f"digests {digests}" if digests else "")
+    return Evidence("rsync", detail, "banner", product="rsync", rule="banner:rsync")
 
 
 # --------------------------------------------------------------------------- binary rules
@@ -139,6 +205,8 @@ def _rsync(data: bytes) -> Evidence | None:
 _MYSQL_MAX_PACKET = 1024  # a greeting or an error is ~50-200 bytes
 _MYSQL_VERSION = re.compile(rb"[0-9][ -~]{0,79}")
 _MARIADB_PREFIX = b"5.5.5-"  # MariaDB's version as old clients must see it
+_MYSQL_NUMBER = re.compile(rb"\d{1,3}\.\d{1,3}(?:\.\d{1,4})?")
+_MYSQL_SERVER = re.compile(rb"\b(MariaDB|MySQL) server\b")
 _CLIENT_PLUGIN_AUTH = 0x00080000
 
 
@@ -181,7 +249,15 @@ def _mysql_handshake(payload: bytes) -> Evidence | None:
             name = rest[start : end if end >= 0 else len(rest)]
             if re.fullmatch(rb"[a-z0-9_]{1,64}", name):
                 plugin = name
-    return Evidence("mysql", join_detail(clean(version), clean(plugin)), "banner")
+    number = _MYSQL_NUMBER.match(version)
+    return Evidence(
+        "mysql",
+        join_detail(clean(version), clean(plugin)),
+        "banner",
+        product="MariaDB" if b"mariadb" in version.lower() else "MySQL",
+        version=number.group().decode() if number else "",
+        rule="mysql:handshake",
+    )
 
 
 def _mysql_error(payload: bytes) -> Evidence | None:
@@ -193,36 +269,43 @@ def _mysql_error(payload: bytes) -> Evidence | None:
         message = message[6:]  # "#" + SQLSTATE, sent once capabilities are agreed
     if not 1000 <= code < 5000 or re.fullmatch(rb"[ -~\t]{4,}", message) is None:
         return None
-    return Evidence("mysql", clean(f"error {code}: " + message.decode("ascii")), "banner")
+    named = _MYSQL_SERVER.search(message)
+    return Evidence(
+        "mysql",
+        clean(f"error {code}: " + message.decode("ascii")),
+        "banner",
+        product=named.group(1).decode() if named else "",
+        rule="mysql:error",
+    )
 
 
-_IAC, _SB, _SE = 0xFF, 0xFA, 0xF0
-_WILL_WONT_DO_DONT = range(0xFB, 0xFF)
+IAC, _SB, _SE = 0xFF, 0xFA, 0xF0
+WILL_WONT_DO_DONT = range(0xFB, 0xFF)  # the option negotiation commands
 
 
 def _telnet(data: bytes) -> Evidence | None:
     """Telnet option negotiation (IAC WILL/WONT/DO/DONT), then the text it wraps."""
-    if len(data) < 3 or data[0] != _IAC or data[1] not in _WILL_WONT_DO_DONT:
+    if len(data) < 3 or data[0] != IAC or data[1] not in WILL_WONT_DO_DONT:
         return None
-    return Evidence("telnet", clean(_strip_iac(data[:MAX_BANNER])), "banner")
+    return Evidence("telnet", clean(strip_iac(data[:MAX_BANNER])), "banner", rule="banner:telnet")
 
 
-def _strip_iac(data: bytes) -> bytes:
+def strip_iac(data: bytes) -> bytes:
     """``data`` without telnet commands (IAC sequences and subnegotiations)."""
     out = bytearray()
     i, n = 0, len(data)
     while i < n:
         byte = data[i]
-        if byte != _IAC:
+        if byte != IAC:
             out.append(byte)
             i += 1
-        elif i + 1 < n and data[i + 1] == _IAC:
-            out.append(_IAC)  # an escaped 0xFF data byte
+        elif i + 1 < n and data[i + 1] == IAC:
+            out.append(IAC)  # an escaped 0xFF data byte
             i += 2
-        elif i + 1 < n and data[i + 1] in _WILL_WONT_DO_DONT:
+        elif i + 1 < n and data[i + 1] in WILL_WONT_DO_DONT:
             i += 3
         elif i + 1 < n and data[i + 1] == _SB:
-            end = data.find(bytes((_IAC, _SE)), i + 2)
+            end = data.find(bytes((IAC, _SE)), i + 2)
             i = n if end < 0 else end + 2
         else:
             i += 2

@@ -26,6 +26,7 @@ import re
 import h11
 
 from scanner.protocols import Evidence, clean, join_detail
+from scanner.protocols.software import split_software
 
 __all__ = [
     "MAX_HEAD",
@@ -95,6 +96,7 @@ class ResponseParser:
         self._max_body = max_body
         self._body = bytearray()
         self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []  # as h11 gives them: names lower-case
         self.server = ""
         self.location = ""
         self.done = False
@@ -124,6 +126,7 @@ class ResponseParser:
                 return
             if isinstance(event, h11.Response):
                 self.status = event.status_code
+                self.headers = list(event.headers)  # bounded by MAX_HEAD
                 for name, value in event.headers:
                     if name == b"server" and not self.server:
                         self.server = clean(value, _PART)
@@ -137,6 +140,11 @@ class ResponseParser:
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
                 self.done = True
             # InformationalResponse (1xx): wait for the final response.
+
+    @property
+    def body(self) -> bytes:
+        """The first bytes of the body (at most ``max_body``), for ``http_products``."""
+        return bytes(self._body)
 
     @property
     def title(self) -> str:
@@ -159,10 +167,29 @@ class ResponseParser:
             f"location {self.location}" if self.location and 300 <= self.status < 400 else "",
         )
 
+    def software(self) -> tuple[str, str, str]:
+        """(product, version, rule) of the reply: an API ``http_products`` knows by its
+        headers or body (Elasticsearch 8.11.1), else the Server field (nginx 1.22.1)."""
+        if self.status is None:
+            return "", "", ""
+        from scanner.protocols import http_products  # json, only for HTTP replies
+
+        found = http_products.identify(self.status, self.headers, self.body)
+        if found is not None:
+            return found.product, found.version, found.rule
+        product, version = split_software(self.server)
+        return product, version, "http:server" if product else "http:status-line"
+
     def evidence(self) -> Evidence | None:
-        """``Evidence("http", detail, "http")``, or None when no response was seen."""
+        """``Evidence("http", detail, "http")`` with the software, or None when no response
+        was seen."""
         detail = self.detail()
-        return None if detail is None else Evidence("http", detail, "http")
+        if detail is None:
+            return None
+        product, version, rule = self.software()
+        if product and product not in detail:  # an API known by its headers or body
+            detail = join_detail(f"{product} {version}".strip(), detail)
+        return Evidence("http", detail, "http", product=product, version=version, rule=rule)
 
 
 def parse_response(data: bytes) -> Evidence | None:

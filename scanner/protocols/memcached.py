@@ -1,4 +1,4 @@
-"""memcached (port 11211): the ``version`` command over UDP.
+"""memcached (port 11211): the ``version`` command over UDP and over TCP.
 
 Rules and theory:
 - memcached's UDP protocol (its protocol.txt, "UDP protocol") prefixes every datagram
@@ -11,6 +11,10 @@ Rules and theory:
   its header carries our request ID, sequence 0, a total of at least 1 and zero reserved
   bytes, and its text is a VERSION line (or ``ERROR`` / ``CLIENT_ERROR`` /
   ``SERVER_ERROR``, which a memcached-speaking server that refuses the command sends).
+- Over TCP the same text command goes out bare (no frame header), and only a
+  ``VERSION`` line counts: a lone ``ERROR`` is what many line-based servers answer to a
+  word they do not know. A version that is a dotted number is memcached's own (the
+  product); another text (a proxy's name) is shown in the detail only.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import re
 import struct
 
 from scanner.protocols import Evidence, clean
+from scanner.protocols.tcp import TcpProbe
 
-__all__ = ["REQUEST_ID", "build_request", "parse_reply"]
+__all__ = ["REQUEST_ID", "TCP_PROBES", "build_request", "decode_tcp", "parse_reply", "tcp_request"]
 
 REQUEST_ID = 0x7070
 _FRAME = struct.Struct("!HHHH")
 _VERSION = re.compile(rb"VERSION ([!-~]{1,64})\r?\n")
+_NUMBER = re.compile(rb"\d{1,3}\.\d{1,3}\.\d{1,4}")
 _ERROR = re.compile(rb"(ERROR|CLIENT_ERROR|SERVER_ERROR)(?: ([ -~]{0,120}))?\r?\n")
 
 
@@ -46,3 +52,28 @@ def parse_reply(data: bytes) -> Evidence | None:
     if (m := _ERROR.match(text)) is not None:
         return Evidence("memcached", clean(m.group(0)), "memcached")
     return None
+
+
+def tcp_request(_host: str, _port: int) -> bytes:
+    """The TCP probe: ``version\\r\\n``."""
+    return b"version\r\n"
+
+
+def decode_tcp(data: bytes) -> Evidence | None:
+    """``Evidence("memcached", "1.6.18", ..., product="memcached")`` for a VERSION line."""
+    m = _VERSION.match(data[:256])
+    if m is None:
+        return None
+    text = m.group(1)
+    number = _NUMBER.match(text)
+    return Evidence(
+        "memcached",
+        clean(text),
+        "memcached",
+        product="memcached" if number else "",
+        version=number.group().decode() if number else "",
+        rule="memcached:version",
+    )
+
+
+TCP_PROBES = (TcpProbe(name="memcached", request=tcp_request, decode=decode_tcp, rank=45),)

@@ -20,12 +20,14 @@ Rules and theory:
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from scanner.protocols import Evidence
 
-__all__ = ["DEFAULT_MAX_REPLY", "TcpProbe", "passive"]
+__all__ = ["DEFAULT_MAX_REPLY", "TcpProbe", "active_probes", "passive", "passive_probes"]
 
 DEFAULT_MAX_REPLY = 8192
 
@@ -50,3 +52,30 @@ class TcpProbe:
 def passive(_host: str, _port: int) -> bytes:
     """The request of a probe that only listens for a greeting: nothing."""
     return b""
+
+
+# The modules whose TCP_PROBES every open port gets (see the module's rules).
+_MODULES = (
+    "redis", "dns", "ldap", "postgres", "mongodb", "memcached", "mqtt", "amqp", "epmd",
+    "smb2", "rdp", "kerberos", "x11", "telnet", "irc", "xmpp", "nats", "sip", "rtsp",
+    "mssql", "rmi", "h2",
+)  # fmt: skip
+
+
+@functools.cache
+def _all_probes() -> tuple[TcpProbe, ...]:
+    found: list[TcpProbe] = []
+    for name in _MODULES:
+        module = importlib.import_module(f"scanner.protocols.{name}")
+        found.extend(module.TCP_PROBES)
+    return tuple(sorted(found, key=lambda p: (p.rank, p.name)))
+
+
+def active_probes() -> tuple[TcpProbe, ...]:
+    """The probes that send something first, most often useful first (by ``rank``)."""
+    return tuple(p for p in _all_probes() if p.request is not passive)
+
+
+def passive_probes() -> tuple[TcpProbe, ...]:
+    """The probes that only listen: their decoders read what a server says first."""
+    return tuple(p for p in _all_probes() if p.request is passive)

@@ -76,7 +76,8 @@ def client_context() -> ssl.SSLContext:
         ctx.set_ciphers("ALL:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pass  # a build that refuses: its defaults still see every modern server
-    ctx.set_alpn_protocols(["http/1.1"])
+    # HTTP/1.1 first; a server that speaks only HTTP/2 (gRPC) may still pick h2.
+    ctx.set_alpn_protocols(["http/1.1", "h2"])
     return ctx
 
 
@@ -172,6 +173,13 @@ class TlsClient:
                 break
             out += chunk
         return bytes(out)
+
+    @property
+    def alpn(self) -> str:
+        """The application protocol the server chose by ALPN ("h2", "http/1.1"), or ""."""
+        if not self.handshake_done:
+            return ""
+        return self._obj.selected_alpn_protocol() or ""
 
     @property
     def version(self) -> str:

@@ -37,7 +37,16 @@ from scanner.protocols import (
     ssdp,
 )
 
-__all__ = ["ECHO_PAYLOAD", "GENERIC", "PORT_PROBES", "UdpProbe", "identify", "probes_for"]
+__all__ = [
+    "ECHO_PAYLOAD",
+    "GENERIC",
+    "PORT_PROBES",
+    "SWEEP",
+    "UdpProbe",
+    "identify",
+    "probes_for",
+    "sweep_for",
+]
 
 ECHO_PAYLOAD = b"portprobe echo probe\r\n"
 MAX_REPLY = 65535  # a datagram's payload is never longer
@@ -104,14 +113,36 @@ def probes_for(port: int) -> tuple[UdpProbe, ...]:
     return PORT_PROBES.get(port, _GENERIC_ONLY)
 
 
-def identify(port: int, reply: bytes) -> Evidence:
+#: Every protocol payload we have, once each (not the echo probe, not the empty datagram):
+#: what a port that answered nothing to its own payload gets in turn (:func:`sweep_for`).
+SWEEP: tuple[UdpProbe, ...] = tuple(
+    {
+        probe.name: probe
+        for probes in PORT_PROBES.values()
+        for probe in probes
+        if probe.name != "echo"
+    }.values()
+)
+
+
+def sweep_for(port: int) -> tuple[UdpProbe, ...]:
+    """The payloads of :data:`SWEEP` that ``port`` did not get already: a service on a port
+    that is not its own (DNS on 5300, SNMP on 1161) answers only its own protocol."""
+    own = {probe.name for probe in probes_for(port)}
+    return tuple(probe for probe in SWEEP if probe.name not in own)
+
+
+def identify(
+    port: int, reply: bytes, probes: tuple[UdpProbe, ...] | None = None
+) -> Evidence:
     """What a reply to ``port``'s probes proves: the first decoder that accepts it, else a
     generic ``Evidence(service="", detail=<clean prefix or hex of the reply>, proof="udp")``.
 
     An exact echo of one of the port's payloads is the echo service, on any port.
+    ``probes``: the probes that were sent, when not the port's own (a sweep).
     """
     reply = reply[:MAX_REPLY]
-    probes = probes_for(port)
+    probes = probes_for(port) if probes is None else probes
     for probe in probes:
         if reply == probe.payload:
             return _echo(len(reply))

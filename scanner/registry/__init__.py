@@ -2,13 +2,18 @@
 
 portprobe ships the whole registry in IANA's CSV format
 (``scanner/data/iana-service-names-port-numbers.csv``, provenance in
-``scanner/data/iana-registry.json``) and can replace it with a newer copy
-(:func:`update_registry`, undone by :func:`rollback_registry`)::
+``scanner/data/iana-registry.json``): today's names merged with the full records of 2015,
+each record's ``origin`` saying which source gave which field (``bench/make_registry.py``).
+It can replace them with IANA's own file, XML (:mod:`scanner.registry.xml`, the default) or
+CSV (:func:`update_registry`, undone by :func:`rollback_registry`). Documented unofficial
+uses of ports are in :mod:`scanner.registry.customary`::
 
     >>> from scanner.registry import attestation, load_registry
     >>> load_registry().label(2451, "tcp").service
     'netchat'
-    >>> attestation(2451, "tcp"), attestation(443, "tcp")
+    >>> [r.service for r in load_registry().labels(853, "tcp")]
+    ['domain-s']
+    >>> str(attestation(2451, "tcp")), str(attestation(443, "tcp"))
     ('obscure', 'common')
 
 Rules:
@@ -46,16 +51,18 @@ Rules:
 from __future__ import annotations
 
 from scanner.registry.attest import Attestation, PortRange, attestation, port_range
-from scanner.registry.index import Registry
+from scanner.registry.index import Registry, Source
 from scanner.registry.parse import (
     COLUMNS,
     NO_PORT,
+    ORIGIN_COLUMN,
     Registration,
     RegistryError,
     Status,
     parse_registry_csv,
 )
 from scanner.registry.store import (
+    IANA_XML,
     UpdateResult,
     default_data_dir,
     load_registry,
@@ -63,21 +70,28 @@ from scanner.registry.store import (
     rollback_registry,
     update_registry,
 )
+from scanner.registry.xml import IanaXml, Person, parse_registry_xml
 
 __all__ = [
     "COLUMNS",
+    "IANA_XML",
     "NO_PORT",
+    "ORIGIN_COLUMN",
     "Attestation",
+    "IanaXml",
+    "Person",
     "PortRange",
     "Registration",
     "Registry",
     "RegistryError",
+    "Source",
     "Status",
     "UpdateResult",
     "attestation",
     "default_data_dir",
     "load_registry",
     "parse_registry_csv",
+    "parse_registry_xml",
     "port_range",
     "registry_date",
     "rollback_registry",

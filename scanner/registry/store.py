@@ -1,19 +1,28 @@
-"""Where the registry data lives: the shipped snapshot, the user's updated copy, rollback.
+"""Where the registry data lives: the shipped data, the user's updated copy, rollback.
 
 Rules:
-- The shipped snapshot is ``scanner/data/iana-service-names-port-numbers.csv`` with its
-  provenance in ``scanner/data/iana-registry.json``; both are read, never written.
+- The shipped data is ``scanner/data/iana-service-names-port-numbers.csv`` with its
+  provenance in ``scanner/data/iana-registry.json``; both are read, never written. It
+  merges two sources (today's names, and the 2015 snapshot's full records; see
+  ``bench/make_registry.py``), each listed with its date in :attr:`Registry.sources`.
 - A user copy lives in the data directory: ``$PORTPROBE_DATA_DIR`` if set, else
-  ``$XDG_DATA_HOME/portprobe``, else ``~/.local/share/portprobe``. It has the same two files.
+  ``$XDG_DATA_HOME/portprobe``, else ``~/.local/share/portprobe``. It is IANA's file as
+  given, XML (:data:`XML_NAME`, read with :mod:`scanner.registry.xml`) or CSV
+  (:data:`CSV_NAME`), beside a provenance file (:data:`PROVENANCE_NAME`). An update
+  tells the two formats apart by content (XML starts with ``<``). An XML copy is dated by
+  the registry's own ``<updated>``; a CSV one by the file's modification time (a download
+  by the day it was fetched).
+- An update's default source is IANA's published XML (:data:`IANA_XML`).
 - :func:`load_registry` prefers the user copy, but only one that parses and passes the same
   checks as an update; any other falls back to the shipped data with a warning on the
   ``scanner`` logger. The result is cached: ``load_registry.cache_clear()`` forgets it, and
   update and rollback do that themselves.
 - An update is checked in full (parses, at least :data:`MIN_RECORDS` records, netchat on
   2451/tcp and http on 80/tcp) before anything on disk changes. Files are replaced
-  atomically (a temporary file, then ``os.replace``); the user copy being replaced is kept
-  as ``<name>.previous``. One level only: rollback restores ``.previous`` (which then is
-  gone), or, when there is none, removes the user copy so the shipped data is used again.
+  atomically (a temporary file, then ``os.replace``); the user copy being replaced (each
+  of its files) is kept as ``<name>.previous``. One level only: rollback restores
+  ``.previous`` (which then is gone), or, when there is none, removes the user copy so the
+  shipped data is used again.
 - The only network access in portprobe's registry code is an update from an http(s) URL
   (urllib, 30 s timeout, at most :data:`MAX_DOWNLOAD` bytes); tests use local files only.
 """
@@ -35,14 +44,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from scanner.registry.index import Registry
+from scanner.registry.index import Registry, Source
 from scanner.registry.parse import Registration, RegistryError, parse_registry_csv
+from scanner.registry.xml import IanaXml, looks_like_xml, parse_registry_xml
 
 __all__ = [
     "CSV_NAME",
+    "IANA_XML",
     "MAX_DOWNLOAD",
     "MIN_RECORDS",
     "PROVENANCE_NAME",
+    "XML_NAME",
     "UpdateResult",
     "default_data_dir",
     "load_registry",
@@ -52,10 +64,17 @@ __all__ = [
 ]
 
 CSV_NAME: Final = "iana-service-names-port-numbers.csv"
+XML_NAME: Final = "iana-service-names-port-numbers.xml"
 PROVENANCE_NAME: Final = "iana-registry.json"
+#: Every file of a user copy (one of the two data files is there, and the provenance).
+_FILES: Final = (XML_NAME, CSV_NAME, PROVENANCE_NAME)
+#: IANA's published registry in its primary format, from which IANA generates the CSV.
+IANA_XML: Final = (
+    "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.xml"
+)
 #: An update with fewer records is refused: IANA's registry has had over 13,000 since 2015.
 MIN_RECORDS: Final = 10_000
-#: The largest download an update accepts (IANA's CSV is about 1.2 MB).
+#: The largest download an update accepts (IANA's CSV is about 1.2 MB, its XML 4 MB).
 MAX_DOWNLOAD: Final = 64 * 1024 * 1024
 FETCH_TIMEOUT: Final = 30.0
 _PREVIOUS: Final = ".previous"
@@ -97,9 +116,8 @@ def load_registry() -> Registry:
     Cached; ``load_registry.cache_clear()`` makes the next call read the files again.
     """
     directory = default_data_dir()
-    path = directory / CSV_NAME
     try:
-        present = path.exists()
+        present = _data_file(directory) is not None
     except OSError:  # e.g. a directory we may not search: reading it will say why
         present = True
     if present:
@@ -118,9 +136,9 @@ def registry_date() -> str:
     :func:`load_registry` dates it.
     """
     directory = default_data_dir()
-    path = directory / CSV_NAME
     try:
-        if path.exists():
+        path = _data_file(directory)
+        if path is not None:
             date = _read_provenance(directory / PROVENANCE_NAME).get("snapshot_date")
             if isinstance(date, str):
                 return date
@@ -132,12 +150,24 @@ def registry_date() -> str:
     return str(shipped["snapshot_date"])
 
 
+def _data_file(directory: Path) -> Path | None:
+    """The data file of the user copy in ``directory`` (XML or CSV), or None."""
+    for name in (XML_NAME, CSV_NAME):
+        if (directory / name).exists():
+            return directory / name
+    return None
+
+
 def _load_shipped() -> Registry:
-    """The snapshot shipped in the package."""
+    """The data shipped in the package."""
     data = importlib.resources.files("scanner") / "data"
     provenance = json.loads((data / PROVENANCE_NAME).read_text(encoding="utf-8"))
+    sources = [Source(item["name"], item["date"], item["fields"]) for item in provenance["sources"]]
     return Registry(
-        _shipped_records(), source=provenance["source"], date=provenance["snapshot_date"]
+        _shipped_records(),
+        source=provenance["source"],
+        date=provenance["snapshot_date"],
+        sources=sources,
     )
 
 
@@ -152,20 +182,28 @@ def _load_user_copy(directory: Path) -> Registry:
 
     Its provenance file names the source and date only if its checksum matches the CSV.
     """
-    path = directory / CSV_NAME
+    path = _data_file(directory) or directory / CSV_NAME
     text = _read_text(path)
-    records = _checked(text, str(path))
+    parsed = _checked(text, str(path))
     provenance = _read_provenance(directory / PROVENANCE_NAME)
     source, date = provenance.get("source"), provenance.get("snapshot_date")
     matches = provenance.get("sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest()
     if not (matches and isinstance(source, str) and isinstance(date, str)):
         mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
         source, date = f"IANA registry copy at {path}", mtime.date().isoformat()
-    return Registry(records, source=source, date=date)
+        if parsed.updated:
+            date = parsed.updated
+    return Registry(
+        parsed.records,
+        source=source,
+        date=date,
+        sources=[Source(source, date)],
+        people=parsed.people,
+    )
 
 
-def update_registry(source: str, *, data_dir: Path | None = None) -> UpdateResult:
-    """Install a new copy of IANA's registry CSV from a local file or an http(s) URL.
+def update_registry(source: str = IANA_XML, *, data_dir: Path | None = None) -> UpdateResult:
+    """Install a new copy of IANA's registry, XML or CSV, from a local file or an http(s) URL.
 
     The new data is checked in full before anything is replaced; a RegistryError leaves the
     current data as it was. The user copy it replaces (if any) is kept for
@@ -182,31 +220,40 @@ def update_registry(source: str, *, data_dir: Path | None = None) -> UpdateResul
         with contextlib.suppress(OSError):
             date = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date().isoformat()
         how, basis = f"copied from {path.resolve()}", "the file's modification date"
-    records = _checked(text, source)
+    parsed = _checked(text, source)
+    records = parsed.records
+    if parsed.updated:  # IANA's XML says when the registry was last changed
+        date, basis = parsed.updated, "the registry's <updated> element"
+    kind = "XML" if looks_like_xml(text) else "CSV"
     previous = _record_count(directory)
     encoded = text.encode("utf-8")
     provenance = {
-        "source": f"IANA registry copy of {date}, {how}",
+        "source": f"IANA registry {kind} of {date}, {how}",
         "snapshot_date": date,
         "snapshot_date_basis": basis,
+        "format": kind,
         "newest_record_date": _newest_date(records),
         "records": len(records),
+        "people": len(parsed.people),
         "sha256": hashlib.sha256(encoded).hexdigest(),
         "installed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    target = directory / CSV_NAME
+    target = directory / (XML_NAME if kind == "XML" else CSV_NAME)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            for name in (CSV_NAME, PROVENANCE_NAME):
+        if _data_file(directory) is not None:
+            for name in _FILES:
                 if (directory / name).exists():
                     _write_atomic(directory / (name + _PREVIOUS), (directory / name).read_bytes())
                 else:
                     (directory / (name + _PREVIOUS)).unlink(missing_ok=True)
         else:  # rollback after this update goes back to the shipped data, not a stale copy
-            for name in (CSV_NAME, PROVENANCE_NAME):
+            for name in _FILES:
                 (directory / (name + _PREVIOUS)).unlink(missing_ok=True)
         _write_atomic(target, encoded)
+        for name in (XML_NAME, CSV_NAME):  # the other format's file is the old data
+            if name != target.name:
+                (directory / name).unlink(missing_ok=True)
         _write_atomic(directory / PROVENANCE_NAME, _json_bytes(provenance))
     except OSError as exc:
         raise RegistryError(f"cannot write the registry copy in {directory}: {exc}") from exc
@@ -222,19 +269,20 @@ def rollback_registry(*, data_dir: Path | None = None) -> Path:
     removed. Raises RegistryError when there is no user copy to roll back.
     """
     directory = data_dir if data_dir is not None else default_data_dir()
-    current, previous = directory / CSV_NAME, directory / (CSV_NAME + _PREVIOUS)
     try:
-        if previous.exists():
-            for name in (CSV_NAME, PROVENANCE_NAME):
+        if any((directory / (name + _PREVIOUS)).exists() for name in (XML_NAME, CSV_NAME)):
+            for name in _FILES:
                 kept = directory / (name + _PREVIOUS)
                 if kept.exists():
                     os.replace(kept, directory / name)
                 else:
                     (directory / name).unlink(missing_ok=True)
-            return current
-        if current.exists():
-            current.unlink()
-            (directory / PROVENANCE_NAME).unlink(missing_ok=True)
+            restored = _data_file(directory)
+            assert restored is not None
+            return restored
+        if _data_file(directory) is not None:
+            for name in _FILES:
+                (directory / name).unlink(missing_ok=True)
             return Path(str(importlib.resources.files("scanner") / "data" / CSV_NAME))
     except OSError as exc:
         raise RegistryError(f"cannot roll back the registry copy in {directory}: {exc}") from exc
@@ -243,12 +291,17 @@ def rollback_registry(*, data_dir: Path | None = None) -> Path:
     raise RegistryError(f"nothing to roll back: no updated registry copy in {directory}")
 
 
-def _checked(text: str, origin: str) -> list[Registration]:
-    """Parse ``text`` and check it is a whole registry; RegistryError naming ``origin``."""
+def _checked(text: str, origin: str) -> IanaXml:
+    """Parse ``text`` (XML or CSV) and check it is a whole registry; RegistryError naming
+    ``origin``. CSV data comes back without people or date."""
     try:
-        records = parse_registry_csv(text)
+        if looks_like_xml(text):
+            parsed = parse_registry_xml(text)
+        else:
+            parsed = IanaXml(parse_registry_csv(text))
     except RegistryError as exc:
         raise RegistryError(f"{origin}: {exc}") from exc
+    records = parsed.records
     if len(records) < MIN_RECORDS:
         raise RegistryError(
             f"{origin}: only {len(records)} records, a whole registry has over {MIN_RECORDS}"
@@ -259,7 +312,7 @@ def _checked(text: str, origin: str) -> list[Registration]:
             for r in records
         ):
             raise RegistryError(f"{origin}: no {service} record for {port}/{transport}")
-    return records
+    return parsed
 
 
 def _read_text(path: Path) -> str:
@@ -306,11 +359,11 @@ def _read_provenance(path: Path) -> dict[str, Any]:
 def _record_count(directory: Path) -> int | None:
     """How many records the data in use has: the user copy in ``directory`` if there is one,
     else the shipped data; None when the user copy does not load."""
-    path = directory / CSV_NAME
-    if not path.exists():
+    path = _data_file(directory)
+    if path is None:
         return len(_shipped_records())
     try:
-        return len(_checked(_read_text(path), str(path)))
+        return len(_checked(_read_text(path), str(path)).records)
     except RegistryError:
         return None
 

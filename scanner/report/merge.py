@@ -10,12 +10,15 @@ Rules:
 - The merge is complete when every input is complete and, for shards, all ``N`` are there.
 - The merged summary counts every result listed, plus the closed ports the inputs counted
   but left out (reports without ``--all``).
+- What the inputs probed and left out (their ``probed`` record, or XML's folded ports) is
+  carried over: the writer is told of each such closed port (``omit``), so the merged
+  report records what was probed, and XML's ``<extraports>`` counts are the whole scan's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
@@ -24,7 +27,7 @@ from scanner.models import PortState, Reason, Result
 from scanner.report import make_writer
 from scanner.report.read import Report
 from scanner.report.summary import Summary
-from scanner.report.table import TableReport, address_key
+from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta
 
 __all__ = ["Merged", "merge_reports", "write_merged"]
@@ -46,6 +49,7 @@ class Merged:
     registry_date: str
     closed_listed: bool
     missing: str  # e.g. "shard 2/3 is missing"; empty when nothing is
+    unlisted: list[Result] = field(default_factory=list)  # closed ports the inputs left out
 
 
 def _time(value: object) -> float | None:
@@ -146,7 +150,20 @@ def merge_reports(reports: Sequence[tuple[str, Report]]) -> Merged:
         registry_date=dates[0] if dates else "",
         closed_listed=all(m.get("closed_listed") is True for m in metas.values()),
         missing=missing,
+        unlisted=sorted(
+            {
+                _key(r): r
+                for _, report in reports
+                for r in report.coverage.unlisted_results(report.results)
+                if _key(r) not in owner
+            }.values(),
+            key=lambda r: (address_key(r.host), r.protocol.value, r.port),
+        ),
     )
+
+
+def _key(result: Result) -> tuple[str, str, int]:
+    return result.host, result.protocol.value, result.port
 
 
 def _add_unlisted_closed(summary: Summary, report: Report) -> None:
@@ -165,13 +182,7 @@ def _add_unlisted_closed(summary: Summary, report: Report) -> None:
 def write_merged(
     merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
 ) -> None:
-    """Write ``merged`` to ``stream`` in ``fmt`` (a report format, or ``table``)."""
-    if fmt == "table":
-        table = TableReport(show_all=merged.closed_listed)
-        for result in merged.results:
-            table.add(result)
-        table.render(merged.summary, stream)
-        return
+    """Write ``merged`` to ``stream`` in ``fmt`` (any report format, ``table`` too)."""
     meta = ScanMeta(
         version=version,
         command=command,
@@ -186,4 +197,6 @@ def write_merged(
     writer = make_writer(fmt, stream, meta)
     for result in merged.results:
         writer.write(result)
+    for result in merged.unlisted:
+        writer.omit(result)
     writer.close(Ending(finished=merged.finished, complete=merged.complete, summary=merged.summary))

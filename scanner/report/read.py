@@ -9,14 +9,18 @@ Rules:
   and anything else must be CSV with portprobe's header.
 - XML documents may not declare entities (no "billion laughs"); nmap's own XML reads too,
   as long as its states and reasons are ones portprobe knows (its service name is read as
-  the label, product and extra info as the evidence).
+  the label, product and extra info as the evidence). The assessment's verdict,
+  attestation and policy must be words portprobe writes.
 - A report lists every port that is not closed (and the closed ones with ``--all``): a
-  port missing from it was closed, or not probed if the scan was cut short.
+  port missing from it was closed, or not probed. The report's ``probed`` record (JSON),
+  or nmap's ``<extrareasons ports=...>`` (XML), tells which: see :class:`Report.coverage`.
+  Ports XML folds into ``<extraports>`` come back as results, except closed ones.
 """
 
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import ipaddress
 import json
@@ -27,8 +31,20 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
-from scanner.errors import ReportError
-from scanner.models import Assessment, PortState, Proto, Reason, Result
+from scanner.errors import PortSpecError, ReportError
+from scanner.models import (
+    Assessment,
+    Attestation,
+    Judgement,
+    Port,
+    PortState,
+    Proto,
+    Reason,
+    Result,
+    Verdict,
+)
+from scanner.ports import parse_ports
+from scanner.report.probed import Coverage, ports_of_spec
 from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
 
 __all__ = ["Report", "read_report", "read_report_bytes"]
@@ -48,7 +64,8 @@ class Report:
     ``format`` is ``csv``, ``json``, ``jsonl`` or ``xml``. ``meta`` is the ``scan`` record
     (for XML, the ``nmaprun`` attributes; empty for CSV); ``ending`` the ``end`` record
     (empty if the file has none). ``complete`` is False for a scan that was cut short,
-    True for one that finished, None when the file does not say (CSV).
+    True for one that finished, None when the file does not say (CSV). ``coverage`` says
+    which ports the scan probed beyond those listed (see :mod:`scanner.report.probed`).
     """
 
     format: str
@@ -56,6 +73,7 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     ending: dict[str, Any] = field(default_factory=dict)
     complete: bool | None = None
+    coverage: Coverage = field(default_factory=Coverage)
 
 
 def read_report(path: str) -> Report:
@@ -148,7 +166,14 @@ def _integer(value: Any, key: str, low: int, high: int) -> int:
     return value
 
 
-def _enum(kind: type[Proto] | type[PortState] | type[Reason], value: str, key: str) -> Any:
+_ASSESSMENT_ENUMS: dict[str, type[enum.StrEnum]] = {
+    "attestation": Attestation,
+    "verdict": Verdict,
+    "policy": Judgement,
+}
+
+
+def _enum(kind: type[enum.StrEnum], value: str, key: str) -> Any:
     try:
         return kind(value)
     except ValueError:
@@ -178,7 +203,14 @@ def _result(record: Mapping[str, Any]) -> Result:
         hostname = hostname[1:]
     rtt = _number(record.get("rtt_ms"), "rtt_ms")
     tries = record.get("tries")
-    assessed = {key: _unguard(_text(record, key)) for key in ASSESSMENT_COLUMNS}
+    assessed: dict[str, Any] = {key: _unguard(_text(record, key)) for key in ASSESSMENT_COLUMNS}
+    assessment = None
+    if any(assessed.values()):
+        # The assessment's enums are checked: a report with another word is not ours.
+        for key, kind in _ASSESSMENT_ENUMS.items():
+            if assessed[key]:
+                assessed[key] = _enum(kind, assessed[key], key)
+        assessment = Assessment(**assessed)
     return Result(
         host,
         _integer(record.get("port"), "port", 1, 65535),
@@ -189,7 +221,7 @@ def _result(record: Mapping[str, Any]) -> Result:
         None if rtt is None else rtt / 1000,
         1 if tries in (None, "") else _integer(tries, "tries", 0, 1_000_000),
         _timestamp(_text(record, "time")),
-        Assessment(**assessed) if any(assessed.values()) else None,
+        assessment,
     )
 
 
@@ -264,7 +296,7 @@ def _read_json(text: str) -> Report:
         except _Fault as exc:
             raise _at(f": result {index + 1}", exc.message) from None
     complete = _complete(ending) if "end" in doc else False
-    return Report("json", results, meta, ending, complete)
+    return Report("json", results, meta, ending, complete, _coverage(meta, ending))
 
 
 def _read_jsonl(text: str) -> Report:
@@ -294,7 +326,12 @@ def _read_jsonl(text: str) -> Report:
         complete = _complete(ending) if ending else False
     except _Fault as exc:
         raise _at(":end", exc.message) from None
-    return Report("jsonl", results, meta, ending, complete)
+    return Report("jsonl", results, meta, ending, complete, _coverage(meta, ending))
+
+
+def _coverage(meta: Mapping[str, Any], ending: Mapping[str, Any]) -> Coverage:
+    """The ``probed`` record of a JSON report's ending (not exact without one)."""
+    return Coverage.from_record(ending.get("probed"), ports_of_spec(meta.get("ports")))
 
 
 # -- XML ------------------------------------------------------------------------------------
@@ -313,9 +350,10 @@ def _read_xml(text: str) -> Report:
     if root.tag != "nmaprun":
         raise _Fault("not an nmap-style XML report (no <nmaprun>)")
     results: list[Result] = []
+    coverage = Coverage(exact=True)
     for index, host in enumerate(root.iter("host"), start=1):
         try:
-            results.extend(_xml_host(host))
+            results.extend(_xml_host(host, coverage))
         except _Fault as exc:
             raise _at(f": host {index}", exc.message) from None
     finished = root.find("runstats/finished")
@@ -340,7 +378,8 @@ def _read_xml(text: str) -> Report:
         registry_date=root.get("portprobe_registry_date"),
         ports=spec or None,
     )
-    return Report("xml", results, meta, ending, complete)
+    coverage.ports = ports_of_spec(spec)
+    return Report("xml", results, meta, ending, complete, coverage)
 
 
 def _unix_iso(value: str) -> str | None:
@@ -350,7 +389,43 @@ def _unix_iso(value: str) -> str | None:
     return datetime.fromtimestamp(int(value), tz=UTC).isoformat()
 
 
-def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
+def _xml_extraports(
+    host: ElementTree.Element, address: str, names: list[str], coverage: Coverage
+) -> Iterator[Result]:
+    """The ports ``host`` folds into ``<extraports>``: nmap 7.92 and later name them
+    (``<extrareasons ports=...>``). Closed ones are noted in ``coverage`` (reports leave
+    closed ports out: a reader finds them there); the other states are results, as if
+    listed, without RTT or time. A count without the ports makes the coverage inexact."""
+    for extra in host.iter("extraports"):
+        try:
+            state = PortState(extra.get("state", ""))
+        except ValueError:  # a state portprobe has no name for (nmap's "unfiltered")
+            coverage.exact = False
+            continue
+        named = 0
+        for reasons in extra.iter("extrareasons"):
+            spec, protocol = reasons.get("ports"), reasons.get("proto", "tcp")
+            if spec is None:
+                continue
+            try:
+                numbers = parse_ports(spec)
+            except PortSpecError:
+                raise _Fault(f"bad extraports ports {_repr.repr(spec)}") from None
+            proto = _enum(Proto, protocol, "protocol")
+            named += len(numbers)
+            if state is PortState.CLOSED:
+                ports = coverage.unlisted.setdefault(address, {})
+                for number in numbers:
+                    ports[Port(proto, number)] = state
+                continue
+            reason = _enum(Reason, reasons.get("reason", ""), "reason")
+            for number in numbers:
+                yield Result(address, number, proto, state, reason, names[0] if names else None)
+        if str(named) != extra.get("count"):
+            coverage.exact = False
+
+
+def _xml_host(host: ElementTree.Element, coverage: Coverage) -> Iterator[Result]:
     address = next(
         (
             a.get("addr", "")
@@ -361,7 +436,12 @@ def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
     )
     if address is None:
         raise _Fault("no IP address")
-    names = [h.get("name") for h in host.iter("hostname") if h.get("name")]
+    names = [name for h in host.iter("hostname") if (name := h.get("name"))]
+    try:
+        canonical = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise _Fault(f"'host' is not an IP address: {_repr.repr(address)}") from None
+    yield from _xml_extraports(host, canonical, names, coverage)
     for port in host.iter("port"):
         state = port.find("state")
         if state is None:
@@ -379,9 +459,12 @@ def _xml_host(host: ElementTree.Element) -> Iterator[Result]:
         }
         service = port.find("service")
         if service is not None:
-            # See scanner.report.xml: the label, the evidence, then portprobe's own fields.
+            # See scanner.report.xml: the label, the software and detail seen, then
+            # portprobe's own fields (nmap's own XML has only product: the evidence).
             record["label"] = service.get("name", "")
             record["evidence"] = service.get("product")
+            record["product"] = service.get("product")
+            record["version"] = service.get("version")
             record["evidence_detail"] = service.get("extrainfo")
             for key in ASSESSMENT_COLUMNS:
                 value = service.get(f"portprobe_{key}")

@@ -8,21 +8,32 @@ Rules:
   ``SCHEMA_VERSION``.
 - Times are ISO-8601 in UTC. CSV cells that a spreadsheet would run as a formula are
   neutralised with a leading apostrophe (OWASP's advice against CSV injection).
+- CSV rows come sorted by host (numerically), protocol and port, so they are kept until
+  :meth:`close`: in memory up to ``CSV_RUN`` rows, beyond that in sorted runs in
+  temporary files, merged at the end (an external sort: a million rows cost the memory of
+  ``CSV_RUN``). No cell holds a raw line break (shown as ``\\x0a``, as on the
+  terminal), so line tools (grep, sort, wc -l) see one row per line.
+- JSON and JSON Lines end with a ``probed`` record of what the scan probed beyond the
+  ports listed (:mod:`scanner.report.probed`): ``diff`` and ``--resume`` need it.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import heapq
 import json
+import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol, TextIO
 
 from scanner.models import Result
+from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 ASSESSMENT_COLUMNS = (
     "label",
@@ -34,9 +45,15 @@ ASSESSMENT_COLUMNS = (
     "verdict",
     "warning",
     "policy",
+    "product",
+    "version",
+    "evidence_probe",
+    "evidence_rule",
+    "evidence_excerpt",
 )
 """The results layer's columns (see :class:`scanner.models.Assessment`); added in schema 2,
-``policy`` appended in schema 3."""
+``policy`` appended in schema 3, the evidence trail (product, version, the probe, the rule
+that named the service, an excerpt of the bytes) in schema 4."""
 
 CSV_COLUMNS = (
     "host",
@@ -51,8 +68,8 @@ CSV_COLUMNS = (
     *ASSESSMENT_COLUMNS,
 )
 """The CSV header, in order. ``rtt_ms`` is empty when nothing answered. Schema 1 had the
-first nine columns; schema 2 appended the assessment and schema 3 ``policy``, so readers of
-an older schema still find their columns where they were."""
+first nine columns; schema 2 appended the assessment, schema 3 ``policy`` and schema 4 the
+evidence trail, so readers of an older schema still find their columns where they were."""
 
 _NO_ASSESSMENT = ("",) * len(ASSESSMENT_COLUMNS)
 
@@ -93,6 +110,11 @@ def assessment_cells(result: Result) -> tuple[str, ...]:
         a.verdict,
         a.warning,
         a.policy,
+        a.product,
+        a.version,
+        a.evidence_probe,
+        a.evidence_rule,
+        a.evidence_excerpt,
     )
 
 
@@ -184,38 +206,104 @@ class Writer(Protocol):
         """Finish the document (it stays valid however the scan ended)."""
 
 
+CSV_RUN = 50_000  # rows a CSV report sorts in memory; more go to sorted runs on disk
+
+
 class CsvWriter:
-    """CSV with a header row and the columns of ``CSV_COLUMNS``."""
+    """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules)."""
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
+        self._stream = stream
         self._csv = csv.writer(stream, lineterminator="\n")
-        # The csv module quotes a cell holding the line terminator ("\n"), not one holding
-        # a bare CR, which RFC 4180 readers take as a line end: such rows are fully quoted.
-        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._csv.writerow(CSV_COLUMNS)
+        self._rows: list[tuple[tuple[Any, ...], tuple[str | int, ...]]] = []
+        self._runs: list[IO[str]] = []
+        self._keys: dict[str, tuple[int, bytes]] = {}
 
     def write(self, result: Result) -> None:
-        hostname = result.hostname
-        row = (
-            result.host,
-            result.port,
-            result.protocol.value,
-            result.state.value,
-            result.reason.value,
-            "" if hostname is None else safe_cell(hostname),
-            "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
-            result.tries,
-            isotime(result.timestamp),
-            *map(safe_cell, assessment_cells(result)),
-        )
-        quote = any(isinstance(cell, str) and "\r" in cell for cell in row)
-        (self._quoted if quote else self._csv).writerow(row)
+        key = self._keys.get(result.host)
+        if key is None:
+            from scanner.report.table import address_key  # (the table imports this module)
+
+            key = self._keys[result.host] = address_key(result.host)
+        self._rows.append(((key, result.protocol.value, result.port), csv_row(result)))
+        if len(self._rows) >= CSV_RUN:
+            self._spill()
 
     def omit(self, result: Result) -> None:
         pass
 
+    def _spill(self) -> None:
+        """Write the rows kept so far, sorted, as one run in a temporary file."""
+        self._rows.sort(key=_first)
+        run = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
+        self._runs.append(run)
+        lines = csv.writer(run, lineterminator="\n")
+        for key, row in self._rows:
+            run.write(_sort_text(key))
+            lines.writerow(row)
+        self._rows = []
+
     def close(self, ending: Ending) -> None:
-        pass
+        if not self._runs:
+            self._rows.sort(key=_first)
+            self._csv.writerows(row for _key, row in self._rows)
+            self._rows = []
+            return
+        if self._rows:
+            self._spill()
+        try:
+            for run in self._runs:
+                run.seek(0)
+            # Each run line is "<fixed-width sort text>\t<csv row>": text order is row order.
+            for line in heapq.merge(*self._runs):
+                self._stream.write(line.split("\t", 1)[1])
+        finally:
+            for run in self._runs:
+                run.close()
+            self._runs = []
+
+
+def _first(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
+    return item[0]
+
+
+def _sort_text(key: tuple[Any, ...]) -> str:
+    """``(address_key, protocol, port)`` as fixed-width text that sorts the same way."""
+    (version, packed), protocol, port = key
+    return f"{version}{packed.hex():>64.64}{protocol:<4}{port:05d}\t"
+
+
+# Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
+# RS, NEL, LS, PS).
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _show_break(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def csv_cell(value: str) -> str:
+    """A text cell as CSV writes it: no line break (shown as ``\\x0a``...), no formula."""
+    return safe_cell(_LINE_BREAK.sub(_show_break, value))
+
+
+def csv_row(result: Result) -> tuple[str | int, ...]:
+    """One result as a CSV row, in ``CSV_COLUMNS`` order."""
+    hostname = result.hostname
+    return (
+        result.host,
+        result.port,
+        result.protocol.value,
+        result.state.value,
+        result.reason.value,
+        "" if hostname is None else csv_cell(hostname),
+        "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
+        result.tries,
+        isotime(result.timestamp),
+        *map(csv_cell, assessment_cells(result)),
+    )
 
 
 class JsonWriter:
@@ -224,18 +312,21 @@ class JsonWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._first = True
+        self._probed = probed_log(meta)
         stream.write('{"scan": ' + json.dumps(meta.as_dict()) + ',\n "results": [')
 
     def write(self, result: Result) -> None:
         sep = "\n  " if self._first else ",\n  "
         self._first = False
+        self._probed.listed(result)
         self._stream.write(sep + json.dumps(result_record(result)))
 
     def omit(self, result: Result) -> None:
-        pass
+        self._probed.unlisted(result)
 
     def close(self, ending: Ending) -> None:
-        self._stream.write('\n ],\n "end": ' + json.dumps(ending.as_dict()) + "\n}\n")
+        end = {**ending.as_dict(), "probed": self._probed.as_dict()}
+        self._stream.write('\n ],\n "end": ' + json.dumps(end) + "\n}\n")
 
 
 class JsonLinesWriter:
@@ -243,13 +334,21 @@ class JsonLinesWriter:
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
+        self._probed = probed_log(meta)
         stream.write(json.dumps({"type": "scan", **meta.as_dict()}) + "\n")
 
     def write(self, result: Result) -> None:
+        self._probed.listed(result)
         self._stream.write(json.dumps({"type": "result", **result_record(result)}) + "\n")
 
     def omit(self, result: Result) -> None:
-        pass
+        self._probed.unlisted(result)
 
     def close(self, ending: Ending) -> None:
-        self._stream.write(json.dumps({"type": "end", **ending.as_dict()}) + "\n")
+        end = {"type": "end", **ending.as_dict(), "probed": self._probed.as_dict()}
+        self._stream.write(json.dumps(end) + "\n")
+
+
+def probed_log(meta: ScanMeta) -> ProbedLog:
+    """The log of what a scan with ``meta`` probed (see :mod:`scanner.report.probed`)."""
+    return ProbedLog(ports_of_spec(meta.ports), whole=whole_scan(meta.shard))

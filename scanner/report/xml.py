@@ -8,15 +8,22 @@ Rules:
   every host is ``up`` with reason ``user-set``.
 - Our own fields go where nmap's readers ignore them safely, all in ``<service>``: the
   IANA label is its ``name`` (left out when there is none, as nmap does; ``method="table"``
-  as nmap names a port without ``-sV``); what an open port was seen to speak is its
-  ``product`` and ``extrainfo`` (``method="probed"``), as ``-sV`` reports a service; the
-  rest of the assessment (attestation, verdict, warning, policy, ...) are ``portprobe_*``
-  attributes. The result's RTT, tries and time are ``portprobe_*`` attributes of
-  ``<state>``, the scan's seed, shard and registry date of ``<nmaprun>``.
+  as nmap names a port without ``-sV``); the software an open port was seen to run is its
+  ``product`` and ``version``, the evidence's detail its ``extrainfo``
+  (``method="probed"``), as ``-sV`` reports a service; the rest of the assessment (the
+  service seen, attestation, verdict, warning, policy, and the evidence trail: probe, rule,
+  excerpt) are ``portprobe_*`` attributes. The result's RTT, tries and time are
+  ``portprobe_*`` attributes of ``<state>``, the scan's seed, shard and registry date of
+  ``<nmaprun>``.
 - No ``<script>`` elements: nmap 7.93's ndiff crashes (TypeError) on a port whose only
   difference is its script output, so a changed verdict would break every ndiff run.
+- nmap lists a host's ports of a state when there are 25 or fewer of them (all protocols
+  together; 25 times the verbosity with ``-v``), closed ones too, and folds a state of more
+  into ``<extraports>``, whose ``<extrareasons>`` name the ports (nmap 7.92's ``ports``
+  attribute): so does portprobe, so that ndiff against nmap's XML of the same host finds
+  no difference. Open ports are never folded; with ``--all`` nothing is.
 - nmap groups ports by host, and results arrive in a random host order, so a host's rows
-  are kept (only the reported ones, as the terminal table keeps them) until the host is
+  are kept (those of a folded state as port numbers only) until the host is
   complete: every result passes the writer (``write``, or ``omit`` for a closed port left
   out), and in a whole scan (shard ``1/1``) every host gets one result per port, so the
   ``<host>`` element is written as soon as its count is reached. Hosts still incomplete
@@ -29,15 +36,16 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
-from collections import Counter, defaultdict
 from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
 from scanner.errors import PortSpecError
-from scanner.models import Proto, Result
+from scanner.models import Assessment, PortState, Proto, Result
 from scanner.ports import format_ports, parse_port_spec
+from scanner.report.probed import ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta, isotime
@@ -54,9 +62,13 @@ _EXTRA_KEYS = (
     "label_description",
     "range",
     "attestation",
+    "evidence",
     "verdict",
     "warning",
     "policy",
+    "evidence_probe",
+    "evidence_rule",
+    "evidence_excerpt",
 )
 
 
@@ -83,17 +95,24 @@ def _addrtype(host: str) -> str:
 
 
 def _service(result: Result) -> str:
-    """nmap's ``<service>``: the label as its name, the evidence as product and extrainfo."""
+    """nmap's ``<service>``: the label as its name, the software seen as product and
+    version, the evidence's detail as extrainfo."""
     a = result.assessment
     if a is None:
         return ""
     # nmap leaves the name out for a port its table does not name: so do we.
     attrs = [f"name={_attr(a.label)}"] if a.label else []
-    if a.evidence:
-        # What the port was seen to speak is what nmap -sV reports as the product.
-        attrs.append(f"product={_attr(a.evidence)}")
-        if a.evidence_detail:
-            attrs.append(f"extrainfo={_attr(a.evidence_detail)}")
+    if a.evidence or a.evidence_excerpt:
+        # What the port was seen to run is what nmap -sV reports as product and version.
+        attrs.extend(
+            f"{name}={_attr(value)}"
+            for name, value in (
+                ("product", a.product),
+                ("version", a.version),
+                ("extrainfo", a.evidence_detail),
+            )
+            if value
+        )
         attrs.append('method="probed" conf="10"')
     else:
         attrs.append('method="table" conf="3"')
@@ -122,17 +141,10 @@ class XmlWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._meta = meta
-        self._rows: dict[str, list[Result]] = defaultdict(list)
-        self._hostnames: dict[str, str] = {}
-        # host -> (protocol, state, reason) -> how many results were left out
-        self._omitted: dict[str, Counter[tuple[str, str, str]]] = defaultdict(Counter)
-        self._first: dict[str, float] = {}
-        self._last: dict[str, float] = {}
-        self._count: Counter[str] = Counter()
+        self._hosts = HostGrouper(meta)
         self._flushed: set[str] = set()
         ports = _ports_by_protocol(meta.ports)
-        # Results a host gets in a whole scan; 0: unknown (a shard), so hosts wait for close.
-        self._per_host = sum(map(len, ports.values())) if meta.shard == "1/1" else 0
+        verbose = self._hosts.verbose
         command = " ".join(meta.command)
         stream.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
@@ -144,66 +156,52 @@ class XmlWriter:
             f" portprobe_shard={_attr(meta.shard)}"
             f" portprobe_registry_date={_attr(meta.registry_date)}>\n"
             f"{_scaninfo(ports)}"
-            '<verbose level="0"/>\n<debugging level="0"/>\n'
+            f'<verbose level="{verbose}"/>\n'
+            '<debugging level="0"/>\n'
         )
 
-    def _seen(self, result: Result) -> None:
-        host = result.host
-        if host not in self._first:
-            self._first[host] = result.timestamp
-        self._last[host] = result.timestamp
-        if result.hostname:
-            self._hostnames[host] = result.hostname
-
-    def _counted(self, host: str) -> None:
-        self._count[host] += 1
-        if self._per_host and self._count[host] == self._per_host:
-            self._stream.write(self._host(host))
-            self._flushed.add(host)
-            for table in (self._rows, self._omitted, self._first, self._last, self._count):
-                table.pop(host, None)
-            self._hostnames.pop(host, None)
+    def _add(self, result: Result, *, omitted: bool = False) -> None:
+        done = self._hosts.add(result, omitted=omitted)
+        if done is not None:
+            self._stream.write(self._host(*done))
+            self._flushed.add(done[0])
 
     def write(self, result: Result) -> None:
-        self._seen(result)
-        self._rows[result.host].append(result)
-        self._counted(result.host)
+        self._add(result)
 
     def omit(self, result: Result) -> None:
-        self._seen(result)
-        key = (result.protocol.value, result.state.value, result.reason.value)
-        self._omitted[result.host][key] += 1
-        self._counted(result.host)
+        # nmap lists a state's ports when there are 25 or fewer, closed ones too.
+        self._add(result, omitted=True)
 
-    def _host(self, host: str) -> str:
-        rows = sorted(self._rows.get(host, []), key=lambda r: (r.protocol.value, r.port))
-        hostname = self._hostnames.get(host)
-        names = f'<hostname name={_attr(hostname)} type="user"/>\n' if hostname is not None else ""
+    def _host(self, address: str, host: HostPorts) -> str:
+        names = (
+            f'<hostname name={_attr(host.hostname)} type="user"/>\n'
+            if host.hostname is not None
+            else ""
+        )
         parts = [
-            f'<host starttime="{int(self._first[host])}" endtime="{int(self._last[host])}">'
+            f'<host starttime="{int(host.first)}" endtime="{int(host.last)}">'
             '<status state="up" reason="user-set" reason_ttl="0"/>\n'
-            f'<address addr={_attr(host)} addrtype="{_addrtype(host)}"/>\n'
+            f'<address addr={_attr(address)} addrtype="{_addrtype(address)}"/>\n'
             f"<hostnames>\n{names}</hostnames>\n<ports>"
         ]
-        by_state: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-        for (protocol, state, reason), count in sorted(self._omitted.get(host, {}).items()):
-            by_state[state].append((protocol, reason, count))
-        for state, reasons in by_state.items():
-            total = sum(count for _, _, count in reasons)
+        for state, reasons in host.folded():
+            total = sum(len(numbers) for _, _, numbers in reasons)
             parts.append(f'<extraports state={_attr(state)} count="{total}">\n')
             parts.extend(
-                f'<extrareasons reason={_attr(reason)} count="{count}" proto={_attr(protocol)}/>\n'
-                for protocol, reason, count in reasons
+                f'<extrareasons reason={_attr(reason)} count="{len(numbers)}"'
+                f' proto={_attr(protocol)} ports="{format_ports(numbers)}"/>\n'
+                for protocol, reason, numbers in reasons
             )
             parts.append("</extraports>\n")
-        parts.extend(_port(r) for r in rows)
+        parts.extend(_port(r) for r in host.listed())
         parts.append("</ports>\n</host>\n")
         return "".join(parts)
 
     def close(self, ending: Ending) -> None:
-        hosts = sorted(self._first, key=address_key)
-        for host in hosts:
-            self._stream.write(self._host(host))
+        hosts = self._hosts.rest()
+        for address, ports in hosts:
+            self._stream.write(self._host(address, ports))
         summary: Summary = ending.summary
         up = len(hosts) + len(self._flushed)
         elapsed = max(0.0, ending.finished - self._meta.started)
@@ -225,6 +223,157 @@ class XmlWriter:
             f' portprobe_results="{summary.total}"/>'
             f'<hosts up="{up}" down="0" total="{up}"/>\n</runstats>\n</nmaprun>\n'
         )
+
+
+# nmap folds a non-open state's ports into <extraports> when there are more than this many
+# on a host (all protocols together); -v multiplies it by the verbosity (nmap's
+# PortList::isIgnoredState).
+FOLD_ABOVE = 25
+
+# nmap's numbers for the states (portlist.h): folded states of equal count come in this order.
+_NMAP_STATE_ORDER = {
+    "closed": 1,
+    "open": 2,
+    "filtered": 3,
+    "unfiltered": 6,
+    "open|filtered": 7,
+    "closed|filtered": 8,
+}
+
+
+def fold_limit(verbose: int) -> int:
+    """The most ports of one state nmap lists on a host at verbosity ``verbose``."""
+    return FOLD_ABOVE * verbose if verbose > 0 else FOLD_ABOVE
+
+
+class HostPorts:
+    """One host's results until its ``<host>`` is written, folded as nmap folds them.
+
+    Memory: results are kept for states of at most ``max_listed`` ports (and for open
+    ports, which nmap never folds); a state that grows past that keeps only port numbers.
+    """
+
+    __slots__ = (
+        "count",
+        "first",
+        "folded_ports",
+        "hostname",
+        "last",
+        "max_listed",
+        "omitted",
+        "rows",
+    )
+
+    def __init__(self, first: float, max_listed: int) -> None:
+        self.first = self.last = first
+        self.hostname: str | None = None
+        self.count = 0
+        self.max_listed = max_listed
+        self.rows: dict[str, list[Result]] = {}
+        self.omitted: set[int] = set()  # id() of the rows that came through omit()
+        # state -> (protocol, reason) -> port numbers
+        self.folded_ports: dict[str, dict[tuple[str, str], list[int]]] = {}
+
+    def add(self, result: Result, *, omitted: bool = False) -> None:
+        self.count += 1
+        self.first = min(self.first, result.timestamp)
+        self.last = max(self.last, result.timestamp)
+        if result.hostname:
+            self.hostname = result.hostname
+        state = result.state.value
+        folded = self.folded_ports.get(state)
+        if folded is not None:
+            key = (result.protocol.value, result.reason.value)
+            folded.setdefault(key, []).append(result.port)
+            return
+        rows = self.rows.setdefault(state, [])
+        rows.append(result)
+        if omitted:
+            self.omitted.add(id(result))
+        if result.state is not PortState.OPEN and len(rows) > self.max_listed:
+            folded = self.folded_ports[state] = {}
+            for row in self.rows.pop(state):
+                key = (row.protocol.value, row.reason.value)
+                folded.setdefault(key, []).append(row.port)
+
+    def folded(self) -> list[tuple[str, list[tuple[str, str, list[int]]]]]:
+        """The folded states, most ports first (ties in nmap's state order), each with its
+        (protocol, reason, ports), most ports first."""
+
+        def size(reasons: dict[tuple[str, str], list[int]]) -> int:
+            return sum(map(len, reasons.values()))
+
+        states = sorted(
+            self.folded_ports.items(),
+            key=lambda item: (-size(item[1]), _NMAP_STATE_ORDER.get(item[0], 9)),
+        )
+        return [
+            (
+                state,
+                sorted(
+                    ((protocol, reason, numbers) for (protocol, reason), numbers in by.items()),
+                    key=lambda item: (-len(item[2]), item[0], item[1]),
+                ),
+            )
+            for state, by in states
+        ]
+
+    def listed(self) -> list[Result]:
+        """The listed results, by protocol and port; a port the reports left out (``omit``:
+        closed, without an assessment), listed here as nmap lists up to 25, gets its IANA
+        label, as nmap names every port it lists."""
+        rows = [row for rows in self.rows.values() for row in rows]
+        rows = [_labelled(r) if r.assessment is None and id(r) in self.omitted else r for r in rows]
+        return sorted(rows, key=lambda r: (r.protocol.value, r.port))
+
+
+class HostGrouper:
+    """Groups a scan's results by host for the nmap formats (XML, grepable).
+
+    A host is complete, and handed back by :meth:`add`, once it has a result for every
+    port of the scan (``meta.ports``, in a whole scan); the others wait for :meth:`rest`.
+    Folding follows nmap (:func:`fold_limit` at the scan's verbosity; nothing with
+    ``--all``).
+    """
+
+    def __init__(self, meta: ScanMeta) -> None:
+        ports = ports_of_spec(meta.ports)
+        self._per_host = len(ports) if ports and whole_scan(meta.shard) else 0
+        verbose = meta.extra.get("verbose", 0)
+        self.verbose = max(0, verbose) if isinstance(verbose, int) else 0
+        # --all asks for every port listed: nothing is folded (as nmap's -d3).
+        self._max_listed = 1 << 30 if meta.closed_listed else fold_limit(self.verbose)
+        self._hosts: dict[str, HostPorts] = {}
+
+    def add(self, result: Result, *, omitted: bool = False) -> tuple[str, HostPorts] | None:
+        """Count ``result``; its host and ports if that completed the host."""
+        host = self._hosts.get(result.host)
+        if host is None:
+            host = self._hosts[result.host] = HostPorts(result.timestamp, self._max_listed)
+        host.add(result, omitted=omitted)
+        if self._per_host and host.count == self._per_host:
+            return result.host, self._hosts.pop(result.host)
+        return None
+
+    def rest(self) -> list[tuple[str, HostPorts]]:
+        """The hosts not complete yet, in address order (and forget them)."""
+        hosts = [(a, self._hosts[a]) for a in sorted(self._hosts, key=address_key)]
+        self._hosts.clear()
+        return hosts
+
+
+def nmap_time(timestamp: float) -> str:
+    """A Unix time as nmap writes it in its reports (``Mon Nov 23 06:48:07 2026``, UTC)."""
+    return _timestr(timestamp)
+
+
+def _labelled(result: Result) -> Result:
+    from scanner.registry import load_registry  # only hosts with few closed ports need it
+
+    found = load_registry().label(result.port, result.protocol.value)
+    if found is None:
+        return result
+    return dataclasses.replace(result, assessment=Assessment(label=found.service))
 
 
 def _ports_by_protocol(spec: str) -> dict[Proto, list[int]]:

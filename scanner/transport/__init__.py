@@ -3,7 +3,7 @@
 Rooms, each with its own "rules and theory" (arrows: may import):
 
 ```
-base  <-  classify  <-  tcp, udp  <-  streams
+base  <-  classify  <-  tcp, udp, icmp  <-  streams
 ```
 
 - ``base``: the seam (:class:`Transport`, :class:`Answer`, :class:`Backpressure`).
@@ -11,6 +11,7 @@ base  <-  classify  <-  tcp, udp  <-  streams
 - ``tcp``: the engine's TCP connect transport (epoll, a RST on close).
 - ``udp``: the UDP exchange, for the engine (:class:`UdpTransport`) and for evidence
   (:func:`~scanner.transport.udp.exchange`).
+- ``icmp``: ICMP echoes for host discovery (a ping socket, or a raw one as root).
 - ``streams``: the TCP streams evidence uses (connect with retries of local errors,
   bounded reads, a RST on close).
 """
@@ -28,11 +29,13 @@ from scanner.transport.classify import (
     classify_icmp,
     classify_udp_errno,
 )
+from scanner.transport.icmp import ECHO_REPLY, IcmpEchoTransport
 from scanner.transport.tcp import TcpConnectTransport
 from scanner.transport.udp import UdpTransport
 
 __all__ = [
     "CLOSED",
+    "ECHO_REPLY",
     "FD_RESERVE",
     "ICMP_REASONS",
     "LOCAL_ERRNOS",
@@ -41,6 +44,7 @@ __all__ = [
     "Answer",
     "Backpressure",
     "Deliver",
+    "IcmpEchoTransport",
     "TcpConnectTransport",
     "Transport",
     "UdpTransport",

@@ -1,0 +1,185 @@
+"""The command-line application: the Typer app, the streams, and the exit statuses.
+
+Exit statuses (:class:`ExitStatus`): 0 success, 1 a scan that could not finish, 2 bad
+input (always one line on stderr, never a traceback), 3 a finished scan that found open
+ports its policy (``--expect``) does not allow, 130 interrupted by SIGINT or SIGTERM.
+``diff`` has its own (:class:`DiffStatus`): 0 no change, 1 changes (2 bad input).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, NoReturn, TextIO
+
+import typer
+from click import Context
+from click.exceptions import ClickException
+from typer.core import TyperGroup
+
+from scanner import __version__
+from scanner.errors import PortprobeError, ScanError, UsageError
+from scanner.report import printable
+from scanner.targets import Resolver
+
+__all__ = ["DiffStatus", "Environment", "ExitStatus", "app", "env_of", "main", "write_failure"]
+
+
+@enum.unique
+class ExitStatus(enum.IntEnum):
+    """How ``portprobe`` exits."""
+
+    SUCCESS = 0
+    ERROR = 1
+    USAGE = 2
+    POLICY = 3  # the scan finished; open ports the policy does not allow
+    INTERRUPTED = 130
+
+
+@enum.unique
+class DiffStatus(enum.IntEnum):
+    """How ``portprobe diff`` exits (bad input is :attr:`ExitStatus.USAGE`)."""
+
+    SAME = 0
+    CHANGED = 1
+
+
+@dataclass
+class Environment:
+    """The streams the command line talks to; tests replace them."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    resolver: Resolver | None = None  # None: the system's resolver
+    argv: list[str] = field(default_factory=lambda: sys.argv[1:])
+
+    @property
+    def stderr_isatty(self) -> bool:
+        """Whether stderr is a terminal (progress bars go only there)."""
+        return bool(getattr(self.stderr, "isatty", lambda: False)())
+
+    def say(self, message: str) -> None:
+        """One line to stderr, prefixed with the program name.
+
+        Messages quote user input (paths, targets) and errors: control characters are
+        escaped, so a message stays one line and cannot drive the terminal.
+        """
+        self.stderr.write(f"portprobe: {printable(message)}\n")
+        self.stderr.flush()
+
+
+def env_of(ctx: typer.Context) -> Environment:
+    """The :class:`Environment` a command runs in (the real one unless a test gave one)."""
+    return ctx.obj if isinstance(ctx.obj, Environment) else Environment()
+
+
+class _DefaultToScan(TyperGroup):
+    """A group whose default command is ``scan``: ``portprobe HOST -p 22`` just works."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["scan", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultToScan,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=(
+        "Scan TCP and UDP ports: exact states, each open port's IANA label, what it was seen to "
+        "speak, and whether the two agree. 'portprobe TARGET... [-p PORTS]' runs the scan "
+        "command."
+    ),
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"portprobe {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """portprobe: what really listens on your hosts."""
+
+
+def write_failure(exc: BaseException) -> ScanError:
+    """A failed write (disk full, a closed pipe) as the one-line error the user sees."""
+    if isinstance(exc, ScanError):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ScanError(f"writing the report failed: {reason}")
+
+
+def _configure_logging(env: Environment) -> None:
+    handler = logging.StreamHandler(env.stderr)
+    handler.setFormatter(logging.Formatter("portprobe: warning: %(message)s"))
+    logger = logging.getLogger("scanner")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> NoReturn:
+    """The console script: run the command line and exit with its status.
+
+    ``argv`` defaults to ``sys.argv[1:]``; ``env`` (the streams and resolver) to the real ones.
+    """
+    env = env if env is not None else Environment()
+    if argv is not None:
+        env.argv = list(argv)
+    _configure_logging(env)
+    command = typer.main.get_command(app)
+    if not (list(argv) if argv is not None else sys.argv[1:]):
+        # Help, and one line saying why (Click would print the help as the error message).
+        env.stdout.write(command.get_help(Context(command, info_name="portprobe")) + "\n")
+        env.say("error: no command or target given")
+        sys.exit(int(ExitStatus.USAGE))
+    try:
+        status = command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="portprobe",
+            standalone_mode=False,
+            obj=env,
+        )
+    except ClickException as exc:
+        env.say(f"error: {exc.format_message()}")
+        status = ExitStatus.USAGE
+    except PortprobeError as exc:
+        env.say(f"error: {exc}")
+        status = ExitStatus.USAGE if isinstance(exc, UsageError) else ExitStatus.ERROR
+    except (KeyboardInterrupt, typer.Abort):
+        env.say("interrupted")
+        status = ExitStatus.INTERRUPTED
+    try:
+        sys.stdout.flush()
+    except OSError as exc:  # a full disk or a closed pipe: the output is lost, so say so
+        env.say(f"error: {write_failure(exc)}")
+        status = ExitStatus.ERROR
+        _discard_stdout()
+    except ValueError:
+        pass  # stdout was closed: nothing buffered to lose
+    sys.exit(int(status) if isinstance(status, int) else 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -1,0 +1,181 @@
+"""The commands beside ``scan``: ``port``, ``local``, ``diff``, ``merge`` and ``registry``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from scanner import __version__
+from scanner.cli.app import DiffStatus, app, env_of
+from scanner.errors import ScanError, UsageError
+from scanner.report import FORMATS, format_for_path, printable
+from scanner.report.files import AtomicOutput
+
+
+@app.command("port", help="A reference card for one port: registry, attestation, local listeners.")
+def port_command(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The port number, 0-65535.", show_default=False)],
+) -> None:
+    from scanner.localinfo import listeners
+    from scanner.portcard import build_card
+    from scanner.registry import load_registry
+
+    env = env_of(ctx)
+    if not number.isascii() or not number.isdigit() or int(number) > 65535:
+        raise UsageError(f"port must be a number from 0 to 65535, not {number!r}")
+    port = int(number)
+    try:
+        found, hidden = listeners(port)
+        can_list = True
+    except PermissionError:
+        found, hidden, can_list = [], False, False
+    lines = build_card(port, load_registry(), found, hidden, can_list=can_list)
+    env.stdout.write("\n".join(printable(line) for line in lines) + "\n")
+
+
+@app.command("local", help="This machine's listening TCP and UDP sockets, with labels.")
+def local_command(ctx: typer.Context) -> None:
+    from tabulate import tabulate
+
+    from scanner.localinfo import listeners
+    from scanner.registry import attestation, load_registry
+
+    env = env_of(ctx)
+    registry = load_registry()
+    try:
+        found, hidden = listeners()
+    except PermissionError as exc:
+        raise ScanError(f"{exc}; run as root") from exc
+    rows = []
+    for item in found:
+        label = registry.label(item.port, item.protocol)
+        rows.append(
+            (
+                item.protocol,
+                item.address,
+                str(item.port),
+                str(item.pid or "-"),
+                printable(item.process or "-"),
+                printable(label.service if label is not None else "-"),
+                attestation(item.port, item.protocol, registry),
+            )
+        )
+    headers = ("PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "LABEL", "ATTESTATION")
+    env.stdout.write(tabulate(rows, headers=headers, disable_numparse=True) + "\n")
+    if hidden:
+        env.stdout.write("Some owners are hidden: run as root to see other users' processes.\n")
+
+
+@app.command("diff", help="What changed between two reports (any format): exit 0 none, 1 some.")
+def diff_command(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The earlier report.", show_default=False)],
+    new: Annotated[str, typer.Argument(help="The later report.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="Output: table, csv or json.")] = "table",
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the diff to FILE.")
+    ] = None,
+) -> None:
+    from scanner.report.diff import DIFF_FORMATS, diff_results, write_diff
+    from scanner.report.read import read_report
+
+    env = env_of(ctx)
+    if fmt not in DIFF_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(DIFF_FORMATS)}, not {fmt!r}")
+    changes = diff_results(read_report(old).results, read_report(new).results)
+    if output is None:
+        write_diff(changes, fmt, env.stdout, old=old, new=new)
+    else:
+        with AtomicOutput(output) as sink:
+            write_diff(changes, fmt, sink.stream, old=old, new=new)
+    raise typer.Exit(DiffStatus.CHANGED if changes else DiffStatus.SAME)
+
+
+@app.command("merge", help="Join the reports of a sharded scan into one report.")
+def merge_command(
+    ctx: typer.Context,
+    files: Annotated[list[str], typer.Argument(help="Shard reports.", show_default=False)],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o", "--output", help="Write the merged report to FILE (format by extension)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Report format: table, csv, json, jsonl or xml."),
+    ] = None,
+) -> None:
+    from scanner.report.merge import merge_reports, write_merged
+    from scanner.report.read import read_report
+
+    env = env_of(ctx)
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt is None:
+        fmt = format_for_path(output) if output is not None else "table"
+    merged = merge_reports([(name, read_report(name)) for name in files])
+    if merged.missing:
+        env.say(f"warning: {merged.missing}: the merged report is marked incomplete")
+    sink = AtomicOutput(output) if output is not None else None
+    try:
+        write_merged(
+            merged,
+            fmt,
+            sink.stream if sink is not None else env.stdout,
+            version=__version__,
+            command=["portprobe", *env.argv],
+        )
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    if sink is not None:
+        sink.commit()
+        env.say(f"merged {len(files)} reports, {len(merged.results)} results -> {output}")
+
+
+registry_app = typer.Typer(help="The shipped IANA port registry: show, update, roll back.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("info", help="Where the registry data comes from, and how much of it.")
+def registry_info(ctx: typer.Context) -> None:
+    from scanner.registry import load_registry
+
+    env = env_of(ctx)
+    registry = load_registry()
+    env.stdout.write(f"{len(registry)} records; {registry.source}; dated {registry.date}\n")
+
+
+IANA_CSV = (
+    "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv"
+)
+
+
+@registry_app.command("update", help="Refresh the registry from IANA's CSV (or a local copy).")
+def registry_update(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Option("--from", help="A file or URL of IANA's CSV.", show_default=False)
+    ] = IANA_CSV,
+) -> None:
+    from scanner.registry import update_registry
+
+    env = env_of(ctx)
+    result = update_registry(source)
+    before = f" (was {result.previous_records})" if result.previous_records is not None else ""
+    env.stdout.write(f"registry updated: {result.records} records{before} -> {result.path}\n")
+
+
+@registry_app.command("rollback", help="Go back to the registry data used before the last update.")
+def registry_rollback(ctx: typer.Context) -> None:
+    from scanner.registry import load_registry, rollback_registry
+
+    env = env_of(ctx)
+    path = rollback_registry()
+    load_registry.cache_clear()
+    registry = load_registry()
+    env.stdout.write(f"registry rolled back to {path}: {len(registry)} records\n")

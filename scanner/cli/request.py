@@ -1,0 +1,234 @@
+"""Building the scan request: the command line's options checked and turned into a config.
+
+Every fault of the user's input is a :class:`~scanner.errors.UsageError`: one line, exit 2.
+``--resume`` rebuilds the interrupted scan's request from its report, validated exactly as
+the command line is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import typer
+from click.exceptions import ClickException
+
+from scanner.cli.app import Environment
+from scanner.errors import UsageError
+from scanner.models import EvidenceConfig, Port, Proto, ScanConfig, Timing
+from scanner.plan import Shard
+from scanner.ports import parse_port_spec, top_ports
+from scanner.report import FORMATS, format_for_path
+from scanner.targets import parse_exclude_file, parse_target, read_targets_file
+from scanner.units import parse_duration
+
+if TYPE_CHECKING:
+    from scanner.policy import Policy
+    from scanner.report.read import Report
+
+__all__ = ["ScanRequest", "build_request", "parse_shard", "resume_request"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanRequest:
+    """The scan command's options, validated."""
+
+    targets: list[str]
+    exclude: list[str]
+    ports: list[Port]
+    config: ScanConfig
+    output: str | None
+    format: str
+    show_all: bool
+    quiet: bool
+    command: list[str]
+    evidence: bool = True
+    evidence_timeout: float = EvidenceConfig().timeout
+    policy: Policy | None = None
+    shard: Shard = Shard()
+    resumed: Report | None = None  # the interrupted scan's report (--resume)
+
+
+def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
+    """The :class:`ScanRequest` for the scan command's parsed ``params``; UsageError (exit 2)
+    on any fault."""
+    output, fmt = params["output"], params["fmt"]
+    if params["xml_output"] is not None:
+        if output is not None:
+            raise UsageError("use either -o or -oX, not both")
+        if fmt not in (None, "xml"):
+            raise UsageError("-oX writes XML: drop --format, or use -o FILE --format FORMAT")
+        output, fmt = params["xml_output"], "xml"
+    ports, top = params["ports"], params["top"]
+    protocols = [
+        p for p, wanted in ((Proto.TCP, params["tcp"]), (Proto.UDP, params["udp"])) if wanted
+    ]
+    targets, targets_file = params["targets"] or [], params["targets_file"]
+    exclude, exclude_file = params["exclude"] or [], params["exclude_file"]
+    defeat_icmp_ratelimit = params["defeat_icmp_ratelimit"]
+    concurrency, rate, retries = params["concurrency"], params["rate"], params["retries"]
+    workers, seed, shard, expect = (
+        params["workers"],
+        params["seed"],
+        params["shard"],
+        params["expect"],
+    )
+    timing = (params["min_rtt"], params["max_rtt"], params["initial_rtt"])
+    if ports is not None and top is not None:
+        raise UsageError("use either -p/--ports or --top-ports, not both")
+    protocols = protocols or [Proto.TCP]
+    if ports is not None:
+        port_list = parse_port_spec(ports, protocols)
+    else:
+        count = 1000 if top is None else top
+        port_list = [Port(p, n) for p in protocols for n in top_ports(count, p)]
+    if defeat_icmp_ratelimit and not any(p.protocol is Proto.UDP for p in port_list):
+        raise UsageError("--defeat-icmp-ratelimit is a UDP option: add --udp (or U: ports)")
+    all_targets = list(targets)
+    if targets_file is not None:
+        all_targets += read_targets_file(targets_file)
+    for target in all_targets:
+        parse_target(target)
+    if not all_targets:
+        raise UsageError("no targets given (name them, or use -iL FILE)")
+    excluded = list(_split_list(exclude))
+    if exclude_file is not None:
+        excluded += parse_exclude_file(exclude_file)
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt is None:
+        fmt = format_for_path(output) if output is not None else "table"
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if rate is not None and not rate > 0:
+        raise UsageError("--rate must be a positive number of probes per second")
+    if retries < 0:
+        raise UsageError("--retries must not be negative")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
+    floor, ceiling, initial = (
+        parse_duration(timing[0], option="--min-rtt-timeout"),
+        parse_duration(timing[1], option="--max-rtt-timeout"),
+        parse_duration(timing[2], option="--initial-rtt-timeout"),
+    )
+    if floor > ceiling:
+        raise UsageError("--min-rtt-timeout must not exceed --max-rtt-timeout")
+    part = parse_shard(shard) if shard is not None else Shard()
+    if part.count > 1 and seed is None:
+        raise UsageError(
+            "--shard needs --seed: every shard must walk the same order (use one seed for all)"
+        )
+    policy = None
+    if expect is not None:
+        from scanner.policy import read_policy
+
+        policy = read_policy(expect)
+    config = ScanConfig(
+        concurrency=concurrency,
+        rate=rate,
+        retries=retries,
+        timing=Timing(min_rtt_timeout=floor, max_rtt_timeout=ceiling, initial_rtt_timeout=initial),
+        seed=seed,
+        workers=workers,
+        defeat_icmp_ratelimit=defeat_icmp_ratelimit,
+    )
+    return ScanRequest(
+        targets=all_targets,
+        exclude=excluded,
+        ports=port_list,
+        config=config,
+        output=output,
+        format=fmt,
+        show_all=params["show_all"],
+        quiet=params["quiet"],
+        command=["portprobe", *argv],
+        evidence=not params["no_evidence"],
+        evidence_timeout=parse_duration(params["evidence_timeout"], option="--evidence-timeout"),
+        policy=policy,
+        shard=part,
+    )
+
+
+def parse_shard(text: str) -> Shard:
+    """``K/N`` (1 <= K <= N) as a :class:`Shard`; UsageError otherwise."""
+    k, slash, n = text.strip().partition("/")
+    if not (slash and k.isascii() and k.isdigit() and n.isascii() and n.isdigit()):
+        raise UsageError(f"--shard must be K/N, such as 1/4, not {text[:20]!r}")
+    index, count = int(k), int(n)
+    if not 1 <= index <= count or count > 1_000_000:
+        raise UsageError(f"--shard {index}/{count}: K must be from 1 to N (at most 1000000)")
+    return Shard(index - 1, count)
+
+
+def _split_list(values: Sequence[str]) -> Iterator[str]:
+    """Targets given as "a,b" or "a b" in one option value, when every piece is a target."""
+    for value in values:
+        pieces = value.replace(",", " ").split()
+        try:
+            for piece in pieces:
+                parse_target(piece)
+        except UsageError:
+            yield value.strip()
+        else:
+            yield from pieces
+
+
+def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanRequest:
+    """The request that finishes the interrupted scan reported in ``path``.
+
+    The scan's own command line and seed come from the report; the new report replaces
+    ``path`` (atomically) and holds the old results and the new ones.
+    """
+    from click.core import ParameterSource
+
+    from scanner.report.read import read_report
+
+    for name in ctx.params:
+        if name not in ("resume", "quiet") and ctx.get_parameter_source(name) not in (
+            ParameterSource.DEFAULT,
+            None,
+        ):
+            raise UsageError("--resume takes no other options: the interrupted scan's are used")
+    report = read_report(path)
+    if report.format not in ("json", "jsonl"):
+        raise UsageError(
+            f"{path}: --resume needs a JSON or JSON Lines report (they record the scan's "
+            f"command line), not {report.format}"
+        )
+    command, seed = report.meta.get("command"), report.meta.get("seed")
+    if (
+        not isinstance(command, list)
+        or not all(isinstance(word, str) for word in command)
+        or not command
+        or isinstance(seed, bool)
+        or not isinstance(seed, int)
+    ):
+        raise UsageError(f"{path}: the report does not record its command line and seed")
+    if report.complete:
+        raise UsageError(f"{path}: that scan finished; there is nothing to resume")
+    argv = command[1:]
+    if argv[:1] == ["scan"]:
+        argv = argv[1:]
+    try:
+        stored = ctx.command.make_context("scan", list(argv), parent=ctx.parent)
+    except ClickException as exc:
+        problem = exc.format_message()
+        raise UsageError(f"{path}: its command line does not parse: {problem}") from None
+    params = {**stored.params, "output": path, "xml_output": None, "fmt": report.format}
+    if ctx.get_parameter_source("quiet") is not ParameterSource.DEFAULT:
+        params["quiet"] = ctx.params["quiet"]
+    if params.get("resume") is not None:
+        raise UsageError(f"{path}: its command line is itself a --resume")
+    request = build_request(argv, params)
+    if not request.show_all:
+        env.say(
+            "warning: the report does not list closed ports (no --all), so they are "
+            "probed again; use --all to make a scan fully resumable"
+        )
+    return replace(
+        request,
+        command=list(command),
+        config=replace(request.config, seed=seed),
+        resumed=report,
+    )

@@ -1,0 +1,52 @@
+"""The ``scan`` command (the default one): options in, a request built, the scan run."""
+
+from __future__ import annotations
+
+import typer
+
+from scanner.cli import options as o
+from scanner.cli import run
+from scanner.cli.app import app, env_of
+from scanner.cli.request import build_request, resume_request
+
+
+@app.command(
+    "scan",
+    help="Scan TARGETs (addresses, CIDRs, ranges like 198.18.0.1-20, host names).",
+)
+def scan_command(
+    ctx: typer.Context,
+    targets: o.Targets = None,
+    ports: o.Ports = None,
+    top: o.TopPorts = None,
+    udp: o.Udp = False,
+    tcp: o.Tcp = False,
+    defeat_icmp_ratelimit: o.DefeatIcmp = False,
+    targets_file: o.TargetsFile = None,
+    exclude: o.Exclude = None,
+    exclude_file: o.ExcludeFile = None,
+    output: o.Output = None,
+    xml_output: o.XmlOutput = None,
+    fmt: o.Format = None,
+    expect: o.Expect = None,
+    shard: o.ShardOpt = None,
+    resume: o.Resume = None,
+    show_all: o.ShowAll = False,
+    concurrency: o.Concurrency = o.CONCURRENCY,
+    rate: o.Rate = None,
+    retries: o.Retries = o.RETRIES,
+    min_rtt: o.MinRtt = o.MIN_RTT,
+    max_rtt: o.MaxRtt = o.MAX_RTT,
+    initial_rtt: o.InitialRtt = o.INITIAL_RTT,
+    seed: o.Seed = None,
+    workers: o.Workers = None,
+    quiet: o.Quiet = False,
+    no_evidence: o.NoEvidence = False,
+    evidence_timeout: o.EvidenceTimeout = o.EVIDENCE_TIMEOUT,
+) -> None:
+    env = env_of(ctx)
+    if resume is not None:
+        request = resume_request(ctx, env, resume)
+    else:
+        request = build_request(env.argv, ctx.params)
+    raise typer.Exit(run.run_scan(request, env))

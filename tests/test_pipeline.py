@@ -1,0 +1,127 @@
+"""The results pipeline on fake results and a fake prober: no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from scanner.assess import Assessor
+from scanner.models import PortState, Proto, Reason, Result
+from scanner.pipeline import MAX_READY, Pipeline
+from scanner.policy import parse_policy
+from scanner.protocols import Evidence
+
+ASSESSOR = Assessor()
+HTTP = Evidence("http", "lab; 200", "http")
+
+
+def result(port: int, state: PortState = PortState.OPEN) -> Result:
+    reason = {PortState.OPEN: Reason.SYN_ACK, PortState.CLOSED: Reason.CONN_REFUSED}[state]
+    return Result("198.18.0.2", port, Proto.TCP, state, reason)
+
+
+async def feed(results: list[Result]) -> AsyncIterator[Result]:
+    for item in results:
+        await asyncio.sleep(0)
+        yield item
+
+
+class FakeProber:
+    """Answers ``evidence`` for every port after ``delay`` seconds (forever if None)."""
+
+    def __init__(self, evidence: Evidence, delay: float | None = 0.01) -> None:
+        self.evidence, self.delay, self.asked = evidence, delay, []  # type: ignore[var-annotated]
+
+    async def probe(self, address: str, family: int, port: int) -> Evidence:
+        self.asked.append(port)
+        if self.delay is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.delay or 0)
+        return self.evidence
+
+    probe_udp = probe
+
+
+def run(pipeline: Pipeline, results: list[Result], *, stop_after: float | None = None) -> Any:
+    async def go() -> list[Result]:
+        if stop_after is not None:
+            asyncio.get_running_loop().call_later(stop_after, pipeline.stop)
+        return [r async for r in pipeline.run(feed(results))]
+
+    return asyncio.run(go())
+
+
+def test_open_ports_get_evidence_label_and_verdict() -> None:
+    prober = FakeProber(HTTP)
+    out = run(
+        Pipeline(assessor=ASSESSOR, prober=prober),  # type: ignore[arg-type]
+        [result(80), result(2451), result(23, PortState.CLOSED)],
+    )
+    by_port = {r.port: r for r in out}
+    assert sorted(by_port) == [23, 80, 2451]
+    assert sorted(prober.asked) == [80, 2451]
+    assert by_port[80].assessment.verdict == "consistent"
+    assert by_port[2451].assessment.verdict == "contradicts"
+    assert by_port[2451].assessment.warning.startswith("label is not evidence")
+    assert by_port[23].assessment is None  # closed, not reported: passes unassessed
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_closed_ports_are_assessed_only_when_reported(closed: bool) -> None:
+    out = run(
+        Pipeline(evidence=False, closed=closed, assessor=ASSESSOR), [result(23, PortState.CLOSED)]
+    )
+    assert (out[0].assessment is not None) is closed
+    if closed:
+        assert out[0].assessment.label == "telnet"
+
+
+def test_stop_cancels_evidence_and_keeps_every_result() -> None:
+    prober = FakeProber(HTTP, delay=None)  # never answers
+    ports = list(range(1000, 1010))
+    out = run(
+        Pipeline(assessor=ASSESSOR, prober=prober),  # type: ignore[arg-type]
+        [result(p) for p in ports],
+        stop_after=0.05,
+    )
+    assert sorted(r.port for r in out) == ports
+    assert {r.assessment.verdict for r in out} == {"unverified"}
+
+
+def test_policy_marks_open_ports() -> None:
+    policy = parse_policy("198.18.0.2 80/tcp\n", "policy.txt")
+    out = run(
+        Pipeline(evidence=False, assessor=ASSESSOR, policy=policy), [result(80), result(2451)]
+    )
+    assert {r.port: r.assessment.policy for r in out} == {80: "allowed", 2451: "violation"}
+
+
+def test_the_registry_loads_on_a_thread_when_none_is_given() -> None:
+    out = run(Pipeline(evidence=False), [result(22)])
+    assert out[0].assessment.label == "ssh"
+
+
+def test_a_slow_consumer_pauses_the_scan() -> None:
+    """At most MAX_READY finished results wait: the pipeline stops reading the scan."""
+    pulled = 0
+
+    async def many() -> AsyncIterator[Result]:
+        nonlocal pulled
+        for port in range(1, 3 * MAX_READY):
+            pulled += 1
+            yield result(port, PortState.CLOSED)
+
+    async def go() -> int:
+        pipeline = Pipeline(evidence=False, assessor=ASSESSOR)
+        gen = pipeline.run(many())
+        await gen.__anext__()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        seen = pulled
+        await gen.aclose()
+        return seen
+
+    assert asyncio.run(go()) <= MAX_READY + 2
