@@ -34,6 +34,13 @@ Rules and theory:
   does so within about the same round trips. An attempt that has started to show its
   protocol (banner bytes without their line end, TLS handshake records) is waited for,
   up to the budget.
+- A port that has sent nothing on any connection is given up after its *silence wait*
+  (``EvidenceConfig.silence_wait``): when the caller passes the host's RTT (the scan
+  measured it), ``SILENCE_RTTS`` round trips, but never less than ``silence_floor``
+  (servers with a greet pause greet late, and must still be identified) nor more than
+  ``timeout``; without an RTT, ``timeout``. So a silent port on a fast link costs the
+  floor, not the whole budget; once a byte has come on any connection, the attempts get
+  the whole budget.
 - Bounds: the whole port gets ``timeout`` seconds (from when it gets its turn: at most
   ``concurrency`` ports are probed at once, fewer under a low open-file limit so that
   the process keeps descriptors to spare), a connection reads at most ``max_bytes``
@@ -157,16 +164,22 @@ class Prober:
             if not host.users:  # nobody waits on this host: forget it
                 del self._hosts[address]
 
-    async def probe(self, address: str, family: int, port: int) -> Evidence:
+    async def probe(
+        self, address: str, family: int, port: int, *, rtt: float | None = None
+    ) -> Evidence:
         """What ``address``:``port`` (TCP, ``family`` AF_INET/AF_INET6) was seen to speak.
 
-        Returns :data:`NO_EVIDENCE` when nothing was identified; network errors never
-        raise. Takes at most ``timeout`` + ``SLACK`` seconds once its turn has come.
+        ``rtt``: the host's round-trip time in seconds, if known (a scan's
+        ``Result.rtt``); a port that sends nothing is then given up sooner (see
+        :meth:`EvidenceConfig.silence_wait`). Returns :data:`NO_EVIDENCE` when nothing was
+        identified; network errors never raise. Takes at most ``timeout`` + ``SLACK``
+        seconds once its turn has come.
         """
         async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
-                    return await _PortProbe(address, family, port, self.config).run()
+                    probe = _PortProbe(address, family, port, self.config, rtt)
+                    return await probe.run()
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -181,9 +194,7 @@ class Prober:
         async with self._turn(address):
             try:
                 async with asyncio.timeout(self.config.timeout + SLACK):
-                    return await _probe_udp(
-                        address, family, port, self.config, udp.sweep_for(port)
-                    )
+                    return await _probe_udp(address, family, port, self.config, udp.sweep_for(port))
             except TimeoutError:
                 return NO_EVIDENCE
 
@@ -239,6 +250,18 @@ class _Attempt:
         self.promising = False  # the peer has started to speak this attempt's protocol
         self.done = False
         self.unnamed = b""  # a reply no decoder of this attempt named, for _cross_decoded
+        self._readers: list[BoundedReader] = []
+
+    def reader(self, reader: asyncio.StreamReader, limit: int) -> BoundedReader:
+        """``reader``, bounded to ``limit`` bytes, and counted for :attr:`heard`."""
+        bounded = BoundedReader(reader, limit)
+        self._readers.append(bounded)
+        return bounded
+
+    @property
+    def heard(self) -> bool:
+        """Whether the peer has sent anything on this attempt's connection."""
+        return any(r.total for r in self._readers)
 
     def found(self, evidence: Evidence | None) -> None:
         if evidence is not None and rank(evidence) > rank(self.best):
@@ -316,7 +339,7 @@ class _Passive(_Attempt):
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        bounded = self.reader(reader, self.p.config.max_bytes)
         data = bytearray()
         settle_at: float | None = None
         while not bounded.full:
@@ -345,7 +368,7 @@ class _Http(_Attempt):
         writer.write(http.build_request(http.authority(self.p.address, self.p.port)))
         parser = http.ResponseParser()
         head = bytearray()
-        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        bounded = self.reader(reader, self.p.config.max_bytes)
         while not parser.done and not bounded.full:
             chunk = await bounded.read()
             if not chunk:
@@ -414,7 +437,7 @@ class _Tls(_Attempt):
         )
         writer.write(client.data_to_send())
         parser = http.ResponseParser()
-        bounded = BoundedReader(reader, self.p.config.max_bytes)
+        bounded = self.reader(reader, self.p.config.max_bytes)
         while not parser.done and not bounded.full:
             chunk = await bounded.read()
             client.receive(chunk)
@@ -443,7 +466,7 @@ class _Tls(_Attempt):
         writer.write(client.data_to_send())
         self.found(Evidence("tls", join_detail(tls_detail, "ALPN h2"), "tls"))
         self.promising = True
-        bounded = BoundedReader(reader, h2.MAX_REPLY)
+        bounded = self.reader(reader, h2.MAX_REPLY)
         data = bytearray()
         while not bounded.full and not client.closed:
             chunk = await bounded.read()
@@ -476,7 +499,7 @@ class _Tls(_Attempt):
         wait_until = min(loop.time() + GREETING_WAIT, self.p.deadline)
         data = bytearray()
         limit = self.p.config.max_bytes
-        bounded = BoundedReader(reader, limit)  # records without application data count too
+        bounded = self.reader(reader, limit)  # records without application data count too
         while len(data) < limit and not client.closed and not bounded.full:
             data += client.read(limit - len(data))
             if data and banner.settled(bytes(data)):
@@ -496,7 +519,7 @@ class _Tls(_Attempt):
     ) -> bool:
         """Run the handshake; True once complete. Evidence of TLS is kept even if it fails."""
         first = bytearray()
-        bounded = BoundedReader(reader, tls.MAX_HANDSHAKE)
+        bounded = self.reader(reader, tls.MAX_HANDSHAKE)
         while not bounded.full:
             chunk = await bounded.read()
             if len(first) < 7:
@@ -538,7 +561,7 @@ class _Probe(_Attempt):
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         spec = self.spec
         writer.write(spec.request(self.p.address, self.p.port))
-        bounded = BoundedReader(reader, min(spec.max_reply, self.p.config.max_bytes))
+        bounded = self.reader(reader, min(spec.max_reply, self.p.config.max_bytes))
         data = bytearray()
         while not bounded.full:
             # Silence gives the turn up; a peer that has started to answer gets the budget.
@@ -573,11 +596,14 @@ _QUEUED = _Queued()
 class _PortProbe:
     """The attempts on one port, and the verdict over them."""
 
-    def __init__(self, address: str, family: int, port: int, config: EvidenceConfig) -> None:
+    def __init__(
+        self, address: str, family: int, port: int, config: EvidenceConfig, rtt: float | None
+    ) -> None:
         self.address = address
         self.family = family
         self.port = port
         self.config = config
+        self.quiet = config.silence_wait(rtt)  # seconds a port that sends nothing gets
         self.started = 0.0
         self.deadline = 0.0
         self.probe_wait = max(MIN_PROBE_WAIT, config.timeout * PROBE_WAIT)
@@ -641,7 +667,12 @@ class _PortProbe:
                         return named, 0.0
             return final, 0.0
         if best is None or rank(best) < _HTTP:
-            return None, self.deadline
+            if any(a.heard for a in attempts):
+                return None, self.deadline
+            quiet_until = self.started + self.quiet
+            if now >= quiet_until:
+                return NO_EVIDENCE, 0.0  # silent on every connection: see the module's rules
+            return None, min(quiet_until, self.deadline)
         if any(a.promising for a in contenders):
             # Look again soon: an attempt that stops being promising does not finish.
             return None, min(now + MIN_GRACE, self.deadline)
@@ -662,9 +693,7 @@ async def _probe_udp(
     probes: tuple[udp.UdpProbe, ...] | None = None,
 ) -> Evidence:
     """The UDP probe of one port (see the module's rules): its own payloads, or ``probes``."""
-    payloads = (
-        udp_transport.udp_payloads(port) if probes is None else [p.payload for p in probes]
-    )
+    payloads = udp_transport.udp_payloads(port) if probes is None else [p.payload for p in probes]
     reply = await udp_transport.exchange(
         address, family, port, payloads, config.timeout, config.timeout * RESEND_AFTER
     )

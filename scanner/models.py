@@ -224,17 +224,23 @@ class ScanConfig:
             raise ValueError(f"workers must be from 1 to {MAX_WORKERS}")
 
 
+SILENCE_RTTS = 10  # round trips a silent port is waited for, above the floor (EvidenceConfig)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvidenceConfig:
     """Budgets of evidence gathering.
 
     ``timeout``: seconds for one port, all its attempts running concurrently within it.
     ``max_bytes``: most bytes read per connection. ``concurrency``: most ports at once.
+    ``silence_floor``: the least time a port that sends nothing is waited for, however
+    short its host's RTT (see :meth:`silence_wait`); at most ``timeout`` is used.
     """
 
     timeout: float = 2.0
     max_bytes: int = 8192
     concurrency: int = 32
+    silence_floor: float = 1.5
 
     def __post_init__(self) -> None:
         """Reject budgets that cannot work."""
@@ -244,3 +250,16 @@ class EvidenceConfig:
             raise ValueError(f"max_bytes must be >= 64, not {self.max_bytes!r}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {self.concurrency!r}")
+        if not self.silence_floor > 0:
+            raise ValueError(f"silence_floor must be > 0, not {self.silence_floor!r}")
+
+    def silence_wait(self, rtt: float | None) -> float:
+        """Seconds a port that sends nothing on any connection is waited for.
+
+        With the host's RTT known (a scan's ``Result.rtt``): ``SILENCE_RTTS`` round trips,
+        at least ``silence_floor`` (a server with a greet pause greets late, and must
+        still be identified) and at most ``timeout``. Without one: ``timeout``.
+        """
+        if rtt is None or not rtt >= 0:
+            return self.timeout
+        return min(self.timeout, max(self.silence_floor, SILENCE_RTTS * rtt))

@@ -243,7 +243,7 @@ class Pipeline:
             return await self._prober.sweep_udp(result.host, family, result.port)
         if result.protocol is Proto.UDP:
             return await self._prober.probe_udp(result.host, family, result.port)
-        return await self._prober.probe(result.host, family, result.port)
+        return await self._prober.probe(result.host, family, result.port, rtt=result.rtt)
 
 
 def _probed_for_evidence(result: Result) -> bool:

@@ -11,7 +11,8 @@ where JSON is ``{"tcp": {"22": "banner", ...}, "udp": {"53": "dns", ...},
 
 TCP kinds: open (accept, close), banner (send a line, hold), http (minimal
 HTTP/1.1, then close), silent (accept, hold, never send); and services as real
-servers greet or answer: smtp (a Postfix greeting, hold), vsftpd (its greeting,
+servers greet or answer: smtp (a Postfix greeting, hold), smtp-late (the same greeting
+SMTP_LATE_SECONDS after accept, as a server with a greet pause sends it), vsftpd (its greeting,
 hold), mysql (a MySQL 8 handshake packet, hold), redis (answers inline commands
 as Redis does, PING -> +PONG; drops the client at a "Host:" line), https (TLS with
 a self-signed certificate for CN=lab.test, then the http kind's answer; a plain
@@ -63,7 +64,8 @@ import time
 from collections.abc import Callable
 
 TCP_KINDS = frozenset(
-    {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
+    {"open", "banner", "http", "silent", "smtp", "smtp-late", "vsftpd", "mysql", "redis",
+     "https", "tls"}
 ) | frozenset(
     {"tarpit", "endless", "garbage", "ansi", "ansi-http", "formula", "formula-http", "rst",
      "halfopen", "noread"}
@@ -233,6 +235,21 @@ class SmtpProto(BannerProto):
     """tcp "smtp": a Postfix greeting, then hold (commands are ignored)."""
 
     banner = SMTP_BANNER
+
+
+SMTP_LATE_SECONDS = 1.0
+
+
+class LateSmtpProto(_Held):
+    """tcp "smtp-late": the Postfix greeting SMTP_LATE_SECONDS after accept (what the client
+    sends before it is ignored), then hold."""
+
+    def started(self) -> None:
+        asyncio.get_running_loop().call_later(SMTP_LATE_SECONDS, self.greet)
+
+    def greet(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(SMTP_BANNER)
 
 
 class FtpProto(BannerProto):
@@ -609,6 +626,7 @@ TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
     "http": HttpProto,
     "silent": SilentProto,
     "smtp": SmtpProto,
+    "smtp-late": LateSmtpProto,
     "vsftpd": FtpProto,
     "mysql": MysqlProto,
     "redis": RedisProto,

@@ -80,7 +80,8 @@ MAX_EXTRA_HOSTS = 200
 TUN_TXQUEUELEN = 10000
 
 TCP_KINDS = frozenset(
-    {"open", "banner", "http", "silent", "smtp", "vsftpd", "mysql", "redis", "https", "tls"}
+    {"open", "banner", "http", "silent", "smtp", "smtp-late", "vsftpd", "mysql", "redis",
+     "https", "tls"}
 ) | frozenset(
     {"tarpit", "endless", "garbage", "ansi", "ansi-http", "formula", "formula-http", "rst",
      "halfopen", "noread"}

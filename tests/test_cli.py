@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -216,14 +217,30 @@ def test_library_refuses_bad_port_numbers(ports: list[int]) -> None:
         asyncio.run(first())
 
 
-def test_ctrl_c_during_evidence_stops_at_once_and_keeps_the_result(
-    listener: int, tmp_path: Path
-) -> None:
-    """A silent open port with a 30 s evidence budget: SIGINT ends the scan within a
-    fraction of a second, and the report holds the port (without evidence)."""
+def test_ctrl_c_during_evidence_stops_at_once_and_keeps_the_result(tmp_path: Path) -> None:
+    """An open port that started to speak and never finishes, with a 30 s evidence budget:
+    SIGINT ends the scan within a fraction of a second, and the report holds the port."""
     import signal
+    import threading
     import time
 
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    listener = server.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def drip() -> None:  # one byte of a banner that never ends: worth the whole budget
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            with contextlib.suppress(OSError):
+                conn.send(b"2")
+
+    threading.Thread(target=drip, daemon=True).start()
     out = tmp_path / "partial.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "scanner", "127.0.0.1", "-p", str(listener),
@@ -240,6 +257,9 @@ def test_ctrl_c_during_evidence_stops_at_once_and_keeps_the_result(
     finally:
         proc.kill()
         proc.communicate()
+        server.close()
+        for conn in held:
+            conn.close()
     assert proc.returncode == ExitStatus.INTERRUPTED
     assert took < 1.5  # interpreter teardown included; it was the 30 s budget before
     doc = json.loads(out.read_text())

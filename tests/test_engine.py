@@ -7,13 +7,15 @@ import errno
 import itertools
 import logging
 import resource
+from typing import Any
 
 import pytest
 from fakes import FakeTransport, Hosts, Queued, Refuse, Reply, Silence
 
 from scanner import engine as engine_module
 from scanner.engine import Scan, fit_concurrency
-from scanner.models import PortState, Reason, Result, ScanConfig, Timing
+from scanner.engine.base import new_result
+from scanner.models import PortState, Proto, Reason, Result, ScanConfig, Timing
 from scanner.plan import Plan
 from scanner.transport import CLOSED, OPEN, Answer, Backpressure
 
@@ -275,3 +277,50 @@ def test_fit_concurrency(
     caplog.set_level(logging.WARNING, logger="scanner")
     assert fit_concurrency(requested) == expected
     assert ("concurrency lowered" in caplog.text) == warned
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("198.18.0.2", 22, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, None, 0.0125, 1, 1.5),
+        (
+            "2001:db8::2",
+            53,
+            Proto.UDP,
+            PortState.OPEN_FILTERED,
+            Reason.NO_RESPONSE,
+            "h",
+            None,
+            3,
+            0,
+        ),
+    ],
+)
+def test_new_result_is_a_result(fields: tuple[Any, ...]) -> None:
+    """The engine's fast constructor makes exactly what ``Result(...)`` makes."""
+    made, expected = new_result(*fields), Result(*fields)
+    assert type(made) is Result
+    assert made == expected and hash(made) == hash(expected)
+    assert made.assessment is None
+    with pytest.raises(AttributeError):
+        made.port = 1  # type: ignore[misc]  # still frozen
+
+
+def test_batches_give_what_iteration_gives() -> None:
+    """``Scan.batches()`` yields the same results as iterating the scan, in lists."""
+    script = {
+        ("198.18.0.2", p): [Reply(OPEN if p % 7 == 0 else CLOSED, 0.001)] for p in range(1, 300)
+    }
+    script[("198.18.0.2", 5)] = [Silence()]
+
+    def scan() -> Scan:
+        fake = FakeTransport(script=script)
+        return Scan(Hosts("198.18.0.2"), range(1, 300), ScanConfig(timing=FAST), transport=fake)
+
+    async def in_batches() -> list[list[Result]]:
+        return [batch async for batch in scan().batches()]
+
+    batches = asyncio.run(in_batches())
+    assert all(batches)
+    assert states([r for batch in batches for r in batch]) == states(run(scan()))
+    assert states(run(scan()))[("198.18.0.2", 5)] == ("filtered", "no-response", 2)

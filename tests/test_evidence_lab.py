@@ -369,3 +369,82 @@ def test_a_reply_to_a_foreign_request_is_named_by_its_own_decoder() -> None:
     """When nothing else named the port, the other probes' decoders read the replies."""
     found, _ = on_loopback(irc_refusing_http, EvidenceConfig(timeout=1.0))
     assert (found.service, found.proof) == ("irc", "http>irc")
+
+
+# --------------------------------------------------------------------------- silence and RTT
+
+LATE_SMTP = Evidence("smtp", "lab.test ESMTP Postfix (Debian/GNU)", "banner")
+
+
+@pytest.mark.parametrize(
+    ("config", "rtt", "wait"),
+    [
+        (EvidenceConfig(), None, 2.0),  # no RTT: the whole budget
+        (EvidenceConfig(), 0.0001, 1.5),  # a fast link: the floor
+        (EvidenceConfig(), 0.1, 1.5),
+        (EvidenceConfig(), 0.17, 1.7),  # SILENCE_RTTS round trips, above the floor
+        (EvidenceConfig(), 0.5, 2.0),  # never more than the budget
+        (EvidenceConfig(timeout=1.0), 0.0001, 1.0),  # nor a floor above it
+        (EvidenceConfig(silence_floor=0.3), 0.0001, 0.3),
+        (EvidenceConfig(), float("nan"), 2.0),  # not an RTT: as if unknown
+    ],
+)
+def test_silence_wait(config: EvidenceConfig, rtt: float | None, wait: float) -> None:
+    assert config.silence_wait(rtt) == pytest.approx(wait)
+
+
+@pytest.mark.parametrize("floor", [0.0, -1.0, float("nan")])
+def test_silence_floor_must_be_positive(floor: float) -> None:
+    with pytest.raises(ValueError, match="silence_floor"):
+        EvidenceConfig(silence_floor=floor)
+
+
+@pytest.mark.netns
+def test_silence_wait_follows_the_scanned_rtt_and_a_late_greeting_is_identified(
+    make_lab: Callable[..., Lab],
+) -> None:
+    """The engine's RTT goes into the prober: a silent port costs the floor, not the budget,
+    and an SMTP server that greets 1 s late (lab kind smtp-late) is still identified."""
+    from scanner.engine import Scan
+    from scanner.models import ScanConfig
+    from scanner.targets import TargetSet, parse_target
+
+    late, silent = 2525, 5001
+    lab = make_lab(tcp={late: "smtp-late", silent: "silent"})
+    config = EvidenceConfig(timeout=4.0)  # the floor (1.5 s) is well under it
+
+    async def run() -> dict[int, tuple[Evidence, float, float | None]]:
+        hosts = TargetSet([parse_target(lab.server4)])
+        results = [r async for r in Scan(hosts, [late, silent], ScanConfig(workers=1))]
+        assert {r.port: r.state for r in results} == {late: "open", silent: "open"}
+        prober = Prober(config)
+
+        async def one(port: int, rtt: float | None) -> tuple[Evidence, float, float | None]:
+            start = time.perf_counter()
+            found = await prober.probe(lab.server4, socket.AF_INET, port, rtt=rtt)
+            return found, time.perf_counter() - start, rtt
+
+        found = await asyncio.gather(*(one(r.port, r.rtt) for r in results))
+        return {r.port: f for r, f in zip(results, found, strict=True)}
+
+    outcome: dict[int, tuple[Evidence, float, float | None]] = lab.call_in_client(
+        asyncio.run, run()
+    )
+    late_found, late_seconds, late_rtt = outcome[late]
+    silent_found, silent_seconds, silent_rtt = outcome[silent]
+    assert late_rtt is not None and silent_rtt is not None  # the scan measured both
+    assert core(late_found) == LATE_SMTP
+    assert late_seconds >= 1.0  # it did wait for the greeting
+    assert silent_found == NO_EVIDENCE
+    # Given up at the silence wait, not at the budget (4 s).
+    assert config.silence_wait(silent_rtt) <= silent_seconds < config.timeout - 1.0
+
+
+@pytest.mark.netns
+def test_late_greeting_is_identified_without_an_rtt(make_lab: Callable[..., Lab]) -> None:
+    """Without an RTT the whole budget applies: the greeting at 1 s is within it, whatever
+    the other probes sent the server before it."""
+    lab = make_lab(tcp={2525: "smtp-late"})
+    config = EvidenceConfig(timeout=1.6)
+    found, _ = probe_in(lab, config, lab.server4, 2525)
+    assert core(found) == LATE_SMTP

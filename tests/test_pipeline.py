@@ -35,14 +35,19 @@ class FakeProber:
     def __init__(self, evidence: Evidence, delay: float | None = 0.01) -> None:
         self.evidence, self.delay, self.asked = evidence, delay, []  # type: ignore[var-annotated]
 
-    async def probe(self, address: str, family: int, port: int) -> Evidence:
+    async def probe(
+        self, address: str, family: int, port: int, *, rtt: float | None = None
+    ) -> Evidence:
         self.asked.append(port)
         if self.delay is None:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay or 0)
         return self.evidence
 
-    probe_udp = probe
+    async def probe_udp(self, address: str, family: int, port: int) -> Evidence:
+        return await self.probe(address, family, port)
+
+    sweep_udp = probe_udp
 
 
 def run(pipeline: Pipeline, results: list[Result], *, stop_after: float | None = None) -> Any:

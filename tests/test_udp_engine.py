@@ -73,7 +73,8 @@ def test_the_refill_interval_is_learned_from_what_comes_back() -> None:
     assert {r.state for r in results} == {PortState.CLOSED}
     _, learned_interval, measured = scan.icmp_budgets()["198.18.0.2"]
     assert measured
-    assert 0.01 <= learned_interval <= 0.013
+    # (Learned from arrival times on a busy loop: a hair under the true 10 ms happens.)
+    assert 0.0099 <= learned_interval <= 0.013
 
 
 def test_a_silence_while_the_host_had_no_token_is_not_a_try() -> None:

@@ -23,25 +23,30 @@ _Entry = tuple[float, int, Attempt]
 
 
 class Deadlines:
-    """Attempts by deadline; ``expire()`` runs when the earliest one is due."""
+    """Attempts by deadline; ``expire()`` runs when the earliest one is due.
 
-    __slots__ = ("_expire", "_provisional", "_seq", "_timer", "_when", "heap", "loop")
+    The sending loop pushes ``(deadline, next(seq), attempt)`` onto ``heap`` itself, and
+    appends attempts sent under the initial timeout to ``provisional`` (the hot path:
+    :meth:`add` does the same with a call).
+    """
+
+    __slots__ = ("_expire", "_timer", "_when", "heap", "loop", "provisional", "seq")
 
     def __init__(self, expire: Callable[[], None]) -> None:
         self._expire = expire
         self.loop: asyncio.AbstractEventLoop | None = None  # set while the scan runs
         self.heap: list[_Entry] = []
-        self._seq = itertools.count()
+        self.seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._when = float("inf")
-        self._provisional: list[Attempt] = []  # sent before any RTT was measured
+        self.provisional: list[Attempt] = []  # sent before any RTT was measured
 
     def add(self, attempt: Attempt, deadline: float, provisional: bool) -> None:
         """Track ``attempt`` until ``deadline`` (``provisional``: under the initial timeout)."""
         attempt.deadline = deadline
         if provisional:
-            self._provisional.append(attempt)
-        heapq.heappush(self.heap, (deadline, next(self._seq), attempt))
+            self.provisional.append(attempt)
+        heapq.heappush(self.heap, (deadline, next(self.seq), attempt))
 
     def arm(self) -> None:
         """Set the timer to the earliest deadline if it is not set earlier already."""
@@ -79,15 +84,15 @@ class Deadlines:
         """Give the attempts of ``protocol`` sent under the initial timeout the first
         measured one."""
         heap, others = self.heap, []
-        for attempt in self._provisional:
+        for attempt in self.provisional:
             if attempt.port[0] is not protocol:
                 others.append(attempt)
                 continue
             deadline = attempt.sent + timeout
             if attempt.live and deadline < attempt.deadline:
                 attempt.deadline = deadline  # the old heap entry is now stale
-                heapq.heappush(heap, (deadline, next(self._seq), attempt))
-        self._provisional = others
+                heapq.heappush(heap, (deadline, next(self.seq), attempt))
+        self.provisional = others
         if heap and heap[0][0] < self._when:
             self._arm(heap[0][0])
 

@@ -44,6 +44,7 @@ from scanner.engine.base import (
     Outbox,
     ScanStats,
     fit_concurrency,
+    new_result,
     transports_for,
 )
 from scanner.engine.core import Sweep
@@ -284,9 +285,9 @@ class WorkerPool:
             self._fan.remove(worker)
             self.out.wake()
             return
-        result, items = self._result, self.out.items
-        records = list(worker.decoder.feed(data))
-        items.extend(map(result, records))
+        items = self.out.items
+        records = worker.decoder.feed(data)
+        self._results(records, items)
         self._stats.done += len(records)
         if len(items) >= MAX_BUFFERED and not self._paused:
             # The consumer is behind: stop reading, and the workers block on their pipes.
@@ -318,16 +319,11 @@ class WorkerPool:
         if status != 0 and not kill and not worker.decoder.errors and not self._stopping:
             self._errors.append(f"worker {worker.pid} exited with status {status}")
 
-    def _result(self, record: ResultRecord) -> Result:
-        host = self._host(record.host)
-        return Result(
-            host.address,
-            record.port,
-            Proto.TCP,  # workers are only used for TCP-only scans
-            record.state,
-            record.reason,
-            host.hostname,
-            record.rtt,
-            record.tries,
-            record.timestamp,
-        )
+    def _results(self, records: list[ResultRecord], into: list[Result]) -> None:
+        """Append a :class:`Result` for each record to ``into`` (one loop: the parent's
+        whole share of a fanned-out sweep)."""
+        cached, host_of, make, append = self._host.cache, self._host, new_result, into.append
+        tcp = Proto.TCP  # workers are only used for TCP-only scans
+        for index, port, state, reason, rtt, tries, stamp in records:
+            host = cached.get(index) or host_of(index)
+            append(make(host.address, port, tcp, state, reason, host.hostname, rtt, tries, stamp))

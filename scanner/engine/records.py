@@ -10,8 +10,8 @@ Rules and theory:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from scanner.models import PortState, Reason
 
@@ -55,8 +55,7 @@ def encode_error(message: str) -> bytes:
     return ERROR.pack(b"E", len(text)) + text
 
 
-@dataclass(frozen=True, slots=True)
-class ResultRecord:
+class ResultRecord(NamedTuple):
     """A decoded result: the host is an index into the scan's host table."""
 
     host: int
@@ -68,6 +67,10 @@ class ResultRecord:
     timestamp: float
 
 
+_RESULT_SIZE = RESULT.size
+_make = tuple.__new__  # (skips the namedtuple's Python-level __new__: this is the hot path)
+
+
 @dataclass(slots=True)
 class Decoder:
     """Turns a worker's byte stream into records, keeping any incomplete tail for later."""
@@ -76,12 +79,25 @@ class Decoder:
     counters: tuple[int, int, int, int] = (0, 0, 0, 0)
     errors: list[str] = field(default_factory=list)
 
-    def feed(self, data: bytes) -> Iterator[ResultRecord]:
-        """Decode every complete record in ``pending + data``; yield the results."""
+    def feed(self, data: bytes) -> list[ResultRecord]:
+        """Decode every complete record in ``pending + data``; return the results."""
         buffer = self.pending + data if self.pending else data
+        records: list[ResultRecord] = []
         offset, end = 0, len(buffer)
         while offset < end:
             kind = buffer[offset : offset + 1]
+            if kind == b"R":
+                # A run of results (nearly the whole stream), unpacked in one C loop.
+                count = (end - offset) // _RESULT_SIZE
+                if not count:
+                    break
+                view = memoryview(buffer)[offset : offset + count * _RESULT_SIZE]
+                try:
+                    offset = self._results(view, offset, records)
+                except IndexError:
+                    self.errors.append("corrupt worker stream (unknown state or reason code)")
+                    offset = end
+                continue
             size = _SIZES.get(kind)
             if size is None:
                 self.errors.append(f"corrupt worker stream (record kind {kind!r})")
@@ -89,17 +105,7 @@ class Decoder:
                 break
             if offset + size > end:
                 break
-            if kind == b"R":
-                _, host, port, state, reason, rtt, tries, stamp = RESULT.unpack_from(buffer, offset)
-                if state >= len(_STATES) or reason >= len(_REASONS):
-                    self.errors.append("corrupt worker stream (unknown state or reason code)")
-                    offset = end
-                    break
-                yield ResultRecord(
-                    host, port, _STATES[state], _REASONS[reason],
-                    None if rtt == _NO_RTT else rtt, tries, stamp,
-                )  # fmt: skip
-            elif kind == b"C":
+            if kind == b"C":
                 self.counters = COUNTERS.unpack_from(buffer, offset)[1:]
             else:
                 (length,) = ERROR.unpack_from(buffer, offset)[1:]
@@ -110,3 +116,26 @@ class Decoder:
                 offset += length
             offset += size
         self.pending = buffer[offset:]
+        return records
+
+    @staticmethod
+    def _results(view: memoryview, offset: int, records: list[ResultRecord]) -> int:
+        """Append the results at the head of ``view`` (which starts at ``offset``) to
+        ``records``, up to the first record of another kind; the offset after them.
+
+        Raises IndexError for an unknown state or reason code.
+        """
+        states, reasons, no_rtt, append = _STATES, _REASONS, _NO_RTT, records.append
+        taken = 0
+        for kind, host, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(view):
+            if kind != b"R":
+                break
+            append(
+                _make(
+                    ResultRecord,
+                    (host, port, states[state], reasons[reason],
+                     None if rtt == no_rtt else rtt, tries, stamp),
+                )
+            )  # fmt: skip
+            taken += 1
+        return offset + taken * _RESULT_SIZE

@@ -30,9 +30,12 @@ class RttEstimate:
 
     def add(self, sample: float, floor: float, ceiling: float) -> None:
         """Count one answer and fold its RTT into the estimate (thinned, see above)."""
-        self.answers += 1
-        if self.answers > self.FULL_SAMPLES and self.answers & 7:
-            return
+        answers = self.answers = self.answers + 1
+        if answers <= self.FULL_SAMPLES or not answers & 7:
+            self.fold(sample, floor, ceiling)
+
+    def fold(self, sample: float, floor: float, ceiling: float) -> None:
+        """Fold one RTT into the estimate (RFC 6298's gains: 1/4 and 1/8)."""
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
         self.srtt = 0.875 * self.srtt + 0.125 * sample
         self.timeout = min(ceiling, max(floor, self.srtt + 4 * self.rttvar))
@@ -54,16 +57,21 @@ class RttTable:
 
     def add(self, host: int, udp: bool, sample: float) -> float | None:
         """Fold in one answer's RTT; the scan's first timeout of the protocol, if it is new."""
-        floor, ceiling = self.floor, self.ceiling
+        floor, ceiling, full = self.floor, self.ceiling, RttEstimate.FULL_SAMPLES
         key = ~host if udp else host
         estimate = self.hosts.get(key)
+        # (RttEstimate.add, inlined: this runs for every answer of a sweep.)
         if estimate is None:
             self.hosts[key] = RttEstimate(sample, floor, ceiling)
         else:
-            estimate.add(sample, floor, ceiling)
+            answers = estimate.answers = estimate.answers + 1
+            if answers <= full or not answers & 7:
+                estimate.fold(sample, floor, ceiling)
         scan = self.udp if udp else self.tcp
         if scan is not None:
-            scan.add(sample, floor, ceiling)
+            answers = scan.answers = scan.answers + 1
+            if answers <= full or not answers & 7:
+                scan.fold(sample, floor, ceiling)
             return None
         scan = RttEstimate(sample, floor, ceiling)
         if udp:

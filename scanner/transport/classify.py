@@ -42,8 +42,8 @@ _UNREACHABLE: dict[int, Answer] = {
     errno.ENOPROTOOPT: _PROTO,
 }
 
-# errno -> Answer for a TCP connect.
-_TCP_ERRNO: dict[int, Answer] = {
+# errno -> Answer for a TCP connect (classify_errno's table; the TCP transport reads it directly).
+TCP_ERRNO: dict[int, Answer] = {
     0: OPEN,
     # The handshake completed and the server reset the connection before we looked: open.
     # (A RST answering the SYN itself is ECONNREFUSED.)
@@ -112,8 +112,8 @@ def classify_errno(err: int) -> Answer:
     port. An errno with no known meaning for the port is reported as filtered with reason
     ``error`` rather than guessed at.
     """
-    answer = _TCP_ERRNO.get(err)  # (the common case without a call: this is the hot path)
-    return answer if answer is not None else _classify(_TCP_ERRNO, err)
+    answer = TCP_ERRNO.get(err)  # (the common case without a call: this is the hot path)
+    return answer if answer is not None else _classify(TCP_ERRNO, err)
 
 
 def classify_udp_errno(err: int) -> Answer:

@@ -25,7 +25,7 @@ import struct
 
 from scanner.models import Proto
 from scanner.transport.base import Answer, Backpressure, Deliver
-from scanner.transport.classify import OPEN, classify_errno
+from scanner.transport.classify import OPEN, TCP_ERRNO, classify_errno
 
 #: ``SO_LINGER`` on, 0 seconds: ``close()`` sends a RST and leaves no TIME_WAIT.
 LINGER_RST = struct.pack("ii", 1, 0)
@@ -86,13 +86,25 @@ class TcpConnectTransport:
     def flush(self) -> None:
         if self._epoll is None:
             return
-        pending, complete = self._pending, self._complete
+        pending, complete, deliver = self._pending, self._complete, self._deliver
+        answers = TCP_ERRNO
+        assert deliver is not None
         while True:
             events = self._epoll.poll(0, _BATCH)
             for fd, _ in events:
                 entry = pending.pop(fd, None)
-                if entry is not None:
-                    complete(entry)
+                if entry is None:
+                    continue
+                # A refused or unreachable port (most of a sweep) without _complete's calls;
+                # closing the socket drops it from the epoll set.
+                sock = entry[1]
+                err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                answer = answers.get(err) if err else None
+                if answer is None:
+                    complete(entry, err)
+                else:
+                    sock.close()
+                    deliver(entry[0], answer)
             if len(events) < _BATCH:
                 return
 
@@ -117,10 +129,12 @@ class TcpConnectTransport:
         if entry is not None:
             self._complete(entry)
 
-    def _complete(self, entry: tuple[object, _RawSocket]) -> None:
-        """Read how a connect ended and deliver it (closing the socket drops it from epoll)."""
+    def _complete(self, entry: tuple[object, _RawSocket], err: int | None = None) -> None:
+        """Read how a connect ended (unless ``err`` is given) and deliver it (closing the
+        socket drops it from epoll)."""
         key, sock = entry
-        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        if err is None:
+            err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         answer: Answer | None
         try:
             answer = self._finish(sock, err)
