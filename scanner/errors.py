@@ -14,6 +14,7 @@ for input a scan cannot start with, and for failures of the scanner's own machin
     │   └── RegistryError       registry data that cannot be read, parsed or rolled back
     │                           (defined in scanner.registry)
     └── ScanError               the scan itself failed (e.g. writing results failed midway)
+        └── OutputClosed        the reader of standard output went away (``| head -1``)
 
 Every message is one line, fit to show the user as it is.
 """
@@ -64,3 +65,11 @@ class PolicyError(UsageError):
 
 class ScanError(PortprobeError):
     """The scan could not go on (for example, the output became unwritable)."""
+
+
+class OutputClosed(ScanError):
+    """The reader of the output went away (a closed pipe, as after ``| head -1``).
+
+    The command line then stops quietly with status 141, as a tool killed by SIGPIPE
+    does; a report being written to a file is still completed.
+    """

@@ -185,6 +185,12 @@ class Timing:
             raise ValueError("initial_rtt_timeout must be positive")
 
 
+MAX_WORKERS = 64
+"""The most worker processes one scan may fork. More only cost time on any machine this
+runs on (2,000 took 11.8 s where 4 took 0.44 s) and descriptors, and a report handed to
+``--resume`` must not be able to fork thousands."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanConfig:
     """Everything that shapes a scan except what to scan.
@@ -194,8 +200,8 @@ class ScanConfig:
     ``retries`` is how many times an unanswered probe is sent again. ``seed`` fixes the
     probe order (None: a random order). ``workers`` is how many processes share the scan
     (None: one per CPU, up to four, for scans large enough to gain from it; 1: this
-    process only). ``sequential`` probes host by host, ports in order (nmap's ``-r``)
-    instead of the seeded random order.
+    process only; at most :data:`MAX_WORKERS`). ``sequential`` probes host by host, ports
+    in order (nmap's ``-r``) instead of the seeded random order.
     """
 
     concurrency: int = 1024
@@ -214,8 +220,8 @@ class ScanConfig:
             raise ValueError("rate must be positive")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError("workers must be at least 1")
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be from 1 to {MAX_WORKERS}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

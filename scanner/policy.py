@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from scanner.errors import PolicyError, UsageError
 from scanner.models import Assessment, Judgement, PortState, Proto, Result
 from scanner.ports import parse_ports
+from scanner.safeio import read_bounded
 from scanner.targets import parse_network
 
 __all__ = ["ALLOWED", "VIOLATION", "Policy", "Rule", "parse_policy", "read_policy"]
@@ -91,13 +92,14 @@ class Policy:
         )
 
 
+#: The largest policy file read (``--expect``).
+MAX_POLICY_FILE = 16 * 1024 * 1024
+
+
 def read_policy(path: str) -> Policy:
-    """Read and parse the policy file at ``path``; PolicyError on any fault."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    """Read and parse the policy file at ``path`` (at most :data:`MAX_POLICY_FILE` bytes,
+    read as :func:`scanner.safeio.read_bounded` reads); PolicyError on any fault."""
+    data = read_bounded(path, MAX_POLICY_FILE, lambda message: PolicyError(f"{path}: {message}"))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -12,6 +12,11 @@ Rules:
   prefix shorter than /64 are refused, as is an octet range that would need more than
   ``MAX_SPEC_INTERVALS`` separate intervals. Exclusions are not size-guarded: they are only
   subtracted, never expanded.
+- An IPv4-mapped IPv6 address (``::ffff:198.18.0.2``) is its IPv4 address everywhere (in
+  targets, exclusions, networks within ``::ffff:0:0/96`` and resolver answers), so an
+  exclusion of the IPv4 address excludes it and the IPv4 size guard applies
+  (``::ffff:0.0.0.0/96`` is ``0.0.0.0/0``). An IPv6 network that straddles the mapped block
+  is refused.
 - A hostname is one host, its resolver's first address (as nmap does); an excluded hostname
   removes every address it resolves to. When an address is given both as a name and as an
   address, the host keeps the name (the first name given, if several).
@@ -35,10 +40,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 
 from scanner.errors import TargetError, TargetFileError
+from scanner.safeio import read_bounded
 
 __all__ = [
     "MAX_IPV4_HOSTS",
     "MAX_SPEC_INTERVALS",
+    "MAX_TARGETS_FILE",
     "MIN_IPV4_PREFIX",
     "MIN_IPV6_PREFIX",
     "RESOLVE_TIMEOUT",
@@ -59,6 +66,8 @@ MAX_IPV4_HOSTS = 2 ** (32 - MIN_IPV4_PREFIX)  # also caps octet ranges such as "
 MIN_IPV6_PREFIX = 64
 MAX_SPEC_INTERVALS = 2**16  # e.g. "198.*.*.1" is 65536 single-address intervals
 RESOLVE_TIMEOUT = 5.0  # seconds per name
+#: The largest targets or exclusions file read (``-iL``, ``--exclude-file``).
+MAX_TARGETS_FILE = 64 * 1024 * 1024
 # Names resolved at once. getaddrinfo runs in the loop's default thread pool (at least five
 # threads); staying near its size keeps a name's timeout from being spent waiting in its queue.
 _RESOLVE_CONCURRENCY = 8
@@ -147,8 +156,9 @@ def _parse(text: str, *, guard: bool) -> TargetSpec:
     if "%" in stripped:
         raise _bad(text, "IPv6 zone ids (%...) are not supported")
     if stripped.startswith("[") or stripped.endswith("]"):
-        address = _ip(stripped[1:-1]) if stripped[:1] + stripped[-1:] == "[]" else None
-        if not isinstance(address, ipaddress.IPv6Address):
+        inner = stripped[1:-1] if stripped[:1] + stripped[-1:] == "[]" else ""
+        address = _ip(inner) if ":" in inner else None
+        if address is None:
             raise _bad(text, "brackets must enclose exactly one IPv6 address")
         return _single(stripped, address)
     if "/" in stripped:
@@ -172,11 +182,24 @@ def _bad(text: str, reason: str) -> TargetError:
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``text`` as an IP address, or None if it is not one."""
+    """``text`` as an IP address (an IPv4-mapped one as IPv4), or None if it is not one."""
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return _unmapped(address)
+
+
+def _unmapped(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``address``, or the IPv4 address an IPv4-mapped IPv6 address stands for."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
@@ -193,7 +216,12 @@ def _single(text: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -
 def _parse_network(text: str, stripped: str, *, guard: bool) -> TargetSpec:
     """An ``address/prefix`` target; host bits may be set (198.18.0.5/30 is .4 to .7)."""
     address_text, _, prefix_text = stripped.rpartition("/")
-    address = _ip(address_text)
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+            address_text
+        )
+    except ValueError:
+        address = None
     if address is None:
         if address_text and _hostname_problem(address_text) is None:
             raise _bad(text, "a hostname cannot take a /prefix; give an address/prefix")
@@ -204,6 +232,12 @@ def _parse_network(text: str, stripped: str, *, guard: bool) -> TargetSpec:
     bits = address.max_prefixlen
     if prefix > bits:
         raise _bad(text, f"prefix length /{prefix} is out of range for IPv{address.version}")
+    if isinstance(address, ipaddress.IPv6Address):
+        network = ipaddress.IPv6Network((address, prefix), strict=False)
+        if prefix >= 96 and network.subnet_of(_MAPPED):  # an IPv4 network, written in IPv6
+            address, prefix, bits = _unmapped(address), prefix - 96, 32
+        elif network.overlaps(_MAPPED):
+            raise _bad(text, "it straddles the IPv4-mapped block ::ffff:0:0/96; give IPv4")
     smallest = MIN_IPV4_PREFIX if address.version == 4 else MIN_IPV6_PREFIX
     if guard and prefix < smallest:
         raise _bad(
@@ -336,7 +370,7 @@ def _subtract(keep: Sequence[_Interval], remove: Sequence[_Interval]) -> list[_I
 
 def _address_value(text: str) -> tuple[int, int]:
     """The family and integer value of address ``text``; ValueError if it is not one."""
-    address = ipaddress.ip_address(text)
+    address = _unmapped(ipaddress.ip_address(text))
     return _family(address), int(address)
 
 
@@ -437,6 +471,23 @@ class TargetSet:
             address = str(ipaddress.IPv6Address(value))
         return Host(address, family, self._names[position])
 
+    def __contains__(self, address: object) -> bool:
+        """Whether IP address text ``address`` is one of the hosts: O(log intervals)."""
+        if not isinstance(address, str):
+            return False
+        found = _ip(address)
+        if found is None:
+            return False
+        family, value = _family(found), int(found)
+        # IPv4's intervals come first, IPv6's after, each family's sorted by address.
+        low = bisect.bisect_left(self._families, family)
+        high = bisect.bisect_right(self._families, family)
+        position = bisect.bisect_right(self._firsts, value, low, high) - 1
+        if position < low:
+            return False
+        count = self._ends[position] - (self._ends[position - 1] if position else 0)
+        return value < self._firsts[position] + count
+
     def address_family(self, index: int) -> int:
         """The family of the host at ``index`` (``socket.AF_INET`` or ``AF_INET6``), in O(1)."""
         if not 0 <= index < self._size:
@@ -485,8 +536,10 @@ def read_targets_file(path: str) -> list[str]:
 
     One or more whitespace-separated targets per line (as nmap's ``-iL``); ``#`` starts a
     comment, to the end of the line; blank lines are skipped. The file must be UTF-8 (a BOM
-    is allowed). Raises :class:`~scanner.errors.TargetFileError` naming the file, and the
-    line number for a bad target.
+    is allowed) and at most :data:`MAX_TARGETS_FILE` bytes (a FIFO or device is read as
+    :func:`scanner.safeio.read_bounded` reads it). Raises
+    :class:`~scanner.errors.TargetFileError` naming the file, and the line number for a
+    bad target.
     """
     return _read_file(path, guard=True)
 
@@ -502,16 +555,7 @@ def parse_exclude_file(path: str) -> list[str]:
 def _read_file(path: str, *, guard: bool) -> list[str]:
     """:func:`read_targets_file` with the size guards on or off."""
     shown = "<stdin>" if path == "-" else path
-    try:
-        data: bytes
-        if path == "-":  # the bytes under sys.stdin, unless a test replaced it with a StringIO
-            buffer = getattr(sys.stdin, "buffer", None)
-            data = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
-        else:
-            with open(path, "rb") as file:
-                data = file.read()
-    except OSError as exc:
-        raise TargetFileError(f"cannot read: {exc.strerror or exc}", path=shown) from None
+    data = read_bounded(path, MAX_TARGETS_FILE, lambda reason: TargetFileError(reason, path=shown))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

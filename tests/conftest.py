@@ -159,6 +159,18 @@ def probe_evidence(
     return outcome
 
 
+@pytest.fixture
+def registry_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty registry data directory of the test's own, and a fresh registry cache."""
+    from scanner.registry import load_registry
+
+    directory = tmp_path / "data"
+    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(directory))
+    load_registry.cache_clear()
+    yield directory
+    load_registry.cache_clear()
+
+
 # =========================================================================
 # IANA's registry XML: test data beside the repository, never committed
 # =========================================================================

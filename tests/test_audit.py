@@ -27,6 +27,7 @@ from scanner.report.diff import DIFF_COLUMNS, diff_results, write_diff
 from scanner.report.merge import merge_reports
 from scanner.report.read import Report, read_report_bytes
 from scanner.report.xml import xml_text
+from scanner.text import escape_controls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -227,15 +228,16 @@ def test_xml_text_is_always_xml(text: str) -> None:
 def test_every_format_reads_back_what_was_written(fmt: str) -> None:
     report = read_report_bytes(written(fmt), f"r.{fmt}")
     assert report.format == fmt
-    want = RESULTS
-    if fmt == "xml":  # XML 1.0 cannot hold some characters: they come back escaped
-        detail = xml_text(HOSTILE.evidence_detail)
-        want = [
-            replace(r, assessment=replace(HOSTILE, evidence_detail=detail))
-            if r.assessment is HOSTILE
-            else r
-            for r in RESULTS
-        ]
+    # Every writer escapes control characters (and XML those XML 1.0 cannot hold): they
+    # come back escaped.
+    detail = (xml_text if fmt == "xml" else escape_controls)(HOSTILE.evidence_detail)
+    want = [
+        replace(r, assessment=replace(HOSTILE, evidence_detail=detail))
+        if r.assessment is HOSTILE
+        else r
+        for r in RESULTS
+    ]
+    if fmt == "xml":
         # The closed 1/tcp left out (omit) is listed: nmap lists up to 25 ports a state.
         closed = res(1, PortState.CLOSED, Reason.CONN_REFUSED)
         want = [*want, replace(closed, rtt=None, assessment=Assessment(label="tcpmux"))]

@@ -11,7 +11,9 @@ module adds what they leave open:
 - decoders fed the way the prober feeds them (HTTP in arbitrary pieces) and fed hostile
   *structured* input (well-formed HTTP and greetings carrying escapes, bidi controls and
   formulas), which random bytes almost never reach; TLS record sniffing and alerts;
-- the report writers and the terminal table on arbitrary text in every field.
+- the report writers and the terminal table on arbitrary text in every field;
+- crafted report *fields* read by ``diff``, ``merge`` and ``--resume``: numbers of
+  thousands of digits, times in year 0 or 10000, lone surrogates, values of the wrong type.
 
 The numbers of examples are fixed (``CASES``) so the README's figures can quote them.
 """
@@ -48,16 +50,29 @@ from scanner.report.writers import (
 from scanner.targets import parse_exclude_file, read_targets_file
 
 #: Examples per property (hypothesis may stop earlier when it has tried every case).
-CASES = {"argv": 1500, "files": 300, "http": 500, "structured": 500, "tls": 500, "reports": 300}
+CASES = {
+    "argv": 1500,
+    "files": 300,
+    "http": 500,
+    "structured": 500,
+    "tls": 500,
+    "reports": 300,
+    "crafted": 400,
+}
 
-UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# Written out here, not imported: the test's own idea of what must never get through.
+UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069"
+    "\ud800-\udfff\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # Text with a bias toward what hurts: controls, escapes, bidi, formula starts, separators.
 NASTY = [
     "\x1b[2J", "\x1b]0;t\x07", "\x1b]52;c;AAAA\x07", "\x9b31m", "\u202e", "\u2066", "\u200b",
     "\ufeff", "\x00", "\x7f", "\r", "\n", "\t", "=", "+", "-", "@", ",", '"', ";", "<", ">",
-    "\ud7ff", "é", "\U0001f600",
+    "\ud7ff", "é", "\U0001f600", "\u061c", "\u2061", "\u00ad", "\u180e", "\ufffa",
+    "\U000e0041",
 ]  # fmt: skip
 nasty_text = st.lists(st.one_of(st.sampled_from(NASTY), st.text(max_size=8)), max_size=12).map(
     "".join
@@ -324,6 +339,7 @@ def test_reports_stay_well_formed_and_inert(results: list[Result]) -> None:
             assert "\n" not in cell and "\r" not in cell
             if column in ("hostname", *list(CSV_COLUMNS)[9:]):
                 assert cell == csv_cell(record[column] or "")
+                assert UNSAFE.search(cell) is None, (column, cell)
     # JSON and JSON Lines: parse back to the very same records.
     stream = io.StringIO()
     json_writer = JsonWriter(stream, META)
@@ -345,6 +361,138 @@ def test_reports_stay_well_formed_and_inert(results: list[Result]) -> None:
     shown = io.StringIO()
     table.render(summary, shown)
     assert UNSAFE.search(shown.getvalue().replace("\n", "")) is None
+
+
+# --------------------------------------------------------------------------- crafted reports
+
+GOOD_SCAN = {
+    "type": "scan",
+    "schema": 3,
+    "portprobe_version": "0.1.0",
+    "command": ["portprobe", "198.18.0.2", "-p", "22"],
+    "started": "2026-11-23T00:00:00.000Z",
+    "seed": 5,
+    "shard": "1/1",
+    "ports": "22",
+    "hosts": 1,
+    "registry_date": "2015-07-30",
+    "closed_listed": False,
+}
+GOOD_RESULT = {
+    "type": "result",
+    "host": "198.18.0.2",
+    "port": 22,
+    "protocol": "tcp",
+    "state": "open",
+    "reason": "syn-ack",
+    "hostname": None,
+    "rtt_ms": 1.0,
+    "tries": 1,
+    "time": "2026-11-23T00:00:00.000Z",
+    "evidence": "ssh",
+}
+GOOD_END = {"type": "end", "finished": "2026-11-23T00:00:01.000Z", "complete": False}
+
+
+@st.composite
+def iso_times(draw: st.DrawFn) -> str:
+    """ISO-8601 times of any year 1-9999 and any offset: the edges move past year 0 or 9999."""
+    year = draw(st.sampled_from([1, 2, 1969, 1970, 2026, 9998, 9999]) | st.integers(1, 9999))
+    hours = draw(st.integers(-14, 14))
+    zone = draw(st.sampled_from(["Z", "", f"{hours:+03d}:00"]))
+    return f"{year:04d}-{draw(st.sampled_from(['01-01', '12-31']))}T00:00:00{zone}"
+
+
+crafted_values = st.one_of(
+    st.sampled_from(
+        [
+            "9" * 5000,
+            "1" * 4301,
+            "0" * 30 + "22",
+            "1/" + "9" * 5000,
+            "9" * 5000 + "/" + "9" * 5000,
+            "\ud800",
+            "a\udfffb",
+            "\udbff\udc00",  # a valid pair
+            "",
+            "-1",
+            "1e309",
+        ]
+    ),
+    st.integers(-(10**30), 10**30),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    iso_times(),
+    nasty_text,
+    st.lists(st.integers(), max_size=2),
+)
+SCAN_KEYS = ["seed", "shard", "ports", "hosts", "started", "command", "registry_date", "schema"]
+RESULT_KEYS = ["port", "tries", "time", "rtt_ms", "hostname", "host", "evidence", "label"]
+END_KEYS = ["finished", "complete", "summary"]
+
+
+@st.composite
+def crafted_reports(draw: st.DrawFn) -> bytes:
+    """A JSON Lines report with a few fields replaced by crafted values.
+
+    json.dumps writes a lone surrogate as the escape ``\\ud800``, as an attacker would.
+    """
+    lines = []
+    for base, keys in ((GOOD_SCAN, SCAN_KEYS), (GOOD_RESULT, RESULT_KEYS), (GOOD_END, END_KEYS)):
+        record = dict(base)
+        for key in draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)):
+            value = draw(crafted_values)
+            record[key] = {"states": {"closed": value}} if key == "summary" else value
+        lines.append(json.dumps(record))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+@settings(max_examples=CASES["crafted"], deadline=None)
+@given(data=crafted_reports())
+def test_crafted_report_fields_give_a_report_or_one_error(data: bytes) -> None:
+    """Read, diff and merge, and write the result in every format: a report or ReportError."""
+    from scanner.errors import ReportError
+    from scanner.report.diff import DIFF_FORMATS, diff_results, write_diff
+    from scanner.report.merge import merge_reports, write_merged
+    from scanner.report.read import read_report_bytes
+
+    try:
+        report = read_report_bytes(data, "crafted.jsonl")
+        merged = merge_reports([("crafted.jsonl", report)])
+    except ReportError as exc:
+        assert "\n" not in str(exc)
+        return
+    for fmt in ("table", "csv", "json", "jsonl", "xml"):
+        stream = io.StringIO()
+        write_merged(merged, fmt, stream, version="0.1.0", command=["portprobe", "merge"])
+        stream.getvalue().encode("utf-8")  # a file can hold it
+    changes = diff_results([], report.results)
+    for fmt in DIFF_FORMATS:
+        stream = io.StringIO()
+        write_diff(changes, fmt, stream, old="a", new="b")
+        stream.getvalue().encode("utf-8")
+
+
+@settings(max_examples=CASES["crafted"], deadline=None)
+@given(data=crafted_reports())
+def test_crafted_reports_given_to_resume_give_a_scan_or_one_error(data: bytes) -> None:
+    """What --resume takes from a report: checked, or one ReportError line."""
+    import tempfile
+
+    from scanner.errors import ReportError
+    from scanner.report.resume import load_resumable
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "crafted.jsonl"
+        path.write_bytes(data)
+        try:
+            found = load_resumable(str(path), ("scan", "diff", "merge"))
+        except ReportError as exc:
+            assert "\n" not in str(exc)
+            return
+    assert 0 <= found.seed < 2**64 and found.command[0] == "portprobe"
+    assert all(isinstance(word, str) for word in found.argv)
 
 
 # --------------------------------------------------------------------------- found by fuzzing

@@ -11,7 +11,6 @@ import importlib.resources
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,13 +45,9 @@ SHIPPED_CSV = DATA / "iana-service-names-port-numbers.csv"
 
 
 @pytest.fixture(autouse=True)
-def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def user_dir(registry_data_dir: Path) -> Path:
     """Every test gets an empty data directory of its own and a fresh registry cache."""
-    directory = tmp_path / "data"
-    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(directory))
-    load_registry.cache_clear()
-    yield directory
-    load_registry.cache_clear()
+    return registry_data_dir
 
 
 @pytest.fixture(scope="module")

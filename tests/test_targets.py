@@ -24,7 +24,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner import targets as targets_module
 from scanner.errors import TargetError, TargetFileError
 from scanner.targets import (
     Host,
@@ -452,9 +451,9 @@ def test_permission_error_is_one_line(tmp_path: Path, monkeypatch: pytest.Monkey
     def refuse(*_: object, **__: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(targets_module, "open", refuse, raising=False)
     path = write(tmp_path, "198.18.0.1\n")
-    with pytest.raises(TargetFileError) as caught:
+    with monkeypatch.context() as patch, pytest.raises(TargetFileError) as caught:
+        patch.setattr(os, "open", refuse)  # files are opened by scanner.safeio
         read_targets_file(path)
     assert str(caught.value) == f"{path}: cannot read: Permission denied"
 

@@ -2,8 +2,10 @@
 
 Exit statuses (:class:`ExitStatus`): 0 success, 1 a scan that could not finish, 2 bad
 input (always one line on stderr, never a traceback), 3 a finished scan that found open
-ports its policy (``--expect``) does not allow, 130 interrupted by SIGINT or SIGTERM.
-``diff`` has its own (:class:`DiffStatus`): 0 no change, 1 changes (2 bad input).
+ports its policy (``--expect``) does not allow, 130 interrupted by SIGINT or SIGTERM, 141
+(quietly) the reader of standard output went away, as a tool killed by SIGPIPE exits
+(``portprobe ... | head -1``; a report file is still completed). ``diff`` has its own
+(:class:`DiffStatus`): 0 no change, 1 changes (2 bad input).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from scanner import __version__
-from scanner.errors import PortprobeError, ScanError, UsageError
+from scanner.errors import OutputClosed, PortprobeError, ScanError, UsageError
 from scanner.report import printable
 from scanner.targets import Resolver
+from scanner.text import escape_unencodable
 
 __all__ = ["DiffStatus", "Environment", "ExitStatus", "app", "env_of", "main", "write_failure"]
 
@@ -39,6 +42,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     POLICY = 3  # the scan finished; open ports the policy does not allow
     INTERRUPTED = 130
+    OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for `cat` after `| head -1`
 
 
 @enum.unique
@@ -119,9 +123,12 @@ def _root(
 
 
 def write_failure(exc: BaseException) -> ScanError:
-    """A failed write (disk full, a closed pipe) as the one-line error the user sees."""
+    """A failed write (disk full, a closed pipe) as the one-line error the user sees
+    (:class:`OutputClosed` for a closed pipe: not shown, see :class:`ExitStatus`)."""
     if isinstance(exc, ScanError):
         return exc
+    if isinstance(exc, BrokenPipeError):
+        return OutputClosed("the output was closed")
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return ScanError(f"writing the report failed: {reason}")
 
@@ -143,6 +150,9 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
     env = env if env is not None else Environment()
     if argv is not None:
         env.argv = list(argv)
+    # Output never depends on the locale: what the terminal cannot show is escaped.
+    for stream in (sys.stdout, sys.stderr, env.stdout, env.stderr):
+        escape_unencodable(stream)
     _configure_logging(env)
     command = typer.main.get_command(app)
     if not (list(argv) if argv is not None else sys.argv[1:]):
@@ -160,6 +170,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
     except ClickException as exc:
         env.say(f"error: {exc.format_message()}")
         status = ExitStatus.USAGE
+    except (OutputClosed, BrokenPipeError):
+        status = ExitStatus.OUTPUT_CLOSED  # quietly: the reader went away on purpose
     except PortprobeError as exc:
         env.say(f"error: {exc}")
         status = ExitStatus.USAGE if isinstance(exc, UsageError) else ExitStatus.ERROR
@@ -168,12 +180,16 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
         status = ExitStatus.INTERRUPTED
     try:
         sys.stdout.flush()
-    except OSError as exc:  # a full disk or a closed pipe: the output is lost, so say so
+    except BrokenPipeError:
+        status = ExitStatus.OUTPUT_CLOSED
+    except OSError as exc:  # a full disk: the output is lost, so say so
         env.say(f"error: {write_failure(exc)}")
         status = ExitStatus.ERROR
         _discard_stdout()
     except ValueError:
         pass  # stdout was closed: nothing buffered to lose
+    if status == ExitStatus.OUTPUT_CLOSED:
+        _discard_stdout()  # or the interpreter's last flush would complain on stderr
     sys.exit(int(status) if isinstance(status, int) else 0)
 
 

@@ -15,8 +15,8 @@ import typer
 from click.exceptions import ClickException
 
 from scanner.cli.app import Environment
-from scanner.errors import UsageError
-from scanner.models import EvidenceConfig, Port, Proto, ScanConfig, Timing
+from scanner.errors import PolicyError, TargetFileError, UsageError
+from scanner.models import MAX_WORKERS, EvidenceConfig, Port, Proto, ScanConfig, Timing
 from scanner.plan import Shard
 from scanner.ports import parse_port_spec, top_ports
 from scanner.report import FORMATS, format_for_path
@@ -49,6 +49,7 @@ class ScanRequest:
     policy: Policy | None = None
     shard: Shard = Shard()
     resumed: Report | None = None  # the interrupted scan's report (--resume)
+    recovered: str | None = None  # the temporary file of a killed scan it was read from
 
 
 def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
@@ -106,8 +107,8 @@ def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
         raise UsageError("--rate must be a positive number of probes per second")
     if retries < 0:
         raise UsageError("--retries must not be negative")
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be at least 1")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be from 1 to {MAX_WORKERS}")
     floor, ceiling, initial = (
         parse_duration(timing[0], option="--min-rtt-timeout"),
         parse_duration(timing[1], option="--max-rtt-timeout"),
@@ -180,11 +181,14 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
     """The request that finishes the interrupted scan reported in ``path``.
 
     The scan's own command line and seed come from the report; the new report replaces
-    ``path`` (atomically) and holds the old results and the new ones.
+    ``path`` (atomically) and holds the old results and the new ones. The report is
+    untrusted: :func:`scanner.report.resume.load_resumable` checks it, and its command
+    line is validated as a typed one is (a file it names that does not parse is refused
+    without showing the file's content: the report chose the file, not the user).
     """
     from click.core import ParameterSource
 
-    from scanner.report.read import read_report
+    from scanner.report.resume import load_resumable
 
     for name in ctx.params:
         if name not in ("resume", "quiet") and ctx.get_parameter_source(name) not in (
@@ -192,26 +196,12 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
             None,
         ):
             raise UsageError("--resume takes no other options: the interrupted scan's are used")
-    report = read_report(path)
-    if report.format not in ("json", "jsonl"):
-        raise UsageError(
-            f"{path}: --resume needs a JSON or JSON Lines report (they record the scan's "
-            f"command line), not {report.format}"
-        )
-    command, seed = report.meta.get("command"), report.meta.get("seed")
-    if (
-        not isinstance(command, list)
-        or not all(isinstance(word, str) for word in command)
-        or not command
-        or isinstance(seed, bool)
-        or not isinstance(seed, int)
-    ):
-        raise UsageError(f"{path}: the report does not record its command line and seed")
-    if report.complete:
-        raise UsageError(f"{path}: that scan finished; there is nothing to resume")
-    argv = command[1:]
-    if argv[:1] == ["scan"]:
-        argv = argv[1:]
+    group = ctx.parent.command if ctx.parent is not None else None
+    commands = getattr(group, "commands", {})
+    stored_scan = load_resumable(path, commands)
+    report, command, argv = stored_scan.report, stored_scan.command, stored_scan.argv
+    if stored_scan.recovered is not None:
+        env.say(f"recovering the results a killed scan left in {stored_scan.recovered}")
     try:
         stored = ctx.command.make_context("scan", list(argv), parent=ctx.parent)
     except ClickException as exc:
@@ -222,7 +212,19 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
         params["quiet"] = ctx.params["quiet"]
     if params.get("resume") is not None:
         raise UsageError(f"{path}: its command line is itself a --resume")
-    request = build_request(argv, params)
+    try:
+        request = build_request(argv, params)
+    except TargetFileError as exc:
+        where = f"{exc.path}:{exc.line}" if exc.line is not None else exc.path
+        raise UsageError(
+            f"{path}: its command line reads {where}, which does not give targets "
+            "(its content is not shown: the report named it)"
+        ) from None
+    except PolicyError:
+        raise UsageError(
+            f"{path}: its command line names a policy file that does not parse "
+            "(its content is not shown: the report named it)"
+        ) from None
     if not request.show_all:
         env.say(
             "warning: the report does not list closed ports (no --all), so they are "
@@ -231,6 +233,7 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
     return replace(
         request,
         command=list(command),
-        config=replace(request.config, seed=seed),
+        config=replace(request.config, seed=stored_scan.seed),
         resumed=report,
+        recovered=stored_scan.recovered,
     )

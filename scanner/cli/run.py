@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import signal
 import time
 
@@ -19,7 +20,7 @@ from scanner.cli.app import Environment, ExitStatus, write_failure
 from scanner.cli.progress import Progress
 from scanner.cli.request import ScanRequest
 from scanner.engine import Scan
-from scanner.errors import ScanError
+from scanner.errors import OutputClosed, ScanError
 from scanner.models import EvidenceConfig, Result
 from scanner.pipeline import Pipeline
 from scanner.ports import format_port_spec
@@ -60,6 +61,13 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
             sink.discard()
         env.say("error: no hosts left to scan")
         return ExitStatus.ERROR
+    if request.resumed is not None:
+        from scanner.report.resume import check_results, describe_scan
+
+        # An edited report must not mix other hosts' results into a file marked complete.
+        check_results(str(request.output), request.resumed.results, hosts, request.ports)
+        spec = format_port_spec(request.ports)
+        env.say(describe_scan(request.targets, spec, len(request.resumed.results)))
     from scanner.registry import registry_date
 
     done = _done(request)
@@ -94,8 +102,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         except OSError as exc:  # stdout is a full disk or a closed pipe: nothing to scan for
             if sink is not None:
                 sink.discard()
-            env.say(f"error: {write_failure(exc)}")
-            return ExitStatus.ERROR
+            return _failed(env, write_failure(exc))
     pipeline = Pipeline(
         evidence=request.evidence,
         evidence_config=EvidenceConfig(timeout=request.evidence_timeout),
@@ -156,8 +163,13 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
             writer.close(ending)
         if sink is not None:
             sink.commit()
+            if request.recovered is not None:  # what a killed scan left is in the report now
+                with contextlib.suppress(OSError):
+                    os.unlink(request.recovered)
     except (ScanError, OSError) as exc:
         failure = failure or write_failure(exc)
+        if sink is not None:
+            sink.discard()  # the old report, if any, stays as it was
     report = env.stderr if to_stdout else env.stdout
     if table is not None:
         try:
@@ -175,8 +187,7 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     elapsed = ending.finished - meta.started
     up = len(summary.hosts_answered)
     if failure is not None:
-        env.say(f"error: {failure}")
-        return ExitStatus.ERROR
+        return _failed(env, failure)
     if scan.stats.interrupted:
         saved = f"; partial results saved to {request.output}" if request.output else ""
         report.write(
@@ -201,6 +212,14 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         )
         return ExitStatus.POLICY
     return ExitStatus.SUCCESS
+
+
+def _failed(env: Environment, failure: ScanError) -> ExitStatus:
+    """Say why the scan failed (one line) and give its status; a closed output is quiet."""
+    if isinstance(failure, OutputClosed):
+        return ExitStatus.OUTPUT_CLOSED
+    env.say(f"error: {failure}")
+    return ExitStatus.ERROR
 
 
 def _done(request: ScanRequest) -> set[tuple[str, str, int]]:

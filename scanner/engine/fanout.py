@@ -15,6 +15,11 @@ Rules and theory:
   anyway: no orphan scans on.
 - The parent stops reading when too many results wait for its consumer; the workers then
   block on their pipes, which is their back-pressure.
+- Forking is done with SIGINT and SIGTERM held (:func:`signals_held`): a signal that comes
+  while workers are being forked stops the forking at once (checked between forks), and
+  its handler runs as soon as they are released. A child starts with them held too, and
+  releases them only once SIGTERM is its own: a SIGTERM sent in the instant after the
+  fork is never lost, nor run by the parent's handler in the child.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from scanner.engine.base import (
@@ -97,6 +103,22 @@ class Worker:
         return self.status
 
 
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def signals_held() -> Iterator[Callable[[], bool]]:
+    """Hold SIGINT and SIGTERM while forking; yields a check: has one of them come?
+
+    On leaving, the signals are released and any that came is handled as usual.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield lambda: bool(signal.sigpending() & _HELD)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def fork_worker(body: Callable[[int], None]) -> Worker:
     """Fork a worker that runs ``body(write_fd)`` and exits; the parent gets its Worker.
 
@@ -117,6 +139,8 @@ def fork_worker(body: Callable[[int], None]) -> Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        # Held by the parent's signals_held(): a SIGTERM that came meanwhile ends us now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
         _die_with_parent(parent)
         body(write_fd)
     except BaseException as exc:  # reported to the parent through the pipe, never raised
@@ -225,25 +249,30 @@ class WorkerPool:
             workers=1,
         )
         base = self._plan.shard
-        for index in range(count):
-            shard = Shard(base.index + base.count * index, base.count * count)
-            inherited = [worker.fd for worker in self._fan]
+        # A SIGINT or SIGTERM while forking stops the forking; its handler (stop) then
+        # stops the workers already forked, which send what they finished.
+        with signals_held() as interrupted:
+            for index in range(count):
+                if interrupted():
+                    break
+                shard = Shard(base.index + base.count * index, base.count * count)
+                inherited = [worker.fd for worker in self._fan]
 
-            def body(fd: int, shard: Shard = shard, inherited: list[int] = inherited) -> None:
-                for other in inherited:
-                    os.close(other)
-                plan = Plan(
-                    self._hosts.size,
-                    self._plan.ports,
-                    seed=self._plan.seed,
-                    shard=shard,
-                    sequential=config.sequential,
-                )
-                asyncio.run(serve(fd, self._hosts, plan, config, self._skip))
+                def body(fd: int, shard: Shard = shard, inherited: list[int] = inherited) -> None:
+                    for other in inherited:
+                        os.close(other)
+                    plan = Plan(
+                        self._hosts.size,
+                        self._plan.ports,
+                        seed=self._plan.seed,
+                        shard=shard,
+                        sequential=config.sequential,
+                    )
+                    asyncio.run(serve(fd, self._hosts, plan, config, self._skip))
 
-            worker = fork_worker(body)
-            self._fan.append(worker)
-            loop.add_reader(worker.fd, self._on_data, worker)
+                worker = fork_worker(body)
+                self._fan.append(worker)
+                loop.add_reader(worker.fd, self._on_data, worker)
 
     def _on_data(self, worker: Worker) -> None:
         try:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from scanner.text import escape_controls
+
 __all__ = [
     "DETAIL_LIMIT",
     "EXCERPT_BYTES",
@@ -33,10 +35,6 @@ __all__ = [
 DETAIL_LIMIT = 200
 EXCERPT_BYTES = 64  # bytes of a reply kept as its excerpt
 
-# C0 and C1 controls, DEL, zero-width characters, line/paragraph separators and the bidi
-# embeddings, overrides and isolates: everything that can move a cursor, hide text or
-# reorder it on a terminal. (The same class as the terminal table's ``printable``.)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _SPACE = re.compile(r"[ \t\r\n\x0b\x0c]+")
 _ELLIPSIS = "..."
 
@@ -73,9 +71,9 @@ def clean(text: str | bytes, limit: int = DETAIL_LIMIT) -> str:
     """``text`` made safe to show: one printable line of at most ``limit`` characters.
 
     Bytes are decoded as UTF-8 (invalid sequences become U+FFFD). Runs of whitespace,
-    line breaks included, become one space; any other control, zero-width or bidi
-    character is shown as a ``\\xNN`` / ``\\uNNNN`` escape. A longer result is cut and
-    ends with "...".
+    line breaks included, become one space; any other control, invisible, format or bidi
+    character (:data:`scanner.text.CONTROL`) is shown as a ``\\xNN`` / ``\\uNNNN``
+    escape. A longer result is cut and ends with "...".
     """
     if limit <= 0:
         return ""
@@ -86,16 +84,11 @@ def clean(text: str | bytes, limit: int = DETAIL_LIMIT) -> str:
     else:
         text = text[: limit * 4 + 4]
     text = _SPACE.sub(" ", text).strip()
-    text = _CONTROL.sub(_escape, text)
+    text = escape_controls(text)
     if len(text) > limit:
         cut = max(limit - len(_ELLIPSIS), 0)
         text = text[:cut].rstrip() + _ELLIPSIS[: limit - cut]
     return text
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def join_detail(*parts: str) -> str:

@@ -12,7 +12,9 @@ Rules and theory:
 - Bounded: h11 buffers at most ``MAX_HEAD`` bytes of status line and headers, the body is
   kept up to ``max_body`` bytes (enough for a ``<title>``), and the caller decides how
   much to read at all. A response cut short (a timeout, a byte limit, a broken chunk)
-  still counts once its head arrived: we observe, we do not need the whole page.
+  still counts once its head arrived: we observe, we do not need the whole page. A head
+  cut short (a Set-Cookie of 10 KB, past the 8 KiB a probe reads) counts too, once its
+  status line is whole: that line alone proves HTTP; the Server header is taken if it came.
 - The detail is ``<Server>; <status>; title '<title>'`` (plus ``location <url>`` for a
   redirect), each part taken from untrusted bytes and cleaned.
 """
@@ -42,6 +44,9 @@ MAX_HEAD = 16 * 1024  # h11's own default bound on an incomplete status line + h
 MAX_BODY = 4096  # body bytes kept for the title
 _PART = 80  # characters of one header value or title in the detail
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+# A whole status line (RFC 9112 4), and a Server header line, of a head cut short.
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?\r?\n")
+_SERVER_LINE = re.compile(rb"\r?\nserver:[ \t]*([^\r\n]*)\r?\n", re.IGNORECASE)
 
 
 def authority(address: str, port: int, *, default_port: int = 80) -> str:
@@ -95,6 +100,7 @@ class ResponseParser:
         self._conn.send(h11.EndOfMessage())
         self._max_body = max_body
         self._body = bytearray()
+        self._head = bytearray()  # the first bytes, until h11 has seen a whole head
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []  # as h11 gives them: names lower-case
         self.server = ""
@@ -105,6 +111,8 @@ class ResponseParser:
         """Take more bytes from the server (ignored once ``done``)."""
         if self.done or not data:
             return
+        if self.status is None and len(self._head) < MAX_HEAD:
+            self._head += data[: MAX_HEAD - len(self._head)]
         self._conn.receive_data(data)
         self._drain()
 
@@ -114,6 +122,18 @@ class ResponseParser:
             self._conn.receive_data(b"")
             self._drain()
         self.done = True
+
+    def _head_seen(self) -> tuple[int | None, str]:
+        """The status and Server header: h11's, or, when no whole head came, those of the
+        bytes so far (a whole status line alone proves HTTP)."""
+        if self.status is not None:
+            return self.status, self.server
+        status = _STATUS_LINE.match(self._head)
+        if status is None:
+            return None, ""
+        head = self._head.split(b"\r\n\r\n", 1)[0]
+        server = _SERVER_LINE.search(head, status.end() - 2)
+        return int(status[1]), clean(server[1], _PART) if server is not None else ""
 
     def _drain(self) -> None:
         while not self.done:
@@ -157,14 +177,15 @@ class ResponseParser:
 
     def detail(self) -> str | None:
         """``<Server>; <status>; title '<title>'``, or None when no response was seen."""
-        if self.status is None:
+        status, server = self._head_seen()
+        if status is None:
             return None
         title = self.title
         return join_detail(
-            self.server,
-            str(self.status),
+            server,
+            str(status),
             f"title '{title}'" if title else "",
-            f"location {self.location}" if self.location and 300 <= self.status < 400 else "",
+            f"location {self.location}" if self.location and 300 <= status < 400 else "",
         )
 
     def software(self) -> tuple[str, str, str]:

@@ -24,7 +24,15 @@ Rules:
   ``.previous`` (which then is gone), or, when there is none, removes the user copy so the
   shipped data is used again.
 - The only network access in portprobe's registry code is an update from an http(s) URL
-  (urllib, 30 s timeout, at most :data:`MAX_DOWNLOAD` bytes); tests use local files only.
+  (urllib): at most :data:`MAX_DOWNLOAD` bytes in at most :data:`FETCH_TIMEOUT` seconds for
+  the whole download (not per read: a server that drips a byte at a time is cut off),
+  following redirects only to http(s) and never from https to http. The provenance names
+  the URL the data came from, after redirects. A URL with a control character or a space
+  is refused before anything is sent.
+- Every registry file is read with :data:`MAX_DOWNLOAD` as its size cap (a local file, the
+  user copy, the copy kept for rollback), so a huge file cannot slow every later run; the
+  files are written with :func:`scanner.safeio.write_file_atomic` (no planted symlink is
+  followed) and the copy kept for rollback is never read through a symlink.
 """
 
 from __future__ import annotations
@@ -33,11 +41,13 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import http.client
 import importlib.resources
 import json
 import logging
 import os
-import tempfile
+import stat
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -47,6 +57,8 @@ from typing import Any, Final
 from scanner.registry.index import Registry, Source
 from scanner.registry.parse import Registration, RegistryError, parse_registry_csv
 from scanner.registry.xml import IanaXml, looks_like_xml, parse_registry_xml
+from scanner.safeio import describe_size, read_bounded, write_file_atomic
+from scanner.text import escape_controls
 
 __all__ = [
     "CSV_NAME",
@@ -74,10 +86,14 @@ IANA_XML: Final = (
 )
 #: An update with fewer records is refused: IANA's registry has had over 13,000 since 2015.
 MIN_RECORDS: Final = 10_000
-#: The largest download an update accepts (IANA's CSV is about 1.2 MB, its XML 4 MB).
-MAX_DOWNLOAD: Final = 64 * 1024 * 1024
+#: The largest registry file read or downloaded (IANA's CSV is about 1.2 MB, its XML 4 MB).
+MAX_DOWNLOAD: Final = 16 * 1024 * 1024
+#: The longest a whole download may take, in seconds.
 FETCH_TIMEOUT: Final = 30.0
+#: The longest one read of a download may wait, in seconds.
+READ_TIMEOUT: Final = 10.0
 _PREVIOUS: Final = ".previous"
+_MAX_PROVENANCE: Final = 1 << 20
 
 log = logging.getLogger("scanner")
 
@@ -212,8 +228,8 @@ def update_registry(source: str = IANA_XML, *, data_dir: Path | None = None) -> 
     directory = data_dir if data_dir is not None else default_data_dir()
     date = dt.datetime.now(dt.UTC).date().isoformat()
     if source.startswith(("http://", "https://")):
-        text = _fetch(source)
-        how, basis = f"downloaded from {source}", "the download date"
+        text, final = _fetch(source)
+        how, basis = f"downloaded from {final}", "the download date"
     else:
         path = Path(source)
         text = _read_text(path)
@@ -243,8 +259,9 @@ def update_registry(source: str = IANA_XML, *, data_dir: Path | None = None) -> 
         directory.mkdir(parents=True, exist_ok=True)
         if _data_file(directory) is not None:
             for name in _FILES:
-                if (directory / name).exists():
-                    _write_atomic(directory / (name + _PREVIOUS), (directory / name).read_bytes())
+                if _is_regular(directory / name):  # never a copy read through a symlink
+                    kept = _read_bytes(directory / name, follow=False)
+                    _write_atomic(directory / (name + _PREVIOUS), kept)
                 else:
                     (directory / (name + _PREVIOUS)).unlink(missing_ok=True)
         else:  # rollback after this update goes back to the shipped data, not a stale copy
@@ -315,27 +332,86 @@ def _checked(text: str, origin: str) -> IanaXml:
     return parsed
 
 
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (``lstat``: a symlink is not)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _read_bytes(path: Path, *, follow: bool = True) -> bytes:
+    """A registry file's bytes, at most :data:`MAX_DOWNLOAD`; RegistryError on any fault.
+
+    ``follow=False`` refuses a symlink (the copy kept for rollback is never read through
+    one someone planted).
+    """
+
+    def fault(message: str) -> RegistryError:
+        return RegistryError(f"cannot read {path}: {message}")
+
+    if not follow and path.is_symlink():
+        raise fault("it is a symbolic link")
+    return read_bounded(str(path), MAX_DOWNLOAD, fault)
+
+
 def _read_text(path: Path) -> str:
     """A local file as UTF-8 text; RegistryError if it cannot be read or decoded."""
     try:
-        return path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return _read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
 
 
-def _fetch(url: str) -> str:
-    """The body of ``url`` as UTF-8 text, at most :data:`MAX_DOWNLOAD` bytes."""
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only, and never from https down to http."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        scheme = newurl.partition(":")[0].lower()
+        if scheme not in ("http", "https") or (
+            req.full_url.lower().startswith("https:") and scheme != "https"
+        ):
+            raise urllib.error.URLError(f"refused a redirect to {newurl[:200]!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(url: str) -> tuple[str, str]:
+    """The body of ``url`` as UTF-8 text and the URL it came from (after redirects).
+
+    At most :data:`MAX_DOWNLOAD` bytes, in at most :data:`FETCH_TIMEOUT` seconds in all.
+    """
+    if any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F for c in url):
+        raise RegistryError(f"{url}: a URL may not contain control characters or spaces")
+    opener = urllib.request.build_opener(_SafeRedirects)
+    deadline = time.monotonic() + FETCH_TIMEOUT
+    chunks: list[bytes] = []
+    size = 0
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
-            body: bytes = response.read(MAX_DOWNLOAD + 1)
-    except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+        with opener.open(url, timeout=min(READ_TIMEOUT, FETCH_TIMEOUT)) as response:
+            final = str(response.geturl())
+            # read1: one read from the socket at a time, so the deadline is seen often.
+            while chunk := response.read1(1 << 16):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_DOWNLOAD:
+                    raise RegistryError(f"{url}: larger than {describe_size(MAX_DOWNLOAD)}")
+                if time.monotonic() > deadline:
+                    raise RegistryError(
+                        f"cannot fetch {url}: not finished within {FETCH_TIMEOUT:g} s"
+                    )
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # URLError and timeouts are OSErrors; a malformed URL or reply is one of the others.
         raise RegistryError(f"cannot fetch {url}: {_reason(exc)}") from exc
-    if len(body) > MAX_DOWNLOAD:
-        raise RegistryError(f"{url}: larger than {MAX_DOWNLOAD} bytes")
     try:
-        return body.decode("utf-8")
+        return b"".join(chunks).decode("utf-8"), final
     except UnicodeDecodeError as exc:
         raise RegistryError(f"{url}: not UTF-8 text (byte {exc.start})") from exc
 
@@ -350,10 +426,13 @@ def _reason(exc: BaseException) -> str:
 def _read_provenance(path: Path) -> dict[str, Any]:
     """A provenance JSON object, or an empty dict when it is missing or unreadable."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(read_bounded(str(path), _MAX_PROVENANCE, RegistryError))
+    except (RegistryError, ValueError, RecursionError):
         return {}
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    # Shown by ``registry info`` and written into every report: text only, escaped.
+    return {k: escape_controls(v) if isinstance(v, str) else v for k, v in value.items()}
 
 
 def _record_count(directory: Path) -> int | None:
@@ -379,13 +458,4 @@ def _json_bytes(value: dict[str, Any]) -> bytes:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_file_atomic(str(path), data)

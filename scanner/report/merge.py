@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TextIO
 
-from scanner.errors import ReportError
+from scanner.errors import OutputClosed, ReportError, ScanError
 from scanner.models import PortState, Reason, Result
 from scanner.report import make_writer
-from scanner.report.read import Report
+from scanner.report.read import MAX_DIGITS, Report, unix_time
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta
@@ -52,22 +51,14 @@ class Merged:
     unlisted: list[Result] = field(default_factory=list)  # closed ports the inputs left out
 
 
-def _time(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
 def _int(value: object) -> int | None:
+    """A whole number of at most :data:`MAX_DIGITS` digits from a report field, or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
+        value = int(value) if len(value) <= MAX_DIGITS else None
+    if isinstance(value, int) and 0 <= value < 10**MAX_DIGITS:
+        return value
     return None
 
 
@@ -132,8 +123,8 @@ def merge_reports(reports: Sequence[tuple[str, Report]]) -> Merged:
         summary.add(result)
     for _, report in reports:
         _add_unlisted_closed(summary, report)
-    starts = [t for m in metas.values() if (t := _time(m.get("started"))) is not None]
-    ends = [t for _, r in reports if (t := _time(r.ending.get("finished"))) is not None]
+    starts = [t for m in metas.values() if (t := unix_time(m.get("started"))) is not None]
+    ends = [t for _, r in reports if (t := unix_time(r.ending.get("finished"))) is not None]
     hosts = [h for m in metas.values() if (h := _int(m.get("hosts"))) is not None]
     dates = [d for m in metas.values() if isinstance(d := m.get("registry_date"), str) and d]
     stamps = [r.timestamp for r in results if r.timestamp]
@@ -182,7 +173,22 @@ def _add_unlisted_closed(summary: Summary, report: Report) -> None:
 def write_merged(
     merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
 ) -> None:
-    """Write ``merged`` to ``stream`` in ``fmt`` (any report format, ``table`` too)."""
+    """Write ``merged`` to ``stream`` in ``fmt`` (any report format, ``table`` too).
+
+    A failed write (disk full) raises :class:`ScanError`, one line; a closed pipe
+    :class:`OutputClosed`.
+    """
+    try:
+        _write_merged(merged, fmt, stream, version=version, command=command)
+    except BrokenPipeError as exc:
+        raise OutputClosed("the output was closed") from exc
+    except OSError as exc:
+        raise ScanError(f"writing the merged report failed: {exc.strerror or exc}") from exc
+
+
+def _write_merged(
+    merged: Merged, fmt: str, stream: TextIO, *, version: str, command: list[str]
+) -> None:
     meta = ScanMeta(
         version=version,
         command=command,

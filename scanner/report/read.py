@@ -11,6 +11,15 @@ Rules:
   as long as its states and reasons are ones portprobe knows (its service name is read as
   the label, product and extra info as the evidence). The assessment's verdict,
   attestation and policy must be words portprobe writes.
+- Whatever a field holds, the reader and the writers after it (``diff -o``, ``merge``,
+  ``--resume``) never fail on it: whole numbers have at most :data:`MAX_DIGITS` digits
+  (Python refuses to convert more than 4,300), times lie between 1970 and the end of 9998
+  UTC (a time zone can move year 9999 into 10000, which no writer can show), and text
+  with a lone surrogate (``"\\ud800"`` in JSON), which no file can hold, is refused.
+- ``torn_tail=True`` (for ``--resume``, which reads what a crashed scan left) accepts a
+  JSON Lines report whose last line was cut short, and a JSON document that stops after any
+  result line (its results are one per line): the cut record is dropped, and the report
+  counts as interrupted.
 - A report lists every port that is not closed (and the closed ones with ``--all``): a
   port missing from it was closed, or not probed. The report's ``probed`` record (JSON),
   or nmap's ``<extrareasons ports=...>`` (XML), tells which: see :class:`Report.coverage`.
@@ -24,6 +33,7 @@ import enum
 import io
 import ipaddress
 import json
+import re
 import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,8 +56,25 @@ from scanner.models import (
 from scanner.ports import parse_ports
 from scanner.report.probed import Coverage, ports_of_spec
 from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
+from scanner.safeio import read_bounded
 
-__all__ = ["Report", "read_report", "read_report_bytes"]
+__all__ = [
+    "MAX_DIGITS",
+    "MAX_REPORT_FILE",
+    "Report",
+    "read_report",
+    "read_report_bytes",
+    "unix_time",
+]
+
+#: The largest report read (``diff``, ``merge``, ``--resume``): about 600,000 results.
+MAX_REPORT_FILE = 256 * 1024 * 1024
+#: The most digits a whole number in a report may have (2**63 has 19).
+MAX_DIGITS = 19
+# Report times: from the Unix epoch to the end of year 9998, UTC.
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+# A JSON escape of a UTF-16 surrogate: only text holding one needs the full check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 _repr = reprlib.Repr()
 _repr.maxstring = 40
@@ -76,23 +103,30 @@ class Report:
     coverage: Coverage = field(default_factory=Coverage)
 
 
-def read_report(path: str) -> Report:
-    """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return read_report_bytes(data, path)
+def read_report(path: str, *, torn_tail: bool = False) -> Report:
+    """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault.
+
+    At most :data:`MAX_REPORT_FILE` bytes are read (a FIFO or device as
+    :func:`scanner.safeio.read_bounded` reads it).
+    """
+    if path == "-":
+        raise ReportError("-: a report must be a file")
+    data = read_bounded(path, MAX_REPORT_FILE, lambda message: ReportError(f"{path}: {message}"))
+    return read_report_bytes(data, path, torn_tail=torn_tail)
 
 
-def read_report_bytes(data: bytes, name: str) -> Report:
-    """Read a report from ``data``; ``name`` is used in messages. ReportError on any fault."""
+def read_report_bytes(data: bytes, name: str, *, torn_tail: bool = False) -> Report:
+    """Read a report from ``data``; ``name`` is used in messages. ReportError on any fault.
+
+    ``torn_tail``: accept a report cut short mid-record (see the module rules).
+    """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ReportError(f"{name}:{line}: not UTF-8 text") from None
+        if not (torn_tail and len(data) - exc.start < 4):  # a character cut in two
+            line = data[: exc.start].count(b"\n") + 1
+            raise ReportError(f"{name}:{line}: not UTF-8 text") from None
+        text = data[: exc.start].decode("utf-8-sig")
     start = text.lstrip()
     try:
         if not start:
@@ -106,8 +140,13 @@ def read_report_bytes(data: bytes, name: str) -> Report:
             except (ValueError, RecursionError):
                 head = None
             if isinstance(head, dict) and head.get("type") == "scan":
-                return _read_jsonl(text)
-            return _read_json(text)
+                return _read_jsonl(text, torn_tail=torn_tail)
+            try:
+                return _read_json(text)
+            except _Fault:
+                if not torn_tail:
+                    raise
+                return _read_json_lines(text)
         return _read_csv(text)
     except _Fault as exc:
         raise ReportError(f"{name}{exc.where}: {exc.message}") from None
@@ -158,7 +197,7 @@ def _number(value: Any, key: str) -> float | None:
 
 
 def _integer(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         shown = _repr.repr(value)
@@ -180,16 +219,34 @@ def _enum(kind: type[enum.StrEnum], value: str, key: str) -> Any:
         raise _Fault(f"unknown {key} {_repr.repr(value)}") from None
 
 
+def unix_time(value: object) -> float | None:
+    """An ISO-8601 time with a zone, from 1970 to the end of 9998 UTC, as a Unix time;
+    None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            return None
+        stamp = moment.timestamp()
+    except (ValueError, OverflowError):
+        return None
+    return stamp if 0 <= stamp < _LATEST else None
+
+
 def _timestamp(value: str) -> float:
     if not value:
         return 0.0
+    stamp = unix_time(value)
+    if stamp is not None:
+        return stamp
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _Fault(f"'time' is not an ISO-8601 time: {_repr.repr(value)}") from None
     if moment.tzinfo is None:
         raise _Fault(f"'time' has no time zone: {_repr.repr(value)}")
-    return moment.timestamp()
+    raise _Fault(f"'time' is out of range (1970 to 9998): {_repr.repr(value)}")
 
 
 def _result(record: Mapping[str, Any]) -> Result:
@@ -262,13 +319,44 @@ def _read_csv(text: str) -> Report:
 
 def _json(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+            raise _at(where, "text with a lone surrogate (not valid Unicode)")
+        return value
     except RecursionError:
         raise _at(where, "JSON nested too deeply") from None
     except ValueError as exc:
         message = getattr(exc, "msg", "bad JSON")
         line = getattr(exc, "lineno", None)
         raise _at(f":{line}" if line and not where else where, f"bad JSON: {message}") from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in JSON ``value`` (keys too) holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _record_result(record: Any, where: str) -> Result:
+    """A JSON result record as a result; the fault, if any, at ``where``."""
+    if not isinstance(record, dict):
+        raise _at(where, "not an object")
+    try:
+        return _result(record)
+    except _Fault as exc:
+        raise _at(where, exc.message) from None
 
 
 def _complete(ending: Mapping[str, Any]) -> bool | None:
@@ -287,27 +375,29 @@ def _read_json(text: str) -> Report:
     meta, ending = doc.get("scan", {}), doc.get("end", {})
     if not isinstance(meta, dict) or not isinstance(ending, dict):
         raise _Fault('"scan" and "end" must be objects')
-    results = []
-    for index, record in enumerate(doc["results"]):
-        if not isinstance(record, dict):
-            raise _at(f": result {index + 1}", "not an object")
-        try:
-            results.append(_result(record))
-        except _Fault as exc:
-            raise _at(f": result {index + 1}", exc.message) from None
+    results = [
+        _record_result(record, f": result {index + 1}")
+        for index, record in enumerate(doc["results"])
+    ]
     complete = _complete(ending) if "end" in doc else False
     return Report("json", results, meta, ending, complete, _coverage(meta, ending))
 
 
-def _read_jsonl(text: str) -> Report:
+def _read_jsonl(text: str, *, torn_tail: bool = False) -> Report:
     meta: dict[str, Any] = {}
     ending: dict[str, Any] = {}
     results = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f":{number}"
-        record = _json(line, where)
+        try:
+            record = _json(line, where)
+        except _Fault:
+            if torn_tail and number == len(lines):  # the last line, with no line end: cut
+                break
+            raise
         if not isinstance(record, dict):
             raise _at(where, "not a JSON object")
         kind = record.get("type")
@@ -332,6 +422,31 @@ def _read_jsonl(text: str) -> Report:
 def _coverage(meta: Mapping[str, Any], ending: Mapping[str, Any]) -> Coverage:
     """The ``probed`` record of a JSON report's ending (not exact without one)."""
     return Coverage.from_record(ending.get("probed"), ports_of_spec(meta.get("ports")))
+
+
+def _read_json_lines(text: str) -> Report:
+    """What a JSON report cut short holds: the JSON writer puts the ``scan`` object on the
+    first line and one result per line after it; a last line cut short is dropped."""
+    lines = text.split("\n")
+    prefix = '{"scan": '
+    if not lines[0].startswith(prefix) or lines[1:2] != [' "results": [']:
+        raise _Fault('not a portprobe JSON report (no "scan" line, then "results")')
+    meta = _json(lines[0][len(prefix) :].rstrip().removesuffix(","), ":1")
+    if not isinstance(meta, dict):
+        raise _at(":1", '"scan" must be an object')
+    results = []
+    for number, line in enumerate(lines[2:], start=3):
+        item = line.strip().removesuffix(",")
+        if not item.startswith("{"):
+            break  # "]," and the end record: the document was whole up to here
+        try:
+            record = _json(item, f":{number}")
+        except _Fault:
+            if number == len(lines):
+                break
+            raise
+        results.append(_record_result(record, f":{number}"))
+    return Report("json", results, meta, {}, False, _coverage(meta, {}))
 
 
 # -- XML ------------------------------------------------------------------------------------

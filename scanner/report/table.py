@@ -4,8 +4,9 @@ Rules:
 - It fits the terminal (``COLUMNS``), down to 80 columns: long evidence is shortened
   (``...``; the reports hold it whole), long labels too if need be, warnings are wrapped.
 - Only the rows shown are kept (open ports, or every port with ``--all``), never the rest.
-- Every string from outside (host names now, banners later) passes :func:`printable`
-  before it reaches a terminal, so no control character or escape sequence gets through.
+- Every string from outside (host names, banners, registry text) passes :func:`printable`
+  before it reaches a terminal, so no control character or escape sequence gets through
+  (the class is :data:`scanner.text.CONTROL`).
 - Given the registry's date, the report starts with it (a header line) and, when the data
   is over a year old on ``today``, ends with one note saying so
   (:func:`scanner.report.explain.stale_note`). With ``explain``, each open port's
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 import shutil
 import textwrap
 from typing import TextIO
@@ -24,23 +24,15 @@ from typing import TextIO
 from scanner.models import Assessment, Judgement, PortState, Result
 from scanner.report.summary import Summary
 from scanner.report.writers import Ending, ScanMeta
-
-# The class of ``scanner.protocols.clean``: C0 and C1 controls, DEL, zero-width characters,
-# line/paragraph separators, bidi embeddings, overrides and isolates, and the BOM.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+from scanner.text import escape_controls
 
 SHOWN_BY_DEFAULT = frozenset({PortState.OPEN})
 MAX_UNREACHABLE_LISTED = 10
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (C0, C1, bidi, zero-width) as ``\\xNN``/``\\uNNNN``."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    """``text`` with control and invisible characters escaped (:func:`escape_controls`)."""
+    return escape_controls(text)
 
 
 def address_key(host: str) -> tuple[int, bytes]:

@@ -13,6 +13,9 @@ Rules:
   temporary files, merged at the end (an external sort: a million rows cost the memory of
   ``CSV_RUN``). No cell holds a raw line break (shown as ``\\x0a``, as on the
   terminal), so line tools (grep, sort, wc -l) see one row per line.
+- Every text field is escaped with :func:`scanner.text.escape_controls`, whatever its
+  source (a banner is already clean; a registry description, or a field of a report that
+  ``merge`` read, may not be), so no report carries a control or invisible character.
 - JSON and JSON Lines end with a ``probed`` record of what the scan probed beyond the
   ports listed (:mod:`scanner.report.probed`): ``diff`` and ``--resume`` need it.
 """
@@ -23,7 +26,6 @@ import csv
 import functools
 import heapq
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ from typing import IO, Any, Protocol, TextIO
 from scanner.models import Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
 from scanner.report.summary import Summary
+from scanner.text import escape_controls
 
 SCHEMA_VERSION = 4
 
@@ -126,11 +129,13 @@ def result_record(result: Result) -> dict[str, Any]:
         "protocol": result.protocol.value,
         "state": result.state.value,
         "reason": result.reason.value,
-        "hostname": result.hostname,
+        "hostname": None if result.hostname is None else escape_controls(result.hostname),
         "rtt_ms": None if result.rtt is None else round(result.rtt * 1000, 3),
         "tries": result.tries,
         "time": isotime(result.timestamp),
-        **dict(zip(ASSESSMENT_COLUMNS, assessment_cells(result), strict=True)),
+        **dict(
+            zip(ASSESSMENT_COLUMNS, map(escape_controls, assessment_cells(result)), strict=True)
+        ),
     }
 
 
@@ -276,17 +281,10 @@ def _sort_text(key: tuple[Any, ...]) -> str:
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
 # RS, NEL, LS, PS).
-_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-
-
-def _show_break(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def csv_cell(value: str) -> str:
-    """A text cell as CSV writes it: no line break (shown as ``\\x0a``...), no formula."""
-    return safe_cell(_LINE_BREAK.sub(_show_break, value))
+    """A text cell as CSV writes it: no line break or other control character (shown as
+    ``\\x0a``..., :func:`scanner.text.escape_controls`), no formula."""
+    return safe_cell(escape_controls(value))
 
 
 def csv_row(result: Result) -> tuple[str | int, ...]:

@@ -31,7 +31,10 @@ Rules:
   The file is renamed into place atomically (:mod:`scanner.report.files`); an interrupted
   or failed scan ends with ``<finished ... exit="error" errormsg=...>``, as nmap's does.
 - Every string from the network or the user is cleaned of characters XML 1.0 cannot hold
-  (shown as ``\\xNN``) and quoted, so no banner can break or inject into the document.
+  and of the control and invisible characters of :data:`scanner.text.CONTROL` (shown as
+  ``\\xNN``) and quoted, so no banner can break or inject into the document. The command
+  line in the opening comment has no ``--`` left in it (XML forbids it in a comment:
+  ``-oX week---47.xml`` made a file no reader took).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from scanner.report.probed import ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
 from scanner.report.writers import Ending, ScanMeta, isotime
+from scanner.text import escape_char, escape_controls
 
 __all__ = ["XmlWriter", "xml_text"]
 
@@ -73,13 +77,14 @@ _EXTRA_KEYS = (
 
 
 def xml_text(text: str) -> str:
-    """``text`` with every character XML 1.0 cannot hold shown as ``\\xNN`` (or ``\\uNNNN``)."""
+    """``text`` with every control or invisible character, and every one XML 1.0 cannot
+    hold, shown as ``\\xNN`` (or ``\\uNNNN``)."""
+    return _NOT_XML.sub(lambda match: escape_char(match.group()), escape_controls(text))
 
-    def show(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
-    return _NOT_XML.sub(show, text)
+def _comment(text: str) -> str:
+    """``text`` fit to go inside ``<!-- -->``: escaped, no ``--``, not ending in ``-``."""
+    return re.sub("-(?=-|$)", "- ", xml_text(text))
 
 
 def _attr(value: object) -> str:
@@ -148,8 +153,8 @@ class XmlWriter:
         command = " ".join(meta.command)
         stream.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
-            f"<!-- portprobe {xml_text(meta.version)} scan initiated "
-            f"{_timestr(meta.started)} as: {xml_text(command).replace('--', '- -')} -->\n"
+            f"<!-- portprobe {_comment(meta.version)} scan initiated "
+            f"{_timestr(meta.started)} as: {_comment(command)} -->\n"
             f'<nmaprun scanner="portprobe" args={_attr(command)} start="{int(meta.started)}"'
             f" startstr={_attr(_timestr(meta.started))} version={_attr(meta.version)}"
             f' xmloutputversion="{XML_OUTPUT_VERSION}" portprobe_seed="{meta.seed}"'
