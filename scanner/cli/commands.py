@@ -9,6 +9,7 @@ import typer
 from scanner import __version__
 from scanner.cli.app import DiffStatus, app, env_of
 from scanner.errors import ScanError, UsageError
+from scanner.registry.store import IANA_XML
 from scanner.report import FORMATS, format_for_path, printable
 from scanner.report.files import AtomicOutput
 
@@ -147,20 +148,20 @@ def registry_info(ctx: typer.Context) -> None:
 
     env = env_of(ctx)
     registry = load_registry()
-    env.stdout.write(f"{len(registry)} records; {registry.source}; dated {registry.date}\n")
+    lines = [f"{len(registry)} records; {registry.source}; dated {registry.date}", "sources:"]
+    lines += [f"  {s.date}  {s.name}: {s.fields}" for s in registry.sources]
+    env.stdout.write("\n".join(printable(line) for line in lines) + "\n")
 
 
-IANA_CSV = (
-    "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv"
+@registry_app.command(
+    "update", help="Refresh the registry from IANA's XML or CSV (default: IANA's XML)."
 )
-
-
-@registry_app.command("update", help="Refresh the registry from IANA's CSV (or a local copy).")
 def registry_update(
     ctx: typer.Context,
     source: Annotated[
-        str, typer.Option("--from", help="A file or URL of IANA's CSV.", show_default=False)
-    ] = IANA_CSV,
+        str,
+        typer.Option("--from", help="A file or URL of IANA's XML or CSV.", show_default=False),
+    ] = IANA_XML,
 ) -> None:
     from scanner.registry import update_registry
 

@@ -89,6 +89,14 @@ NoEvidence = Annotated[
     bool,
     typer.Option("--no-evidence", help="Port states only: do not probe what open ports speak."),
 ]
+Explain = Annotated[
+    bool,
+    typer.Option(
+        "--explain",
+        help="Under the table, for each open port: why its verdict, the bytes behind it, "
+        "and a command to check it by hand.",
+    ),
+]
 EvidenceTimeout = Annotated[
     str, typer.Option("--evidence-timeout", help="Time to identify one open port.")
 ]

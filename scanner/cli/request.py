@@ -45,6 +45,7 @@ class ScanRequest:
     command: list[str]
     evidence: bool = True
     evidence_timeout: float = EvidenceConfig().timeout
+    explain: bool = False
     policy: Policy | None = None
     shard: Shard = Shard()
     resumed: Report | None = None  # the interrupted scan's report (--resume)
@@ -146,6 +147,7 @@ def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
         command=["portprobe", *argv],
         evidence=not params["no_evidence"],
         evidence_timeout=parse_duration(params["evidence_timeout"], option="--evidence-timeout"),
+        explain=params.get("explain", False),
         policy=policy,
         shard=part,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
 import time
@@ -117,7 +118,16 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         loop.add_signal_handler(signum, interrupt)
     # The terminal's table. With -o FILE, --all goes to the file only: closed rows by the
     # thousand are for a file, and laying them out would cost more than the scan.
-    table = None if to_stdout else TableReport(show_all=request.show_all and sink is None)
+    table = (
+        None
+        if to_stdout
+        else TableReport(
+            show_all=request.show_all and sink is None,
+            registry_date=meta.registry_date,
+            today=dt.datetime.now(dt.UTC).date(),
+            explain=request.explain,
+        )
+    )
     output = _Output(table, writer, sink)
     summary = Summary(ports_per_host=len(request.ports))
     failure: ScanError | None = None

@@ -43,6 +43,7 @@ def scan_command(
     quiet: o.Quiet = False,
     no_evidence: o.NoEvidence = False,
     evidence_timeout: o.EvidenceTimeout = o.EVIDENCE_TIMEOUT,
+    explain: o.Explain = False,
 ) -> None:
     env = env_of(ctx)
     if resume is not None:
