@@ -92,6 +92,11 @@ class Pipeline:
         self._drained: asyncio.Event | None = None
         self._stopped = False
 
+    @property
+    def pending_evidence(self) -> int:
+        """How many open ports are still being identified (their evidence probes running)."""
+        return len(self._tasks)
+
     def reported(self, result: Result) -> bool:
         """Whether ``result`` is assessed and reported (closed ports only with ``closed``)."""
         return self._closed or result.state is not PortState.CLOSED

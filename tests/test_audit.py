@@ -583,16 +583,28 @@ def test_diff_command_exit_codes_and_formats(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_bytes(written("json", CLEAN_RESULTS))
     (tmp_path / "b.xml").write_bytes(written("xml", CLEAN_RESULTS))
     (tmp_path / "c.csv").write_bytes(written("csv", CLEAN_RESULTS[:2]))
+    # 2451/tcp now closed, and said so; everything else as before.
+    closed = [
+        replace(r, state=PortState.CLOSED, reason=Reason.CONN_REFUSED, assessment=None)
+        if r.port == 2451
+        else r
+        for r in CLEAN_RESULTS
+    ]
+    (tmp_path / "d.jsonl").write_bytes(written("jsonl", closed))
     same = run_cli("diff", "a.json", "b.xml", cwd=tmp_path)
     assert same.returncode == 0 and "No changes" in same.stdout, same.stderr
-    changed = run_cli("diff", "a.json", "c.csv", "--format", "json", cwd=tmp_path)
+    # CSV records nothing of what was probed: only its listed ports compare, no false alarm.
+    partial = run_cli("diff", "a.json", "c.csv", "--format", "json", cwd=tmp_path)
+    assert partial.returncode == 0, partial.stderr
+    assert json.loads(partial.stdout)["changes"] == []
+    assert "c.csv does not record what its scan probed" in partial.stderr
+    changed = run_cli("diff", "a.json", "d.jsonl", "--format", "json", cwd=tmp_path)
     assert changed.returncode == 1, changed.stderr
     doc = json.loads(changed.stdout)
     assert {(c["change"], c["port"], c["protocol"]) for c in doc["changes"]} == {
         ("closed", 2451, "tcp"),
-        ("closed", 22, "tcp"),  # 2001:db8::2
-        ("state", 53, "udp"),  # open|filtered -> missing (closed)
     }
+    assert doc["compared"] == 7 and doc["not_compared"] == 0
 
 
 def test_merge_command_writes_one_report(tmp_path: Path) -> None:
@@ -622,8 +634,10 @@ CLI_BAD = [
     (["127.0.0.1", "-p", "22", "--shard", "3/2", "--seed", "1"], "--shard"),
     (["127.0.0.1", "-p", "22", "--shard", "0/2", "--seed", "1"], "--shard"),
     (["127.0.0.1", "-p", "22", "--shard", "half", "--seed", "1"], "--shard"),
-    (["127.0.0.1", "-p", "22", "-o", "x.csv", "-oX", "x.xml"], "-oX"),
-    (["127.0.0.1", "-p", "22", "-oX", "x.xml", "--format", "csv"], "-oX"),
+    # Several reports are fine (nmap's -oX and -oN together); two on stdout are not.
+    (["127.0.0.1", "-p", "22", "-oX", "-", "-oG", "-"], "standard output"),
+    (["127.0.0.1", "-p", "22", "-oA", "-"], "-oA"),
+    (["127.0.0.1", "-p", "22", "-oX", "x.xml", "-oA", "x"], "same file"),
     (["--resume", "a.json", "-p", "80"], "no other options"),
     (["--resume", "a.json"], "finished"),
     (["--resume", "b.xml"], "JSON"),

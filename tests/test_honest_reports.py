@@ -9,9 +9,11 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from conftest import run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -319,3 +321,13 @@ def test_any_probed_record_reads_or_is_ignored(record: object) -> None:
 )
 def test_any_unlisted_map_reads_or_is_ignored(unlisted: dict[str, dict[str, str]]) -> None:
     Coverage.from_record({"complete_hosts": ["198.18.0.0/30"], "unlisted": unlisted}, None)
+
+
+def test_diff_command_exits_0_for_a_partial_scan_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_bytes(report("json", [res(22), res(80)], ports="20-90"))
+    (tmp_path / "new.json").write_bytes(report("json", [res(22)], ports="20-90", stop_after=40))
+    proc = run_cli("diff", "old.json", "new.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "closed" not in text.replace("(its scan was cut short)", "")
+    assert "new.json is partial" in text and "Compared 40 ports: 20-90 on 1 host" in text

@@ -6,9 +6,13 @@ portprobe and nmap run in the lab's client namespace; every address is the lab's
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
+import signal
 import socket
+import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import lab_discovery
 import netlab
@@ -181,3 +185,85 @@ def test_the_readmes_parallel_shard_recipe_equals_the_unsharded_scan(
     expected = _full_states(tmp_path / "whole.json")
     assert len(expected) == 2 * 2000  # every port of both addresses, closed ones included
     assert _full_states(tmp_path / "merged.json") == expected
+
+
+# -- the command line: -sn, --discover, --host-timeout, resume without --all -----------------
+
+
+def test_sn_lists_exactly_the_hosts_up(make_lab: type[netlab.Lab], tmp_path: Path) -> None:
+    lab = make_lab(tcp={22: "open"}, extra_hosts=lab_discovery.EXTRA_HOSTS)
+    up, down = lab_discovery.prepare(lab)
+    v4_up = [h for h in up if ":" not in h]
+    v4_down = [h for h in down if ":" not in h]
+    proc = portprobe(lab, "-sn", *v4_up, *v4_down, "-oX", str(tmp_path / "sn.xml"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    shown = re.findall(r"portprobe report for (\S+)\nHost is up", proc.stdout)
+    assert sorted(shown) == sorted(v4_up)
+    assert f"({len(v4_up)} hosts up)" in proc.stdout
+    root = ElementTree.parse(tmp_path / "sn.xml").getroot()
+    found = [h.find("address").get("addr") for h in root.iter("host")]  # type: ignore[union-attr]
+    assert sorted(found) == sorted(v4_up)
+    assert root.find("runstats/hosts").get("down") == str(len(v4_down))  # type: ignore[union-attr]
+
+
+def test_discover_skips_the_hosts_found_down(make_lab: type[netlab.Lab], tmp_path: Path) -> None:
+    lab = make_lab(tcp={22: "open"}, extra_hosts=lab_discovery.EXTRA_HOSTS)
+    _, down = lab_discovery.prepare(lab)
+    silent = [h for h in down if ":" not in h][:4]
+    out = tmp_path / "scan.json"
+    args = [lab.server4, *silent, "-p", "22,80", "--no-evidence", "-o", str(out)]
+    proc = portprobe(lab, *args, "--discover")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 hosts found down (--discover) were not scanned" in proc.stdout
+    hosts = {r.host for r in read_report(str(out)).results}
+    assert hosts == {lab.server4}
+    # Without it (nmap's -Pn, the default) every host is probed.
+    every = portprobe(lab, *args, "-Pn")
+    assert every.returncode == 0 and {r.host for r in read_report(str(out)).results} == {
+        lab.server4,
+        *silent,
+    }
+
+
+def test_host_timeout_drops_a_slow_host_and_says_so(lab: netlab.Lab, tmp_path: Path) -> None:
+    # 501 ports at 200 a second take 2.5 s: the host is dropped after 300 ms.
+    out = tmp_path / "scan.json"
+    proc = portprobe(
+        lab, lab.server4, "-p", "1000-1500", "--max-rate", "200", "--host-timeout", "300ms",
+        "--no-evidence", "-o", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"Host {lab.server4} timed out (--host-timeout)" in proc.stdout
+    report = read_report(str(out))
+    probed = len(report.results) + len(report.coverage.unlisted.get(lab.server4, {}))
+    assert 0 < probed < 250  # what was probed in time is reported, and only that
+
+
+def test_a_report_without_all_resumes_without_probing_closed_ports_again(
+    lab: netlab.Lab, tmp_path: Path
+) -> None:
+    out = tmp_path / "scan.jsonl"
+    proc = lab.popen(
+        [*PORTPROBE, lab.server4, "-p-", "--rate", "4000", "--no-evidence", "--seed", "5",
+         "-o", str(out)],
+        stdout=-1, stderr=-1, text=True,
+    )  # fmt: skip
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    before = _full_states(out)
+    assert 1000 < len(before) < 65535
+    resumed = portprobe(lab, "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "probed again" not in resumed.stderr
+    assert "ports probed now" in resumed.stdout
+    probed_now = int(resumed.stdout.split(" results kept, ")[1].split(" ports probed now")[0])
+    assert probed_now == 65535 - len(before)  # nothing done before was probed again
+    assert len(resumed.stdout.splitlines()) < 40  # the terminal is not flooded
+    after = _full_states(out)
+    assert {k: v for k, v in after.items() if k in before} == before
+    whole = tmp_path / "whole.jsonl"
+    args = [lab.server4, "-p-", "--no-evidence", "-o", str(whole)]
+    assert portprobe(lab, *args).returncode == 0
+    assert after == _full_states(whole)

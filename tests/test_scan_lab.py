@@ -315,7 +315,7 @@ def test_progress_bar_only_on_a_terminal(lab: netlab.Lab) -> None:
         return b"".join(chunks).decode(errors="replace")
 
     shown = stderr_of()
-    assert "scanning" in shown and "probes" in shown
+    assert "probing" in shown and "probes" in shown  # the bar names its phase
     assert stderr_of("--quiet") == ""
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -77,3 +79,52 @@ def test_width_comes_from_columns_and_never_goes_under_80(
     monkeypatch.setenv("COLUMNS", "40")
     assert terminal_width() == 80
     assert terminal_width(100) == 100
+
+
+# -- the progress bar ----------------------------------------------------------------------
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@dataclass
+class _Stats:
+    done: int = 0
+    total: int = 10
+
+
+@dataclass
+class _Scan:
+    stats: _Stats = field(default_factory=_Stats)
+
+
+@dataclass
+class _Pipeline:
+    pending_evidence: int = 0
+
+
+def test_the_progress_bar_names_its_phase_and_is_cleared_when_closed() -> None:
+    from scanner.cli.app import Environment
+    from scanner.cli.progress import Progress
+
+    stderr = _Tty()
+    scan, pipeline = _Scan(), _Pipeline()
+
+    async def run() -> None:
+        progress = Progress(scan, Environment(stderr=stderr), pipeline)  # type: ignore[arg-type]
+        await asyncio.sleep(progress.DELAY + 0.4)
+        scan.stats.done = 10
+        pipeline.pending_evidence = 2
+        await asyncio.sleep(0.5)
+        progress.close()
+        stderr.write("REPORT\n")
+
+    asyncio.run(run())
+    text = stderr.getvalue()
+    assert "probing" in text and "identifying services (2 open ports)" in text
+    bar, report = text.rsplit("REPORT", 1)
+    # The last thing before the report erases the bar's line: the report starts on a clean one.
+    assert bar.endswith("\x1b[2K") or bar.rstrip("\r\n").endswith("\x1b[2K"), repr(bar[-40:])
+    assert report == "\n"

@@ -6,9 +6,11 @@ in the engine, assessing in the results pipeline (``scanner.pipeline``), every f
 
 - ``app``: the Typer app, the :class:`Environment` (streams), exit statuses, ``main``;
 - ``options``: the scan command's option declarations, defaults from the config classes;
+- ``habits``: nmap's options with nmap's meaning (aliases, ``-T``, outputs, ``-6``);
 - ``request``: options checked and turned into a :class:`ScanRequest` (``--resume`` too);
 - ``progress``: the progress bar;
 - ``run``: one scan, from the pipeline's results to reports and an exit status;
+- ``ping``: ``-sn``, a host discovery into the same outputs;
 - ``scan`` and ``commands``: the commands themselves.
 """
 

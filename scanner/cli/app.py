@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
-from click import Context
-from click.exceptions import ClickException
+import typer.core
+from click import Context, HelpFormatter
+from click.exceptions import ClickException, NoSuchOption
 from typer.core import TyperGroup
 
 from scanner import __version__
@@ -82,13 +83,55 @@ def env_of(ctx: typer.Context) -> Environment:
     return ctx.obj if isinstance(ctx.obj, Environment) else Environment()
 
 
+# Typer writes "\\[default: ...]" and "\\[required]" in every help text when rich is
+# installed (escaping them for rich's markup even with rich_markup_mode None): our help is
+# plain text, so it must not.
+typer.core.HAS_RICH = False
+
+#: The scan options ``portprobe --help`` shows (``portprobe scan --help`` shows them all).
+MAIN_OPTIONS = (
+    "ports", "top", "fast", "tcp", "udp", "ping_scan", "discover", "targets_file", "output",
+    "xml_output", "all_outputs", "fmt", "show_all", "timing_template", "verbose", "expect",
+    "no_evidence",
+)  # fmt: skip
+
+EXAMPLES = (
+    ("portprobe 127.0.0.1 -p 22,80,1000-2000", "these ports of one host"),
+    ("portprobe 127.0.0.0/29 -F -T4", "the top 100 ports, fast"),
+    ("portprobe -sn 127.0.0.0/29", "which hosts are up (no port scan)"),
+    ("portprobe -iL hosts.txt -p- -oA audit", "all ports; audit.nmap, .xml and .gnmap"),
+    ("portprobe diff week46.xml week47.xml", "what changed (exit 1 if anything did)"),
+)
+
+
 class _DefaultToScan(TyperGroup):
     """A group whose default command is ``scan``: ``portprobe HOST -p 22`` just works."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        roots = ("--help", "-h", "--version", "-V")
+        if args and args[0] not in self.commands and args[0] not in roots:
             args = ["scan", *args]
         return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: Context, formatter: HelpFormatter) -> None:
+        formatter.write_usage("portprobe", "[OPTIONS] TARGET...  |  portprobe COMMAND [ARGS]...")
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The scan's usage, its main options, examples, then the commands."""
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        scan = self.commands.get("scan")
+        if scan is not None:
+            rows = [
+                record
+                for param in scan.params
+                if param.name in MAIN_OPTIONS and (record := param.get_help_record(ctx)) is not None
+            ]
+            with formatter.section("Main scan options (portprobe scan --help lists them all)"):
+                formatter.write_dl(rows)
+        with formatter.section("Examples"):
+            formatter.write_dl(list(EXAMPLES))
+        self.format_options(ctx, formatter)
 
 
 app = typer.Typer(
@@ -100,8 +143,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     help=(
         "Scan TCP and UDP ports: exact states, each open port's IANA label, what it was seen to "
-        "speak, and whether the two agree. 'portprobe TARGET... [-p PORTS]' runs the scan "
-        "command."
+        "speak, and whether the two agree. 'portprobe TARGET... [OPTIONS]' runs the scan "
+        "command; nmap's options work with nmap's meaning."
     ),
 )
 
@@ -116,7 +159,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
     """portprobe: what really listens on your hosts."""
@@ -161,12 +204,18 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
         env.say("error: no command or target given")
         sys.exit(int(ExitStatus.USAGE))
     try:
+        _refuse_nmap_options(command, list(argv) if argv is not None else sys.argv[1:])
         status = command.main(
             args=list(argv) if argv is not None else None,
             prog_name="portprobe",
             standalone_mode=False,
             obj=env,
         )
+    except NoSuchOption as exc:
+        # Click suggests the option closest in spelling, often an unrelated one (--reason
+        # -> --resume, --min-rate -> --rate): say the option is unknown, and where to look.
+        env.say(f"error: no such option: {exc.option_name} (portprobe scan --help lists them)")
+        status = ExitStatus.USAGE
     except ClickException as exc:
         env.say(f"error: {exc.format_message()}")
         status = ExitStatus.USAGE
@@ -191,6 +240,22 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
     if status == ExitStatus.OUTPUT_CLOSED:
         _discard_stdout()  # or the interpreter's last flush would complain on stderr
     sys.exit(int(status) if isinstance(status, int) else 0)
+
+
+def _refuse_nmap_options(command: Any, args: list[str]) -> None:
+    """UsageError for an nmap option portprobe lacks, saying what to use instead (a scan's
+    arguments only; the other commands have their own options)."""
+    from scanner.nmap_options import refuse_unsupported
+
+    if args and args[0] in getattr(command, "commands", {}) and args[0] != "scan":
+        return
+    scan = command.commands.get("scan")
+    known = frozenset(
+        name
+        for param in getattr(scan, "params", ())
+        for name in (*param.opts, *param.secondary_opts)
+    )
+    refuse_unsupported(args, known)
 
 
 def _discard_stdout() -> None:

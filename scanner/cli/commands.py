@@ -69,29 +69,50 @@ def local_command(ctx: typer.Context) -> None:
         env.stdout.write("Some owners are hidden: run as root to see other users' processes.\n")
 
 
-@app.command("diff", help="What changed between two reports (any format): exit 0 none, 1 some.")
+@app.command(
+    "diff",
+    help="What changed between two reports (any format), among the ports both probed: "
+    "exit 0 none, 1 some.",
+)
 def diff_command(
     ctx: typer.Context,
-    old: Annotated[str, typer.Argument(help="The earlier report.", show_default=False)],
-    new: Annotated[str, typer.Argument(help="The later report.", show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="Output: table, csv or json.")] = "table",
+    old: Annotated[
+        str, typer.Argument(metavar="OLD", help="The earlier report.", show_default=False)
+    ],
+    new: Annotated[
+        str, typer.Argument(metavar="NEW", help="The later report.", show_default=False)
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            show_default=False,
+            help="Output: table (the default), csv or json.",
+        ),
+    ] = "table",
     output: Annotated[
-        str | None, typer.Option("-o", "--output", help="Write the diff to FILE.")
+        str | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write the diff to FILE."),
     ] = None,
 ) -> None:
-    from scanner.report.diff import DIFF_FORMATS, diff_results, write_diff
+    from scanner.report.diff import DIFF_FORMATS, diff_reports, write_diff
     from scanner.report.read import read_report
 
     env = env_of(ctx)
     if fmt not in DIFF_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(DIFF_FORMATS)}, not {fmt!r}")
-    changes = diff_results(read_report(old).results, read_report(new).results)
+    found = diff_reports(read_report(old), read_report(new), old_name=old, new_name=new)
     if output is None:
-        write_diff(changes, fmt, env.stdout, old=old, new=new)
+        write_diff(found, fmt, env.stdout, old=old, new=new)
     else:
         with AtomicOutput(output) as sink:
-            write_diff(changes, fmt, sink.stream, old=old, new=new)
-    raise typer.Exit(DiffStatus.CHANGED if changes else DiffStatus.SAME)
+            write_diff(found, fmt, sink.stream, old=old, new=new)
+    if fmt != "table" or output is not None:
+        # The table ends with them; other outputs keep to their format: stderr says them.
+        for warning in found.warnings:
+            env.say(f"warning: {warning}")
+    raise typer.Exit(DiffStatus.CHANGED if found.changes else DiffStatus.SAME)
 
 
 @app.command("merge", help="Join the reports of a sharded scan into one report.")
@@ -101,12 +122,19 @@ def merge_command(
     output: Annotated[
         str | None,
         typer.Option(
-            "-o", "--output", help="Write the merged report to FILE (format by extension)."
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Write the merged report to FILE (format by extension).",
         ),
     ] = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="Report format: table, csv, json, jsonl or xml."),
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="Report format: table, csv, json, jsonl, xml or grepable.",
+        ),
     ] = None,
 ) -> None:
     from scanner.report.merge import merge_reports, write_merged

@@ -9,12 +9,29 @@ import time
 from scanner import __version__
 from scanner.cli.app import Environment, ExitStatus, write_failure
 from scanner.cli.habits import Output, stop_on_signals
+from scanner.cli.request import ScanRequest
 from scanner.errors import ScanError
 from scanner.report import ScanMeta, printable
 from scanner.report.files import AtomicOutput
 from scanner.targets import Resolver, build_targets
 
-__all__ = ["run_ping_scan"]
+__all__ = ["run", "run_ping_scan"]
+
+
+def run(request: ScanRequest, env: Environment) -> ExitStatus:
+    """``-sn`` for a scan request: its targets, exclusions, outputs and verbosity."""
+    from scanner.cli.habits import ipv6_resolver
+
+    return run_ping_scan(
+        targets=request.targets,
+        exclude=request.exclude,
+        outputs=list(request.outputs),
+        command=request.command,
+        env=env,
+        resolver=ipv6_resolver(env.resolver) if request.ipv6 else env.resolver,
+        verbose=request.verbose,
+        reason=request.reason,
+    )
 
 
 def run_ping_scan(

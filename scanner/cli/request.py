@@ -11,15 +11,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 from click.exceptions import ClickException
 
 from scanner.cli.app import Environment
+from scanner.cli.habits import Output, apply_nmap_options, outputs_of, require_ipv6
 from scanner.errors import PolicyError, TargetFileError, UsageError
 from scanner.models import MAX_WORKERS, EvidenceConfig, Port, Proto, ScanConfig, Timing
 from scanner.plan import Shard
 from scanner.ports import parse_port_spec, top_ports
-from scanner.report import FORMATS, format_for_path
+from scanner.report import FORMATS
 from scanner.targets import parse_exclude_file, parse_target, read_targets_file
 from scanner.units import parse_duration
 
@@ -27,7 +29,18 @@ if TYPE_CHECKING:
     from scanner.policy import Policy
     from scanner.report.read import Report
 
-__all__ = ["ScanRequest", "build_request", "parse_shard", "resume_request"]
+__all__ = ["ScanRequest", "build_request", "explicit_params", "parse_shard", "resume_request"]
+
+
+def explicit_params(ctx: click.Context) -> frozenset[str]:
+    """The options given on the command line (not defaults), by parameter name."""
+    from click.core import ParameterSource
+
+    return frozenset(
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,18 +63,26 @@ class ScanRequest:
     shard: Shard = Shard()
     resumed: Report | None = None  # the interrupted scan's report (--resume)
     recovered: str | None = None  # the temporary file of a killed scan it was read from
+    # Every report to write (``output``/``format`` are the first, or None and "table"):
+    outputs: tuple[Output, ...] = ()
+    ping_only: bool = False  # -sn: host discovery, no port scan
+    discover: bool = False  # --discover: skip the hosts found down
+    verbose: int = 0  # -v, -vv
+    reason: bool = False  # --reason (and -v): a REASON column
+    host_timeout: float | None = None  # --host-timeout, seconds
+    ipv6: bool = False  # -6: names resolve to IPv6 addresses
 
 
-def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
+def build_request(
+    argv: list[str], params: dict[str, Any], explicit: frozenset[str] = frozenset()
+) -> ScanRequest:
     """The :class:`ScanRequest` for the scan command's parsed ``params``; UsageError (exit 2)
-    on any fault."""
-    output, fmt = params["output"], params["fmt"]
-    if params["xml_output"] is not None:
-        if output is not None:
-            raise UsageError("use either -o or -oX, not both")
-        if fmt not in (None, "xml"):
-            raise UsageError("-oX writes XML: drop --format, or use -o FILE --format FORMAT")
-        output, fmt = params["xml_output"], "xml"
+    on any fault. ``explicit`` names the options given (a timing template fills the rest)."""
+    params = apply_nmap_options(params, explicit)
+    fmt = params["fmt"]
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    outputs = outputs_of(params)
     ports, top = params["ports"], params["top"]
     protocols = [
         p for p, wanted in ((Proto.TCP, params["tcp"]), (Proto.UDP, params["udp"])) if wanted
@@ -85,6 +106,10 @@ def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
     else:
         count = 1000 if top is None else top
         port_list = [Port(p, n) for p in protocols for n in top_ports(count, p)]
+    if params.get("exclude_ports") is not None:
+        from scanner.nmap_options import exclude_ports
+
+        port_list = exclude_ports(port_list, params["exclude_ports"])
     if defeat_icmp_ratelimit and not any(p.protocol is Proto.UDP for p in port_list):
         raise UsageError("--defeat-icmp-ratelimit is a UDP option: add --udp (or U: ports)")
     all_targets = list(targets)
@@ -94,13 +119,11 @@ def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
         parse_target(target)
     if not all_targets:
         raise UsageError("no targets given (name them, or use -iL FILE)")
+    if params.get("ipv6"):
+        require_ipv6(all_targets)
     excluded = list(_split_list(exclude))
     if exclude_file is not None:
         excluded += parse_exclude_file(exclude_file)
-    if fmt is not None and fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if fmt is None:
-        fmt = format_for_path(output) if output is not None else "table"
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     if rate is not None and not rate > 0:
@@ -134,14 +157,18 @@ def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
         seed=seed,
         workers=workers,
         defeat_icmp_ratelimit=defeat_icmp_ratelimit,
+        sequential=bool(params.get("sequential")),
     )
+    host_timeout = params.get("host_timeout")
+    verbose = int(params.get("verbose") or 0)
+    primary = outputs[0] if outputs else None
     return ScanRequest(
         targets=all_targets,
         exclude=excluded,
         ports=port_list,
         config=config,
-        output=output,
-        format=fmt,
+        output=primary.path if primary is not None else None,
+        format=primary.format if primary is not None else "table",
         show_all=params["show_all"],
         quiet=params["quiet"],
         command=["portprobe", *argv],
@@ -150,6 +177,15 @@ def build_request(argv: list[str], params: dict[str, Any]) -> ScanRequest:
         explain=params.get("explain", False),
         policy=policy,
         shard=part,
+        outputs=tuple(outputs),
+        ping_only=bool(params.get("ping_scan")),
+        discover=bool(params.get("discover")),
+        verbose=verbose,
+        reason=bool(params.get("reason")) or verbose > 0,
+        host_timeout=None
+        if host_timeout is None
+        else parse_duration(str(host_timeout), option="--host-timeout"),
+        ipv6=bool(params.get("ipv6")),
     )
 
 
@@ -207,13 +243,21 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
     except ClickException as exc:
         problem = exc.format_message()
         raise UsageError(f"{path}: its command line does not parse: {problem}") from None
-    params = {**stored.params, "output": path, "xml_output": None, "fmt": report.format}
+    params = {
+        **stored.params,
+        "output": path,
+        "xml_output": None,
+        "normal_output": None,
+        "grep_output": None,
+        "all_outputs": None,
+        "fmt": report.format,
+    }
     if ctx.get_parameter_source("quiet") is not ParameterSource.DEFAULT:
         params["quiet"] = ctx.params["quiet"]
     if params.get("resume") is not None:
         raise UsageError(f"{path}: its command line is itself a --resume")
     try:
-        request = build_request(argv, params)
+        request = build_request(argv, params, explicit_params(stored))
     except TargetFileError as exc:
         where = f"{exc.path}:{exc.line}" if exc.line is not None else exc.path
         raise UsageError(
@@ -225,10 +269,10 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
             f"{path}: its command line names a policy file that does not parse "
             "(its content is not shown: the report named it)"
         ) from None
-    if not request.show_all:
+    if not request.show_all and not report.coverage.exact:
         env.say(
-            "warning: the report does not list closed ports (no --all), so they are "
-            "probed again; use --all to make a scan fully resumable"
+            "warning: the report does not record which closed ports it probed (an older "
+            "report, without --all), so they are probed again"
         )
     return replace(
         request,

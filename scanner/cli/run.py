@@ -14,51 +14,86 @@ import datetime as dt
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from scanner import __version__
 from scanner.cli.app import Environment, ExitStatus, write_failure
+from scanner.cli.habits import Output, combine_skips, host_timeout_skip, ipv6_resolver
 from scanner.cli.progress import Progress
 from scanner.cli.request import ScanRequest
 from scanner.engine import Scan
 from scanner.errors import OutputClosed, ScanError
-from scanner.models import EvidenceConfig, Result
+from scanner.models import EvidenceConfig, Port, Result
 from scanner.pipeline import Pipeline
 from scanner.ports import format_port_spec
 from scanner.report import Ending, ScanMeta, Summary, TableReport, Writer, make_writer, printable
 from scanner.report.files import AtomicOutput
-from scanner.targets import build_targets
+from scanner.report.table import MAX_UNREACHABLE_LISTED, address_key
+from scanner.targets import TargetSet, build_targets
 
 __all__ = ["run_scan"]
 
 
 def run_scan(request: ScanRequest, env: Environment) -> ExitStatus:
     """Run one scan as the command line does, writing to ``env``; returns the exit status."""
-    sink: AtomicOutput | None = None
-    if request.output is not None:
-        sink = AtomicOutput(request.output)  # a bad path fails here, before any probe
+    sinks: list[AtomicOutput] = []
     try:
-        status = asyncio.run(_scan(request, env, sink))
+        for output in _outputs(request):
+            if output.path is not None:  # a bad path fails here, before any probe
+                sinks.append(AtomicOutput(output.path))
+        return asyncio.run(_scan(request, env, sinks))
     except KeyboardInterrupt:
-        if sink is not None:
-            sink.discard()
+        _discard(sinks)
         env.say("interrupted before the scan started")
         return ExitStatus.INTERRUPTED
     except BaseException:
-        if sink is not None:
-            sink.discard()
+        _discard(sinks)
         raise
-    return status
 
 
-async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | None) -> ExitStatus:
+def _discard(sinks: list[AtomicOutput]) -> None:
+    for sink in sinks:
+        sink.discard()
+
+
+def _outputs(request: ScanRequest) -> tuple[Output, ...]:
+    """The reports to write: ``outputs``, or the one of ``output`` and ``format``."""
+    if request.outputs:
+        return request.outputs
+    if request.output is not None or request.format != "table":
+        return (Output(request.format, request.output),)
+    return ()
+
+
+class _Tee:
+    """Several report writers as one."""
+
+    def __init__(self, writers: list[Writer]) -> None:
+        self.writers = writers
+
+    def write(self, result: Result) -> None:
+        for writer in self.writers:
+            writer.write(result)
+
+    def omit(self, result: Result) -> None:
+        for writer in self.writers:
+            writer.omit(result)
+
+    def close(self, ending: Ending) -> None:
+        for writer in self.writers:
+            writer.close(ending)
+
+
+async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput]) -> ExitStatus:
+    resolver = ipv6_resolver(env.resolver) if request.ipv6 else env.resolver
     hosts, unresolved = await build_targets(
-        request.targets, exclude=request.exclude, resolver=env.resolver
+        request.targets, exclude=request.exclude, resolver=resolver
     )
     for name in unresolved:
         env.say(f"warning: cannot resolve {printable(name.name)}: {name.reason}; skipping it")
     if hosts.size == 0:
-        if sink is not None:
-            sink.discard()
+        _discard(sinks)
         env.say("error: no hosts left to scan")
         return ExitStatus.ERROR
     if request.resumed is not None:
@@ -70,15 +105,26 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         env.say(describe_scan(request.targets, spec, len(request.resumed.results)))
     from scanner.registry import registry_date
 
-    done = _done(request)
+    down: set[str] = set()
+    if request.discover:
+        down = await _discover(hosts, env, request.quiet)
+    timed_out: set[str] = set()
+    config = request.config
+    host_skip = None
+    if request.host_timeout is not None:
+        # The parent must see every probe to drop a host: one process.
+        config = replace(config, workers=1)
+        host_skip = host_timeout_skip(request.host_timeout, timed_out)
     scan = Scan(
         hosts,
         request.ports,
-        request.config,
+        config,
         shard=request.shard,
-        skip=(lambda address, port: (address, port.protocol.value, port.number) in done)
-        if done
-        else None,
+        skip=combine_skips(
+            _resumed_skip(request),
+            (lambda address, port: address in down) if down else None,
+            host_skip,
+        ),
     )
     loop = asyncio.get_running_loop()
     meta = ScanMeta(
@@ -91,18 +137,27 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
         shard=f"{request.shard.index + 1}/{request.shard.count}",
         registry_date=registry_date(),
         closed_listed=request.show_all,
+        extra={"verbose": request.verbose} if request.verbose else {},
     )
-    to_stdout = request.format != "table" and sink is None  # the report is the output
+    outputs = _outputs(request)
+    # A report on stdout is the output: the table and summary make way (summary: stderr).
+    to_stdout = any(o.path is None and o.format != "table" for o in outputs)
+    writers: list[Writer] = []
+    files = iter(sinks)
+    try:
+        for wanted in outputs:
+            if wanted.path is None and wanted.format == "table":
+                continue  # -oN -: the terminal's table itself
+            sink = next(files) if wanted.path is not None else None
+            stream = sink.stream if sink is not None else env.stdout
+            writers.append(make_writer(wanted.format, stream, meta))
+    except OSError as exc:  # stdout is a full disk or a closed pipe: nothing to scan for
+        _discard(sinks)
+        env.say(f"error: {write_failure(exc)}")
+        return ExitStatus.ERROR
     writer: Writer | None = None
-    if sink is not None or to_stdout:
-        try:
-            writer = make_writer(
-                request.format, sink.stream if sink is not None else env.stdout, meta
-            )
-        except OSError as exc:  # stdout is a full disk or a closed pipe: nothing to scan for
-            if sink is not None:
-                sink.discard()
-            return _failed(env, write_failure(exc))
+    if writers:
+        writer = writers[0] if len(writers) == 1 else _Tee(writers)
     pipeline = Pipeline(
         evidence=request.evidence,
         evidence_config=EvidenceConfig(timeout=request.evidence_timeout),
@@ -117,34 +172,46 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupt)
     # The terminal's table. With -o FILE, --all goes to the file only: closed rows by the
-    # thousand are for a file, and laying them out would cost more than the scan.
+    # thousand are for a file, and laying them out would cost more than the scan. -vv
+    # shows every port on the terminal, as --all does without a file.
+    every_row = (request.show_all and not sinks) or request.verbose >= 2
     table = (
         None
         if to_stdout
         else TableReport(
-            show_all=request.show_all and sink is None,
+            show_all=every_row,
+            reason=request.reason,
             registry_date=meta.registry_date,
             today=dt.datetime.now(dt.UTC).date(),
             explain=request.explain,
         )
     )
-    output = _Output(table, writer, sink)
+    output = _Output(table, writer, sinks)
     summary = Summary(ports_per_host=len(request.ports))
     failure: ScanError | None = None
-    progress = Progress(scan, env) if env.stderr_isatty and not request.quiet else None
+    progress = Progress(scan, env, pipeline) if env.stderr_isatty and not request.quiet else None
     probed = 0
     try:
-        for old in request.resumed.results if request.resumed is not None else ():
+        resumed = request.resumed
+        for old in resumed.results if resumed is not None else ():
             summary.add(old)
             output.emit(old)
+        if resumed is not None and writer is not None:
+            # The closed ports the report probed and did not list: carried on, unlisted.
+            for old in resumed.coverage.unlisted_results(resumed.results):
+                summary.add(old)
+                writer.omit(old)
         async with contextlib.aclosing(pipeline.run(scan)) as results:
             async for result in results:
                 probed += 1
                 summary.add(result)
                 if result.assessment is not None:
                     output.emit(result)
-                elif writer is not None:
-                    writer.omit(result)
+                else:
+                    if writer is not None:
+                        writer.omit(result)
+                    if every_row and table is not None:
+                        table.add(result)
     except (ScanError, OSError) as exc:
         failure = write_failure(exc)
         scan.stop()
@@ -161,15 +228,14 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
     try:
         if writer is not None:
             writer.close(ending)
-        if sink is not None:
+        for sink in sinks:
             sink.commit()
             if request.recovered is not None:  # what a killed scan left is in the report now
                 with contextlib.suppress(OSError):
                     os.unlink(request.recovered)
     except (ScanError, OSError) as exc:
         failure = failure or write_failure(exc)
-        if sink is not None:
-            sink.discard()  # the old report, if any, stays as it was
+        _discard(sinks)  # (a committed report stays; only leftovers go)
     report = env.stderr if to_stdout else env.stdout
     if table is not None:
         try:
@@ -186,6 +252,22 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
             )
     elapsed = ending.finished - meta.started
     up = len(summary.hosts_answered)
+    for address in sorted(timed_out, key=address_key)[:MAX_UNREACHABLE_LISTED]:
+        report.write(
+            f"Host {address} timed out (--host-timeout): its other ports were not probed\n"
+        )
+    if len(timed_out) > MAX_UNREACHABLE_LISTED:
+        report.write(f"... and {len(timed_out) - MAX_UNREACHABLE_LISTED} more hosts timed out\n")
+    if down:
+        report.write(
+            f"{len(down)} host{'s' if len(down) != 1 else ''} found down (--discover) "
+            f"{'were' if len(down) != 1 else 'was'} not scanned\n"
+        )
+    if request.verbose and not scan.stats.interrupted and elapsed > 0:
+        report.write(
+            f"portprobe timing: {scan.stats.done} probes in {elapsed:.2f} s "
+            f"({scan.stats.done / elapsed:.0f} a second)\n"
+        )
     if failure is not None:
         return _failed(env, failure)
     if scan.stats.interrupted:
@@ -222,11 +304,33 @@ def _failed(env: Environment, failure: ScanError) -> ExitStatus:
     return ExitStatus.ERROR
 
 
-def _done(request: ScanRequest) -> set[tuple[str, str, int]]:
-    """The (host, protocol, port) keys an interrupted scan's report says are finished."""
-    if request.resumed is None:
-        return set()
-    return {(r.host, r.protocol.value, r.port) for r in request.resumed.results}
+def _resumed_skip(request: ScanRequest) -> Callable[[str, Port], bool] | None:
+    """What an interrupted scan's report says is finished: the ports it lists, and those
+    its ``probed`` record names as closed (so a report without --all resumes too)."""
+    report = request.resumed
+    if report is None:
+        return None
+    done = {(r.host, r.protocol.value, r.port) for r in report.results}
+    coverage = report.coverage
+
+    def skip(address: str, port: Port) -> bool:
+        return (address, port.protocol.value, port.number) in done or coverage.probed(address, port)
+
+    return skip
+
+
+async def _discover(hosts: TargetSet, env: Environment, quiet: bool) -> set[str]:
+    """--discover: the addresses of ``hosts`` found down."""
+    from scanner.discovery import discover
+
+    down: set[str] = set()
+    async with contextlib.aclosing(discover(h.address for h in hosts)) as found:
+        async for status in found:
+            if not status.up:
+                down.add(status.host)
+    if down and not quiet:
+        env.say(f"note: {len(down)} of {hosts.size} hosts found down by --discover: not scanned")
+    return down
 
 
 class _Output:
@@ -234,8 +338,10 @@ class _Output:
 
     FLUSH_EVERY = 0.5
 
-    def __init__(self, table: TableReport | None, writer: Writer | None, sink: AtomicOutput | None):
-        self._table, self._writer, self._sink = table, writer, sink
+    def __init__(
+        self, table: TableReport | None, writer: Writer | None, sinks: list[AtomicOutput]
+    ) -> None:
+        self._table, self._writer, self._sinks = table, writer, sinks
         self.violations = 0
         self._last_flush = time.monotonic()
 
@@ -248,6 +354,7 @@ class _Output:
         if self._writer is not None:
             self._writer.write(result)
             now = time.monotonic()
-            if self._sink is not None and now - self._last_flush > self.FLUSH_EVERY:
-                self._sink.flush()
+            if self._sinks and now - self._last_flush > self.FLUSH_EVERY:
+                for sink in self._sinks:
+                    sink.flush()
                 self._last_flush = now

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from scanner.cli import options as o
-from scanner.cli import run
+from scanner.cli import ping, run
 from scanner.cli.app import app, env_of
-from scanner.cli.request import build_request, resume_request
+from scanner.cli.request import build_request, explicit_params, resume_request
 
 
 @app.command(
@@ -27,6 +27,9 @@ def scan_command(
     exclude_file: o.ExcludeFile = None,
     output: o.Output = None,
     xml_output: o.XmlOutput = None,
+    normal_output: o.NormalOutput = None,
+    grep_output: o.GrepOutput = None,
+    all_outputs: o.AllOutputs = None,
     fmt: o.Format = None,
     expect: o.Expect = None,
     shard: o.ShardOpt = None,
@@ -34,7 +37,12 @@ def scan_command(
     show_all: o.ShowAll = False,
     concurrency: o.Concurrency = o.CONCURRENCY,
     rate: o.Rate = None,
+    max_rate: o.MaxRate = None,
+    min_rate: o.MinRate = None,
     retries: o.Retries = o.RETRIES,
+    max_retries: o.MaxRetries = None,
+    host_timeout: o.HostTimeout = None,
+    timing_template: o.TimingTemplate = None,
     min_rtt: o.MinRtt = o.MIN_RTT,
     max_rtt: o.MaxRtt = o.MAX_RTT,
     initial_rtt: o.InitialRtt = o.INITIAL_RTT,
@@ -44,10 +52,24 @@ def scan_command(
     no_evidence: o.NoEvidence = False,
     evidence_timeout: o.EvidenceTimeout = o.EVIDENCE_TIMEOUT,
     explain: o.Explain = False,
+    ping_scan: o.PingScan = False,
+    discover: o.Discover = False,
+    skip_discovery: o.SkipDiscovery = False,
+    no_dns: o.NoDns = False,
+    open_only: o.OpenOnly = False,
+    version_scan: o.VersionScan = False,
+    fast: o.Fast = False,
+    exclude_ports: o.ExcludePorts = None,
+    sequential: o.Sequential = False,
+    verbose: o.Verbose = 0,
+    reason: o.ShowReason = False,
+    ipv6: o.Ipv6 = False,
 ) -> None:
     env = env_of(ctx)
     if resume is not None:
         request = resume_request(ctx, env, resume)
     else:
-        request = build_request(env.argv, ctx.params)
+        request = build_request(env.argv, ctx.params, explicit_params(ctx))
+    if request.ping_only:
+        raise typer.Exit(ping.run(request, env))
     raise typer.Exit(run.run_scan(request, env))
