@@ -564,7 +564,9 @@ def test_shipped_policy_example_parses_and_uses_only_lab_addresses() -> None:
 
 
 @given(st.binary(max_size=500))
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_diff_of_any_bytes_exits_2_with_one_line(tmp_path: Path, data: bytes) -> None:
     bad, good = tmp_path / "bad.json", tmp_path / "good.json"
     bad.write_bytes(data)
