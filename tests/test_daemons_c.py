@@ -48,7 +48,14 @@ _TLS_NAMES = (
     "with imaps/pop3s, the names the evidence gives a greeting read inside TLS: Dovecot on "
     "its own port contradicts its label"
 )
+_SNMP_AGENT = (
+    "SNMP evidence reads sysDescr only (the OS: 'Linux ...'); the agent's enterprise number "
+    "(sysObjectID 1.3.6.1.4.1.8072..., or the SNMPv3 engine ID nmap -sV asks for) that names "
+    "Net-SNMP is never asked"
+)
 GAPS: dict[tuple[str, str], str] = {
+    ("161/udp", "product"): _SNMP_AGENT,
+    ("1161/udp", "product"): _SNMP_AGENT,
     ("53/udp", "product"): _NO_VERSION_BIND_UDP,
     ("53/udp", "version"): _NO_VERSION_BIND_UDP,
     ("5300/udp", "product"): _NO_VERSION_BIND_UDP,
