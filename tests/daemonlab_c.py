@@ -289,8 +289,9 @@ LIGHTTPD_PORT = 2451  # registered as netchat
 #: registered as pcsync-https), ``customary`` on a documented unofficial use (SSH on 2222,
 #: HTTP on 8000, an HTTP proxy on 3128, VNC display :1 on 5901), ``contradicts`` on a port
 #: registered to something else (2451 netchat, 1110 webadmstart, 5300 hacl-hb, 1161
-#: health-polling). No product where the protocol names none (NTP, SNMP's sysDescr, RFB),
-#: no version where it gives none (Dovecot's greeting).
+#: health-polling). No product where the protocol names none (NTP, RFB), no version where
+#: it gives none (Dovecot's greeting, SNMP). SNMP names its agent by its enterprise number
+#: (sysObjectID, the SNMPv3 engine ID: 8072 is Net-SNMP), not by sysDescr (the OS).
 DAEMONS: dict[str, Daemon] = {
     d.name: d
     for d in (
@@ -340,8 +341,8 @@ DAEMONS: dict[str, Daemon] = {
                ready=(123, ntp.build_request())),
         Daemon(name="snmpd", debian="snmpd", binary="/usr/sbin/snmpd", argv=_snmpd,
                env=_snmpd_env,
-               ports=(Port(number=161, protocol="udp", service="snmp"),
-                      Port(number=1161, protocol="udp", service="snmp",
+               ports=(Port(number=161, protocol="udp", service="snmp", product="Net-SNMP"),
+                      Port(number=1161, protocol="udp", service="snmp", product="Net-SNMP",
                            verdict="contradicts")),
                ready=(161, snmp.build_request(snmp.V2C))),
     )
