@@ -209,6 +209,8 @@ def read_bounded(path: str, limit: int, error: Callable[[str], Exception]) -> by
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise error(f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the name: no file can have it
+        raise error("cannot read: the name holds a NUL character") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):

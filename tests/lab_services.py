@@ -630,7 +630,8 @@ TCP_PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
 
 
 def dns_reply(data: bytes) -> bytes | None:
-    """Answer a well-formed DNS query: A -> DNS_ANSWER, anything else NXDOMAIN."""
+    """Answer a well-formed DNS query: A -> DNS_ANSWER, version.bind CH TXT -> "lab-dns 1.0",
+    anything else NXDOMAIN."""
     import dns.flags
     import dns.message
     import dns.opcode
@@ -652,6 +653,9 @@ def dns_reply(data: bytes) -> bytes | None:
     q = query.question[0]
     if q.rdtype == dns.rdatatype.A and q.rdclass == dns.rdataclass.IN:
         resp.answer.append(dns.rrset.from_text(q.name, 60, "IN", "A", DNS_ANSWER))
+    elif q.rdclass == dns.rdataclass.CH and q.name.to_text().lower() == "version.bind.":
+        # As dnsmasq and BIND do: the server's software, in CHAOS TXT.
+        resp.answer.append(dns.rrset.from_text(q.name, 0, "CH", "TXT", '"lab-dns 1.0"'))
     else:
         resp.set_rcode(dns.rcode.NXDOMAIN)
     return resp.to_wire()

@@ -52,6 +52,7 @@ __all__ = [
     "DELAYED_CLIENT6",
     "Lab",
     "LabError",
+    "log_tail",
     "missing_prerequisites",
     "sweep_stale",
 ]
@@ -129,6 +130,12 @@ def missing_prerequisites() -> list[str]:
     except ImportError:
         missing.append("dnspython (pip install dnspython)")
     return missing
+
+
+def log_tail(log: IO[bytes], limit: int = 3000) -> str:
+    """The last ``limit`` bytes of a daemon's or helper's log file, as text."""
+    log.seek(0)
+    return log.read()[-limit:].decode(errors="replace")
 
 
 def _ip() -> str:
@@ -635,9 +642,7 @@ class Lab:
     def _log_tail(self, proc: subprocess.Popen[bytes]) -> str:
         idx = 0 if proc is self._forwarder else -1
         with contextlib.suppress(Exception):
-            log = self._logs[idx]
-            log.seek(0)
-            text = log.read()[-4000:].decode(errors="replace").strip()
+            text = log_tail(self._logs[idx], 4000).strip()
             return f":\n{text}" if text else ""
         return ""
 
@@ -798,8 +803,7 @@ class Lab:
         for port in tcp:
             while not self.call_in_client(_accepts, target, port):
                 if time.monotonic() > deadline:
-                    log.seek(0)
-                    tail = log.read()[-3000:].decode(errors="replace")
+                    tail = log_tail(log)
                     raise LabError(f"{argv[0]} not listening on {port} after {timeout}s:\n{tail}")
                 time.sleep(0.1)
         return proc

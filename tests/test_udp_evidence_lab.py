@@ -22,7 +22,7 @@ from netlab import Lab
 from scanner.evidence import NO_EVIDENCE, SLACK, Evidence, EvidenceConfig, Prober
 from scanner.protocols import udp
 
-LAB_DNS = Evidence("dns", "NOERROR; aa; A 198.18.0.2", "dns")
+LAB_DNS = Evidence("dns", "NOERROR; aa; version.bind 'lab-dns 1.0'", "dns", rule="dns:reply")
 LAB_NTP = Evidence("ntp", "v4; server; stratum 2; refid 198.18.0.254", "ntp")
 LAB_ECHO = Evidence("echo", f"echoed our {len(udp.ECHO_PAYLOAD)}-byte datagram", "echo")
 LAB_SNMP_DESCR = "Linux lab 6.1.0-13-amd64 portprobe-lab"

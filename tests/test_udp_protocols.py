@@ -635,7 +635,7 @@ def test_rpc_request() -> None:
 # --------------------------------------------------------------------------- udp: the table
 
 PORT_NAMES = {
-    7: ["echo"], 53: ["dns"], 111: ["rpcbind"], 123: ["ntp"], 137: ["netbios-ns"],
+    7: ["echo"], 53: ["dns-version", "dns"], 111: ["rpcbind"], 123: ["ntp"], 137: ["netbios-ns"],
     161: ["snmp-v1", "snmp-v2c"], 500: ["ike-v1", "ike-v2"], 1900: ["ssdp"], 5060: ["sip"],
     5353: ["mdns"], 11211: ["memcached"], 9999: ["generic"], 1: ["generic"], 65535: ["generic"],
 }  # fmt: skip

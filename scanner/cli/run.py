@@ -158,8 +158,8 @@ async def _scan(request: ScanRequest, env: Environment, sink: AtomicOutput | Non
                     os.unlink(request.recovered)
     except (ScanError, OSError) as exc:
         failure = failure or write_failure(exc)
-        if sink is not None:  # the report was not finished (a full disk): no file is left
-            sink.discard()
+        if sink is not None:
+            sink.discard()  # the old report, if any, stays as it was
     report = env.stderr if to_stdout else env.stdout
     if table is not None:
         try:

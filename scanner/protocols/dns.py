@@ -53,6 +53,7 @@ __all__ = [
     "decode_tcp",
     "parse_mdns_reply",
     "parse_reply",
+    "parse_version_reply",
     "tcp_request",
 ]
 
@@ -193,6 +194,15 @@ def decode_tcp(data: bytes) -> Evidence | None:
     message = data[_TCP_LENGTH.size : _TCP_LENGTH.size + length]
     if len(message) < min(length, MAX_MESSAGE):
         return None  # wait for the whole message (the first MAX_MESSAGE bytes of a longer one)
+    return _version_reply(message, "dns-tcp")
+
+
+def parse_version_reply(data: bytes) -> Evidence | None:
+    """:func:`decode_tcp` for a datagram: the reply to :func:`build_version_query` over UDP."""
+    return _version_reply(data[:MAX_MESSAGE], "dns")
+
+
+def _version_reply(message: bytes, proof: str) -> Evidence | None:
     reply = _read(message, VERSION_NAME, dns.rdatatype.TXT, dns.rdataclass.CH)
     if reply is None:
         return None
@@ -211,7 +221,7 @@ def decode_tcp(data: bytes) -> Evidence | None:
             break
     answers = [f"version.bind {text!r}" for text in texts]
     return Evidence(
-        "dns", _summary(reply, answers), "dns-tcp", product=product, version=version, rule=rule
+        "dns", _summary(reply, answers), proof, product=product, version=version, rule=rule
     )
 
 

@@ -79,11 +79,14 @@ def _generic(reply: bytes) -> Evidence | None:
 GENERIC = UdpProbe("generic", b"", _generic)
 
 _DNS = UdpProbe("dns", dns.build_query(), dns.parse_reply)
+# version.bind CHAOS TXT first: its answer names the product (dnsmasq 2.90, BIND 9.18),
+# and a server that refuses it still proves DNS; the A query's answer is the fallback.
+_DNS_VERSION = UdpProbe("dns-version", dns.build_version_query(), dns.parse_version_reply)
 
 #: Port -> its probes, most specific first. Ports not listed get ``(GENERIC,)``.
 PORT_PROBES: dict[int, tuple[UdpProbe, ...]] = {
     7: (UdpProbe("echo", ECHO_PAYLOAD, _echo_of(ECHO_PAYLOAD)),),
-    53: (_DNS,),
+    53: (_DNS_VERSION, _DNS),
     111: (UdpProbe("rpcbind", rpc.build_request(), rpc.parse_reply),),
     123: (UdpProbe("ntp", ntp.build_request(), ntp.parse_reply),),
     137: (UdpProbe("netbios-ns", netbios.build_request(), netbios.parse_reply),),

@@ -45,7 +45,7 @@ class CustomaryUse:
 
 
 #: The table (see the module rules); sorted by port.
-CUSTOMARY: Final = (
+CUSTOMARY: tuple[CustomaryUse, ...] = (
     CustomaryUse(631, "tcp", _WEB, "CUPS, the Unix print server: IPP and its web interface "
                  "over HTTP", "CUPS documentation (cupsd.conf: Listen localhost:631)"),
     CustomaryUse(1080, "tcp", frozenset({"socks"}), "SOCKS proxies",
@@ -92,6 +92,16 @@ CUSTOMARY: Final = (
     CustomaryUse(27017, "tcp", frozenset({"mongodb"}), "MongoDB",
                  "MongoDB documentation (mongod listens on 27017); IANA names it only "
                  "since 2016"),
+)  # fmt: skip
+
+#: VNC servers listen on 5900 plus their display number: display :1 on 5901 and so on
+#: (RFC 6143 names 5900 only; nmap's service names vnc-1 ... vnc-3 for 5901-5903; Xvnc and
+#: TigerVNC's vncserver documentation: "port 5900+N for display :N").
+CUSTOMARY += tuple(
+    CustomaryUse(5900 + display, "tcp", frozenset({"vnc"}), f"VNC display :{display}",
+                 "TigerVNC's vncserver documentation (display :N on port 5900+N); nmap "
+                 "names 5901-5903 vnc-1 to vnc-3")
+    for display in range(1, 10)
 )  # fmt: skip
 
 #: Anything seen on a dynamic port without a name is customary: RFC 6335 leaves it free.
