@@ -110,6 +110,10 @@ RESEND_AFTER = 0.5  # share of the budget after which unanswered UDP payloads go
 
 # Ranks of evidence, strongest last (see the module's rules).
 _NONE, _UNIDENTIFIED, _TLS, _HTTP, _HTTPS, _IDENTIFIED = range(6)
+_SERVICE_RANKS = {"tls": _TLS, "http": _HTTP, "https": _HTTPS}
+# HTTP/2 is HTTP: an h2c answer (lighttpd answers the preface by default) ranks with the
+# HTTP/1.1 answer, which names the server, and confirms an HTTP label as well.
+_SERVICE_ALIASES = {"http2": "http"}
 
 
 def rank(evidence: Evidence | None) -> int:
@@ -118,7 +122,7 @@ def rank(evidence: Evidence | None) -> int:
         return _NONE
     if not evidence.service:
         return _UNIDENTIFIED
-    return {"tls": _TLS, "http": _HTTP, "tls+http": _HTTPS}.get(evidence.proof, _IDENTIFIED)
+    return _SERVICE_RANKS.get(evidence.service, _IDENTIFIED)
 
 
 class Prober:
@@ -313,7 +317,8 @@ def greeting(data: bytes, proof: str = "banner") -> Evidence | None:
 
 def _with_trail(evidence: Evidence, proof: str, data: bytes) -> Evidence:
     """``evidence`` with how it was seen (``proof``) and an excerpt of the bytes."""
-    return dataclasses.replace(evidence, proof=proof, excerpt=excerpt(data))
+    service = _SERVICE_ALIASES.get(evidence.service, evidence.service)
+    return dataclasses.replace(evidence, service=service, proof=proof, excerpt=excerpt(data))
 
 
 def _unrecognised(proof: str, data: bytes) -> Evidence:

@@ -448,3 +448,24 @@ def test_late_greeting_is_identified_without_an_rtt(make_lab: Callable[..., Lab]
     config = EvidenceConfig(timeout=1.6)
     found, _ = probe_in(lab, config, lab.server4, 2525)
     assert core(found) == LATE_SMTP
+
+
+async def http_and_h2c(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """As Debian's lighttpd does: HTTP/1.1, and HTTP/2 with prior knowledge (h2c)."""
+    first = await reader.read(4096)
+    if first.startswith(b"PRI * HTTP/2.0"):
+        writer.write(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x08")
+    elif first.startswith(b"GET "):
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Length: 0\r\n\r\n"
+        )
+    await writer.drain()
+    with contextlib.suppress(OSError):
+        await hold(reader)
+
+
+def test_h2c_ranks_with_http_and_the_server_is_named() -> None:
+    """An h2c answer is HTTP too: it neither beats nor hides the HTTP/1.1 answer that
+    names the server (before, lighttpd on 2451 came out as an unnamed 'http2')."""
+    found, _ = on_loopback(http_and_h2c, EvidenceConfig(timeout=1.0))
+    assert (found.service, found.product, found.version) == ("http", "lighttpd", "1.4.69")

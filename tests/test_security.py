@@ -128,7 +128,8 @@ def test_diff_and_merge_output_ignore_planted_temporary_names(
     shared: Path, victim: Path, tmp_path: Path, command: str
 ) -> None:
     old = report(tmp_path / "old.jsonl", [result(22)])
-    new = report(tmp_path / "new.jsonl", [result(22), result(23)] if command == "diff" else [])
+    # (diff: the same port seen differently, a change in what both reports probed)
+    new = report(tmp_path / "new.jsonl", [result(22, label="ssh")] if command == "diff" else [])
     out = shared / "out.csv"
     plant_pid_links(shared, "out.csv", victim)
     code, _, err = cli(command, str(old), str(new), "-o", str(out))
