@@ -586,18 +586,6 @@ class _Probe(_Attempt):
         self.found(self.partial)
 
 
-class _Queued(_Attempt):
-    """Stands for the active probes not started yet: they may still identify the port."""
-
-    def __init__(self) -> None:
-        self.best = self.partial = None
-        self.done = self.promising = False
-        self.unnamed = b""
-
-
-_QUEUED = _Queued()
-
-
 class _PortProbe:
     """The attempts on one port, and the verdict over them."""
 
@@ -660,9 +648,8 @@ class _PortProbe:
         leader = max(attempts, key=lambda a: rank(a.best))
         best = leader.best
         contenders = [a for a in attempts if not a.done and a.ceiling > rank(best)]
-        if waiting and rank(best) < _IDENTIFIED:
-            contenders.append(_QUEUED)
-        if not contenders or now >= self.deadline:
+        queued_may_win = waiting and rank(best) < _IDENTIFIED  # probes not started yet
+        if (not contenders and not queued_may_win) or now >= self.deadline:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
             final = max(candidates, key=rank, default=NO_EVIDENCE)
             if rank(final) <= _UNIDENTIFIED:

@@ -287,8 +287,7 @@ def start(lab: netlab.Lab, workdir: Path, names: Iterable[str] = DAEMONS) -> Run
                 running.ports[name] = daemon.port
                 del starting[name]
             elif proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                tail = log.read()[-3000:].decode(errors="replace")
+                tail = netlab.log_tail(log)
                 why = f"exited ({proc.returncode})" if proc.poll() is not None else "timed out"
                 raise netlab.LabError(f"{name} not listening on {daemon.port}: {why}:\n{tail}")
         time.sleep(0.1)

@@ -15,8 +15,6 @@ Without a daemon's binary its test skips, saying which package is missing; under
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ import daemonlab_a
 import netlab
 import pytest
 from conftest import _in_ci, probe_evidence, require_netns
+from daemonlab_c import upstream_version
 from test_protocols_a import PROBES
 
 from scanner.models import EvidenceConfig
@@ -88,17 +87,6 @@ def run_exchanges(
 
     found = lab.call_in_client(asyncio.run, all_of_them())
     return dict(zip(pairs, found, strict=True))
-
-
-def upstream_version(package: str) -> str:
-    """The upstream part of an installed package's version: 1:10.11.6-0+deb12u1 -> 10.11.6."""
-    version = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package],
-        capture_output=True, text=True, timeout=10, check=True,
-    ).stdout  # fmt: skip
-    m = re.match(r"(?:\d+:)?(\d+(?:\.\d+)*)", version)
-    assert m is not None, version
-    return m.group(1)
 
 
 def need(daemons: Daemons, daemon: str) -> None:
