@@ -4,14 +4,17 @@ Run from the repository root::
 
     python3 bench/engine_cpu.py [--runs 5] [--probes 128000]
 
-Three numbers, each the best of ``--runs`` (CPU time of this process, so other load on the
+Four numbers, each the best of ``--runs`` (CPU time of this process, so other load on the
 machine barely moves them):
 
 - ``sweep``: a :class:`~scanner.engine.Scan` of 64 addresses x N/64 ports in one process,
   over a transport that answers every probe "closed" at the next loop turn. No socket is
   opened and nothing is sent: what remains is the engine's Python (plan, attempts,
   deadlines, RTT, results), the part of a probe's user CPU that is not the socket calls.
-- ``decode``: the parent's decoding of workers' records (``engine.records.Decoder``).
+- ``worker``: the same sweep as a worker process runs it (``engine.fanout.serve``): the
+  results encoded as records (``engine.records``) and joined for the pipe.
+- ``decode``: the parent's decoding of workers' records into results
+  (``engine.fanout.WorkerPool``'s loop over ``engine.records.Decoder``).
 - ``result``: making one :class:`~scanner.models.Result` (``engine.base.new_result``).
 
 Information only: no pass or fail (exit status 0). Use it before and after a change to
@@ -30,9 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scanner.engine import Scan
-from scanner.engine.base import new_result
-from scanner.engine.records import Decoder, encode_result
+from scanner.engine.base import HostCache, ScanStats, new_result, ports_of
+from scanner.engine.core import Sweep
+from scanner.engine.fanout import _record
+from scanner.engine.records import RESULT, Decoder, encode_result
 from scanner.models import PortState, Proto, Reason, ScanConfig
+from scanner.plan import Plan
 from scanner.targets import TargetSet, parse_target
 from scanner.transport import CLOSED, Deliver
 
@@ -92,8 +98,26 @@ def sweep(probes: int) -> float:
     return asyncio.run(run())
 
 
+def worker(probes: int) -> float:
+    """CPU seconds per probe of a worker's sweep over the instant transport."""
+
+    async def run() -> float:
+        hosts = TargetSet([parse_target(HOSTS)])
+        ports = ports_of(range(1, probes // hosts.size + 1))
+        plan = Plan(hosts.size, ports, seed=1)
+        stats = ScanStats(total=plan.expected)
+        sweep = Sweep(plan, HostCache(hosts), ScanConfig(), {Proto.TCP: _Instant()}, _record, stats)
+        start, size = time.process_time(), 0
+        async for batch in sweep.batches(1024):
+            size += len(b"".join(batch))
+        assert size == stats.done * RESULT.size
+        return (time.process_time() - start) / stats.done
+
+    return asyncio.run(run())
+
+
 def decode(records: int) -> float:
-    """CPU seconds per record decoded, fed in the parent's 256 KiB reads."""
+    """CPU seconds per record decoded into a result, fed in the parent's 256 KiB reads."""
     stamp = time.time()
     data = b"".join(
         encode_result(i % 64, i % 10000, PortState.CLOSED, Reason.CONN_REFUSED, 1e-4, 1, stamp)
@@ -113,13 +137,14 @@ def result(count: int) -> float:
 
 
 def main() -> int:
-    """Print the three numbers, in microseconds."""
+    """Print the four numbers, in microseconds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--probes", type=int, default=128000)
     args = parser.parse_args()
     for name, measure, unit in (
         ("sweep", sweep, "probe"),
+        ("worker", worker, "probe"),
         ("decode", decode, "record"),
         ("result", result, "result"),
     ):

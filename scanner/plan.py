@@ -88,11 +88,17 @@ class Plan(Generic[P]):
         size, ports, nports = self.size, self.ports, len(self.ports)
         if size == 0:
             return
-        cell = self.cell
+        # cell(), inlined: a call per cell was a tenth of a sweep's engine time.
+        mask, shift, add, mul1, mul2 = self._mask, self._shift, self._add, self._mul1, self._mul2
         for counter in range(self.shard.index, 1 << self._bits, self.shard.count):
-            c = cell(counter)
-            if c < size:
-                host, port_index = divmod(c, nports)
+            x = (counter + add) & mask
+            x ^= x >> shift
+            x = (x * mul1) & mask
+            x ^= x >> shift
+            x = (x * mul2) & mask
+            x ^= x >> shift
+            if x < size:
+                host, port_index = divmod(x, nports)
                 yield host, ports[port_index]
 
     @property

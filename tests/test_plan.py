@@ -57,6 +57,24 @@ def test_cell_is_a_bijection_on_its_power_of_two_domain() -> None:
     assert sorted(plan.cell(i) for i in range(domain)) == list(range(domain))
 
 
+@given(
+    hosts=st.integers(min_value=1, max_value=20),
+    ports=st.lists(st.integers(min_value=1, max_value=65535), min_size=1, max_size=40),
+    seed=st.integers(min_value=0, max_value=2**64),
+    index=st.integers(min_value=0, max_value=3),
+    sequential=st.booleans(),
+)
+def test_iteration_is_the_cell_permutation_walked(
+    hosts: int, ports: list[int], seed: int, index: int, sequential: bool
+) -> None:
+    # __iter__ inlines cell() for speed: both must give the very same order.
+    shard = Shard(index, 4)
+    plan = Plan(hosts, ports, seed=seed, shard=shard, sequential=sequential)
+    cells = (plan.cell(counter) for counter in range(index, 1 << plan._bits, 4))
+    walked = [(c // len(ports), ports[c % len(ports)]) for c in cells if c < plan.size]
+    assert list(plan) == walked
+
+
 @pytest.mark.parametrize(("index", "count"), [(0, 0), (-1, 2), (2, 2), (5, 3)])
 def test_bad_shards_are_refused(index: int, count: int) -> None:
     with pytest.raises(ValueError, match="shard"):

@@ -107,7 +107,7 @@ class Sweep(Generic[T]):
         self.out: Outbox[T] = Outbox()
         self.rtt = RttTable(config.timing)
         self.pacer = UdpPacer(hosts, self.rtt, stats, self._schedule_send)
-        self._deadlines = Deadlines(self._on_timer)
+        self._deadlines = Deadlines(self._on_timer, config.timing.min_rtt_timeout)
 
     async def batches(self, cap: int) -> AsyncIterator[list[T]]:
         """Run the sweep with at most ``cap`` probes in flight; yield final results."""
@@ -203,6 +203,7 @@ class Sweep(Generic[T]):
         rtts, scan_rtt, udp_scan_rtt = self.rtt.hosts, self.rtt.tcp, self.rtt.udp
         initial = self.config.timing.initial_rtt_timeout
         heap, seq, provisional = deadlines.heap, deadlines.seq, deadlines.provisional
+        young = deadlines.young.append
         push, clock, cached = heapq.heappush, self._clock, hosts.cache
         # Fresh probes straight from the plan when nothing else waits (the usual case).
         work = self._work if self._skip is None and not self._plan_done else None
@@ -277,9 +278,10 @@ class Sweep(Generic[T]):
             if rtt is None:
                 provisional.append(attempt)
                 deadline = attempt.deadline = now + initial
-            else:
-                deadline = attempt.deadline = now + rtt.timeout
-            push(heap, (deadline, next(seq), attempt))
+                push(heap, (deadline, next(seq), attempt))
+            else:  # (its deadline is at least the floor away: it waits among the young)
+                attempt.deadline = now + rtt.timeout
+                young(attempt)
         deadlines.arm()
         if ready:
             pacer.arm(ready[0][0])
