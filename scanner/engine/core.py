@@ -33,6 +33,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from itertools import islice
 from typing import Generic
 
 from scanner.engine.base import (
@@ -208,10 +209,53 @@ class Sweep(Generic[T]):
         # Fresh probes straight from the plan when nothing else waits (the usual case).
         work = self._work if self._skip is None and not self._plan_done else None
         sent = 0
+        # The fast path: one TCP-like protocol, no rate, nothing paced or queued again.
+        fast = only is not None and rate is None and not udp
         while self._inflight < self._cap and len(out.items) < MAX_BUFFERED:
             if sent >= SEND_BATCH:
                 self._schedule_send()
                 break
+            if fast and work is not None and not self._requeued:
+                assert only is not None
+                # Fresh probes in one plain loop. Each takes one place in flight or one in
+                # the outbox, so the budget keeps within the loop's own limits.
+                budget = min(
+                    SEND_BATCH - sent, self._cap - self._inflight, MAX_BUFFERED - len(out.items)
+                )
+                send, inflight, count, blocked = only.send, self._inflight, 0, False
+                for host_index, port in islice(work, budget):
+                    count += 1
+                    host = cached.get(host_index) or hosts(host_index)
+                    now = clock()
+                    attempt = Attempt(host_index, host, port, 1, 0, 0, now, False)
+                    try:
+                        handle = send(attempt, host.family, host.address, port[1])
+                    except Backpressure as exc:
+                        self._inflight, blocked = inflight, True
+                        attempt.paced = False  # never counted as outstanding
+                        self._defer(attempt, exc)
+                        break
+                    if isinstance(handle, Answer):
+                        self._final(attempt, handle, None)
+                        continue
+                    attempt.handle = handle
+                    inflight += 1
+                    rtt = rtts.get(host_index) or scan_rtt
+                    if rtt is None:
+                        provisional.append(attempt)
+                        deadline = attempt.deadline = now + initial
+                        push(heap, (deadline, next(seq), attempt))
+                    else:
+                        attempt.deadline = now + rtt.timeout
+                        young(attempt)
+                self._inflight = inflight
+                sent += count - blocked
+                stats.sent += count - blocked
+                if blocked:
+                    break
+                if count < budget:  # the plan is done
+                    self._plan_done, work = True, None
+                continue
             if rate is not None:
                 self._allowance = min(
                     max(1.0, rate / 100), self._allowance + (now - self._last_refill) * rate

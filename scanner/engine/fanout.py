@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
+import gc
 import os
 import signal
 import time
@@ -61,6 +62,8 @@ from scanner.plan import Plan, Shard
 from scanner.transport import Answer
 
 _PR_SET_PDEATHSIG = 1
+# A worker's collector threshold for young objects (Python's default: 700).
+GC_YOUNG = 70_000
 
 
 def _die_with_parent(parent: int) -> None:
@@ -168,6 +171,11 @@ async def serve(
     skip: Callable[[str, Port], bool] | None,
 ) -> None:
     """Scan ``plan`` (a worker's shard), writing records to ``fd``; SIGTERM stops it cleanly."""
+    # What a worker allocates dies young and makes no cycles (attempts, tuples, records):
+    # the collector would mostly walk what the fork inherited, a tenth of a worker's time.
+    # So the inherited objects are frozen out of it, and it runs a hundred times less often.
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     stats = ScanStats(total=plan.expected)
     transports = transports_for(None, plan.ports)
     sweep = Sweep(plan, HostCache(hosts), config, transports, _record, stats, skip)
