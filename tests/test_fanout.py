@@ -17,10 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner.engine import Scan
+from scanner.engine.base import Attempt
+from scanner.engine.fanout import _record
 from scanner.engine.records import Decoder, encode_counters, encode_error, encode_result
 from scanner.errors import ScanError
-from scanner.models import PortState, Reason, ScanConfig
+from scanner.models import Port, PortState, Proto, Reason, ScanConfig
 from scanner.targets import TargetSet, parse_target
+from scanner.transport import Answer
 
 RECORDS = [
     (0, 22, PortState.OPEN, Reason.SYN_ACK, 0.0125, 1, 1795406400.25),
@@ -41,6 +44,16 @@ def test_records_round_trip() -> None:
     assert [g[4] for g in got] == pytest.approx([0.0125, None, 0.0, None])
     assert decoder.counters == (5, 2, 1, 512)
     assert decoder.pending == b"" and decoder.errors == []
+
+
+def test_a_workers_record_is_encode_result() -> None:
+    # fanout._record inlines encode_result for speed: the bytes must be the same.
+    for host, port, state, reason, rtt, tries, _ in RECORDS:
+        attempt = Attempt(host, None, Port(Proto.TCP, port), tries, 0, 0, 0.0, False)  # type: ignore[arg-type]
+        record = _record(attempt, Answer(state, reason), rtt)
+        stamp = Decoder().feed(record)[0].timestamp
+        assert abs(stamp - time.time()) < 60
+        assert record == encode_result(host, port, state, reason, rtt, tries, stamp)
 
 
 @pytest.mark.parametrize("cut", [1, 5, 17, 30, 31, 57])

@@ -373,9 +373,18 @@ class Sweep(Generic[T]):
             self._defer(attempt, Backpressure(0))
             return
         rtt = self._clock() - attempt.sent
-        if self._udp and attempt.port[0] is _UDP:
+        protocol = attempt.port[0]
+        udp = self._udp and protocol is _UDP
+        if udp:
             self.pacer.answer(attempt, answer, rtt, self.config.defeat_icmp_ratelimit)
-        self._final(attempt, answer, rtt)
+        # _final, inlined: this runs for nearly every probe of a sweep.
+        if attempt.silences:
+            self._retries = self.config.retries  # answered after a silence: probes get lost
+        first = self.rtt.add(attempt.host, udp, rtt)
+        if first is not None:
+            self._deadlines.retime(protocol, first)
+        self.out.items.append(self._emit(attempt, answer, rtt))
+        self.stats.done += 1
         if not self._send_scheduled:
             self._schedule_send()
 

@@ -17,15 +17,16 @@ from scanner.models import PortState, Reason
 
 _STATES = list(PortState)
 _REASONS = list(Reason)
-_STATE_CODE = {state: i for i, state in enumerate(_STATES)}
-_REASON_CODE = {reason: i for i, reason in enumerate(_REASONS)}
+#: The codes of states and reasons in a record (their order in their enums).
+STATE_CODE = {state: i for i, state in enumerate(_STATES)}
+REASON_CODE = {reason: i for i, reason in enumerate(_REASONS)}
 
 # kind byte, then the body: a result, the worker's counters, or an error's length.
 RESULT = struct.Struct("<cQHBBfBd")
 COUNTERS = struct.Struct("<cQQQQ")
 ERROR = struct.Struct("<cI")
 _SIZES = {b"R": RESULT.size, b"C": COUNTERS.size, b"E": ERROR.size}
-_NO_RTT = -1.0
+NO_RTT = -1.0  #: a record's RTT when there is none
 
 
 def encode_result(
@@ -39,8 +40,8 @@ def encode_result(
 ) -> bytes:
     """One result as a record."""
     return RESULT.pack(
-        b"R", host, port, _STATE_CODE[state], _REASON_CODE[reason],
-        _NO_RTT if rtt is None else rtt, min(tries, 255), timestamp,
+        b"R", host, port, STATE_CODE[state], REASON_CODE[reason],
+        NO_RTT if rtt is None else rtt, min(tries, 255), timestamp,
     )  # fmt: skip
 
 
@@ -125,7 +126,7 @@ class Decoder:
 
         Raises IndexError for an unknown state or reason code.
         """
-        states, reasons, no_rtt, append = _STATES, _REASONS, _NO_RTT, records.append
+        states, reasons, no_rtt, append = _STATES, _REASONS, NO_RTT, records.append
         taken = 0
         for kind, host, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(view):
             if kind != b"R":
