@@ -14,7 +14,7 @@ machine barely moves them):
 - ``worker``: the same sweep as a worker process runs it (``engine.fanout.serve``): the
   results encoded as records (``engine.records``) and joined for the pipe.
 - ``decode``: the parent's decoding of workers' records into results
-  (``engine.fanout.WorkerPool``'s loop over ``engine.records.Decoder``).
+  (``engine.records.Decoder.runs`` and ``engine.fanout.decode_results``).
 - ``result``: making one :class:`~scanner.models.Result` (``engine.base.new_result``).
 
 Information only: no pass or fail (exit status 0). Use it before and after a change to
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scanner.engine import Scan
 from scanner.engine.base import HostCache, ScanStats, new_result, ports_of
 from scanner.engine.core import Sweep
-from scanner.engine.fanout import _record
+from scanner.engine.fanout import _record, decode_results
 from scanner.engine.records import RESULT, Decoder, encode_result
 from scanner.models import PortState, Proto, Reason, ScanConfig
 from scanner.plan import Plan
@@ -123,10 +123,11 @@ def decode(records: int) -> float:
         encode_result(i % 64, i % 10000, PortState.CLOSED, Reason.CONN_REFUSED, 1e-4, 1, stamp)
         for i in range(records)
     )
+    hosts = HostCache(TargetSet([parse_target(HOSTS)]))
     start = time.process_time()
     decoder = Decoder()
     for offset in range(0, len(data), 1 << 18):
-        decoder.feed(data[offset : offset + (1 << 18)])
+        decode_results(decoder.runs(data[offset : offset + (1 << 18)]), hosts, [])
     return (time.process_time() - start) / records
 
 

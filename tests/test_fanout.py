@@ -17,11 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner.engine import Scan
-from scanner.engine.base import Attempt
-from scanner.engine.fanout import _record
+from scanner.engine.base import Attempt, HostCache
+from scanner.engine.fanout import _record, decode_results
 from scanner.engine.records import Decoder, encode_counters, encode_error, encode_result
 from scanner.errors import ScanError
-from scanner.models import Port, PortState, Proto, Reason, ScanConfig
+from scanner.models import Port, PortState, Proto, Reason, Result, ScanConfig
 from scanner.targets import TargetSet, parse_target
 from scanner.transport import Answer
 
@@ -88,6 +88,50 @@ def test_corrupt_stream_is_an_error_not_an_exception(stream: bytes) -> None:
     decoder = Decoder()
     assert list(decoder.feed(stream)) == []
     assert decoder.errors and "corrupt" in decoder.errors[0]
+
+
+def test_runs_stop_at_other_records_and_decode_to_results() -> None:
+    one, two = (encode_result(*r) for r in RECORDS[:2])
+    stream = one + two + encode_counters(1, 2, 3, 4) + two + encode_error("late") + one
+    decoder = Decoder()
+    runs = decoder.runs(stream)
+    assert [bytes(run) for run in runs] == [one + two, two, one]
+    assert decoder.counters == (1, 2, 3, 4) and decoder.errors == ["late"]
+    hosts = HostCache(TargetSet([parse_target("198.18.0.0/24")]))  # index 2**40: no such host
+    results: list[Result] = []
+    with pytest.raises(IndexError):
+        decode_results(runs, hosts, results)
+    results.clear()
+    assert decode_results([runs[2]], hosts, results) == 1
+    (result,) = results
+    assert (result.host, result.port, result.protocol, result.state, result.reason) == (
+        "198.18.0.0",
+        22,
+        Proto.TCP,
+        PortState.OPEN,
+        Reason.SYN_ACK,
+    )
+    assert (result.rtt, result.tries, result.timestamp) == (pytest.approx(0.0125), 1, 1795406400.25)
+    assert result.hostname is None and result.assessment is None
+
+
+def test_a_bad_code_late_in_a_run_is_an_error() -> None:
+    bad = bytearray(encode_result(*RECORDS[2]))
+    bad[12] = 200  # reason code
+    decoder = Decoder()
+    assert decoder.runs(encode_result(*RECORDS[0]) * 3 + bytes(bad)) == []
+    assert decoder.errors == ["corrupt worker stream (unknown state or reason code)"]
+
+
+@given(st.lists(st.sampled_from(RECORDS), max_size=12), st.integers(min_value=0, max_value=400))
+def test_feed_decodes_any_split_of_a_valid_stream(records: list[Any], cut: int) -> None:
+    stream = b"".join(encode_result(*r) for r in records) + encode_counters(1, 1, 1, 1)
+    decoder = Decoder()
+    got = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+    assert [(d.host, d.port, d.state, d.reason, d.tries) for d in got] == [
+        r[:4] + r[5:6] for r in records
+    ]
+    assert decoder.counters == (1, 1, 1, 1) and decoder.pending == b""
 
 
 @given(st.lists(st.binary(max_size=80), max_size=8))

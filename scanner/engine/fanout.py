@@ -52,10 +52,11 @@ from scanner.engine.core import Sweep
 from scanner.engine.records import (
     NO_RTT,
     REASON_CODE,
+    REASONS,
     RESULT,
     STATE_CODE,
+    STATES,
     Decoder,
-    ResultRecord,
     encode_counters,
     encode_error,
 )
@@ -301,9 +302,7 @@ class WorkerPool:
             self.out.wake()
             return
         items = self.out.items
-        records = worker.decoder.feed(data)
-        self._results(records, items)
-        self._stats.done += len(records)
+        self._stats.done += decode_results(worker.decoder.runs(data), self._host, items)
         if len(items) >= MAX_BUFFERED and not self._paused:
             # The consumer is behind: stop reading, and the workers block on their pipes.
             self._paused = True
@@ -334,11 +333,20 @@ class WorkerPool:
         if status != 0 and not kill and not worker.decoder.errors and not self._stopping:
             self._errors.append(f"worker {worker.pid} exited with status {status}")
 
-    def _results(self, records: list[ResultRecord], into: list[Result]) -> None:
-        """Append a :class:`Result` for each record to ``into`` (one loop: the parent's
-        whole share of a fanned-out sweep)."""
-        cached, host_of, make, append = self._host.cache, self._host, new_result, into.append
-        tcp = Proto.TCP  # workers are only used for TCP-only scans
-        for index, port, state, reason, rtt, tries, stamp in records:
+
+def decode_results(runs: list[memoryview], hosts: HostCache, into: list[Result]) -> int:
+    """Append a :class:`Result` for each record of ``runs`` (from ``Decoder.runs``) to
+    ``into``; how many. One loop, from bytes to results: the parent's whole share of a
+    fanned-out sweep."""
+    cached, host_of, make, append = hosts.cache, hosts, new_result, into.append
+    states, reasons, no_rtt, tcp = STATES, REASONS, NO_RTT, Proto.TCP  # (workers scan TCP only)
+    count = 0
+    for run in runs:
+        for _, index, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(run):
             host = cached.get(index) or host_of(index)
-            append(make(host.address, port, tcp, state, reason, host.hostname, rtt, tries, stamp))
+            append(
+                make(host.address, port, tcp, states[state], reasons[reason], host.hostname,
+                     None if rtt == no_rtt else rtt, tries, stamp)
+            )  # fmt: skip
+        count += len(run) // RESULT.size
+    return count

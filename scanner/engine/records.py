@@ -15,11 +15,12 @@ from typing import NamedTuple
 
 from scanner.models import PortState, Reason
 
-_STATES = list(PortState)
-_REASONS = list(Reason)
-#: The codes of states and reasons in a record (their order in their enums).
-STATE_CODE = {state: i for i, state in enumerate(_STATES)}
-REASON_CODE = {reason: i for i, reason in enumerate(_REASONS)}
+#: The states and reasons by their codes in a record (their order in their enums).
+STATES: list[PortState] = list(PortState)
+REASONS: list[Reason] = list(Reason)
+#: The codes of states and reasons in a record.
+STATE_CODE = {state: i for i, state in enumerate(STATES)}
+REASON_CODE = {reason: i for i, reason in enumerate(REASONS)}
 
 # kind byte, then the body: a result, the worker's counters, or an error's length.
 RESULT = struct.Struct("<cQHBBfBd")
@@ -69,6 +70,9 @@ class ResultRecord(NamedTuple):
 
 
 _RESULT_SIZE = RESULT.size
+# Where a result record's state and reason codes are (after kind, host and port).
+_STATE_AT = struct.calcsize("<cQH")
+_REASON_AT = _STATE_AT + 1
 _make = tuple.__new__  # (skips the namedtuple's Python-level __new__: this is the hot path)
 
 
@@ -82,22 +86,46 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[ResultRecord]:
         """Decode every complete record in ``pending + data``; return the results."""
-        buffer = self.pending + data if self.pending else data
         records: list[ResultRecord] = []
+        append, no_rtt = records.append, NO_RTT
+        for run in self.runs(data):
+            for _, host, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(run):
+                append(
+                    _make(
+                        ResultRecord,
+                        (host, port, STATES[state], REASONS[reason],
+                         None if rtt == no_rtt else rtt, tries, stamp),
+                    )
+                )  # fmt: skip
+        return records
+
+    def runs(self, data: bytes) -> list[memoryview]:
+        """The result records in ``pending + data``, undecoded: runs of whole records with
+        known state and reason codes, for ``RESULT.iter_unpack`` (the parent's hot path:
+        no object per record here). Counters and errors are taken in on the way; a corrupt
+        stream is an error, and the rest of ``data`` is dropped.
+        """
+        buffer = self.pending + data if self.pending else data
+        runs: list[memoryview] = []
         offset, end = 0, len(buffer)
         while offset < end:
             kind = buffer[offset : offset + 1]
             if kind == b"R":
-                # A run of results (nearly the whole stream), unpacked in one C loop.
-                count = (end - offset) // _RESULT_SIZE
-                if not count:
+                # A run of results (nearly the whole stream), found and checked in C loops:
+                # the kind bytes of the whole records left, then their state and reason codes.
+                whole = (end - offset) // _RESULT_SIZE
+                if not whole:
                     break
-                view = memoryview(buffer)[offset : offset + count * _RESULT_SIZE]
-                try:
-                    offset = self._results(view, offset, records)
-                except IndexError:
+                kinds = buffer[offset : offset + whole * _RESULT_SIZE : _RESULT_SIZE]
+                stop = offset + (len(kinds) - len(kinds.lstrip(b"R"))) * _RESULT_SIZE
+                if max(buffer[offset + _STATE_AT : stop : _RESULT_SIZE]) >= len(STATES) or max(
+                    buffer[offset + _REASON_AT : stop : _RESULT_SIZE]
+                ) >= len(REASONS):
                     self.errors.append("corrupt worker stream (unknown state or reason code)")
                     offset = end
+                    break
+                runs.append(memoryview(buffer)[offset:stop])
+                offset = stop
                 continue
             size = _SIZES.get(kind)
             if size is None:
@@ -117,26 +145,4 @@ class Decoder:
                 offset += length
             offset += size
         self.pending = buffer[offset:]
-        return records
-
-    @staticmethod
-    def _results(view: memoryview, offset: int, records: list[ResultRecord]) -> int:
-        """Append the results at the head of ``view`` (which starts at ``offset``) to
-        ``records``, up to the first record of another kind; the offset after them.
-
-        Raises IndexError for an unknown state or reason code.
-        """
-        states, reasons, no_rtt, append = _STATES, _REASONS, NO_RTT, records.append
-        taken = 0
-        for kind, host, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(view):
-            if kind != b"R":
-                break
-            append(
-                _make(
-                    ResultRecord,
-                    (host, port, states[state], reasons[reason],
-                     None if rtt == no_rtt else rtt, tries, stamp),
-                )
-            )  # fmt: skip
-            taken += 1
-        return offset + taken * _RESULT_SIZE
+        return runs
