@@ -18,8 +18,9 @@ Rules and theory:
   parent is idle while they scan. Results wait until it is loaded.
 - :meth:`Pipeline.stop` (Ctrl-C) cancels the evidence still running: those ports come out
   at once, without evidence (verdict ``unverified``).
-- Memory is bounded: at most ``MAX_READY`` finished results wait for the consumer; the
-  pipeline stops reading the scan until the consumer catches up.
+- Memory is bounded: once ``MAX_READY`` finished results wait for the consumer (checked
+  after each list of results the scan gives), the pipeline stops reading the scan until
+  the consumer catches up.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import os
 import socket
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from scanner.errors import ScanError
 from scanner.models import PortState, Proto, Reason, Result
@@ -147,10 +148,19 @@ class Pipeline:
 
     async def _feed(self, results: AsyncIterable[Result]) -> None:
         assert self._drained is not None
+        # A scan gives its results in lists (``Scan.batches``): taken a list at a time, a
+        # closed port costs an append here, not an async step, a call and a wake-up.
+        batches = results.batches() if isinstance(results, _Batched) else _lists(results)
+        ready, closed, add = self._ready, self._closed, self._add
         try:
-            async for result in results:
-                self._add(result)
-                if len(self._ready) >= MAX_READY:
+            async for batch in batches:
+                for result in batch:
+                    if closed or result.state is not _CLOSED:
+                        add(result)
+                    else:
+                        ready.append(result)  # not reported: passes unassessed
+                self._push_wake()
+                if len(ready) >= MAX_READY:
                     self._drained.clear()
                     await self._drained.wait()
         finally:
@@ -249,6 +259,21 @@ class Pipeline:
         if result.protocol is Proto.UDP:
             return await self._prober.probe_udp(result.host, family, result.port)
         return await self._prober.probe(result.host, family, result.port, rtt=result.rtt)
+
+
+_CLOSED = PortState.CLOSED
+
+
+@runtime_checkable
+class _Batched(Protocol):
+    """A source of results that also gives them in lists (``scanner.engine.Scan``)."""
+
+    def batches(self) -> AsyncIterator[list[Result]]: ...
+
+
+async def _lists(results: AsyncIterable[Result]) -> AsyncIterator[list[Result]]:
+    async for result in results:
+        yield [result]
 
 
 def _probed_for_evidence(result: Result) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import itertools
 import logging
 import resource
@@ -14,7 +15,7 @@ from fakes import FakeTransport, Hosts, Queued, Refuse, Reply, Silence
 
 from scanner import engine as engine_module
 from scanner.engine import Scan, fit_concurrency
-from scanner.engine.base import new_result
+from scanner.engine.base import GC_YOUNG, new_result, rare_collections
 from scanner.models import PortState, Proto, Reason, Result, ScanConfig, Timing
 from scanner.plan import Plan
 from scanner.transport import CLOSED, OPEN, Answer, Backpressure
@@ -324,3 +325,13 @@ def test_batches_give_what_iteration_gives() -> None:
     assert all(batches)
     assert states([r for batch in batches for r in batch]) == states(run(scan()))
     assert states(run(scan()))[("198.18.0.2", 5)] == ("filtered", "no-response", 2)
+
+
+def test_rare_collections_freezes_and_restores_the_collector() -> None:
+    threshold = gc.get_threshold()
+    with rare_collections():
+        assert gc.get_threshold()[0] == GC_YOUNG
+        assert gc.get_threshold()[1:] == threshold[1:]
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == threshold
+    assert gc.get_freeze_count() == 0

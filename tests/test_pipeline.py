@@ -130,3 +130,39 @@ def test_a_slow_consumer_pauses_the_scan() -> None:
         return seen
 
     assert asyncio.run(go()) <= MAX_READY + 2
+
+
+class Batched:
+    """A source that, like ``Scan``, also gives its results in lists."""
+
+    def __init__(self, lists: list[list[Result]]) -> None:
+        self.lists = lists
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        raise AssertionError("a batched source is read by its lists")
+
+    async def batches(self) -> AsyncIterator[list[Result]]:
+        for batch in self.lists:
+            await asyncio.sleep(0)
+            yield batch
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_batched_source_gives_what_its_results_one_by_one_give(closed: bool) -> None:
+    lists = [
+        [result(p, PortState.CLOSED) for p in range(1, 50)] + [result(80)],
+        [],
+        [result(2451), result(7000, PortState.CLOSED)],
+    ]
+
+    async def go(source: Any) -> list[tuple[int, str, bool]]:
+        pipeline = Pipeline(evidence=False, closed=closed, assessor=ASSESSOR)
+        found = [
+            (r.port, r.state.value, r.assessment is not None) async for r in pipeline.run(source)
+        ]
+        return sorted(found)
+
+    one_by_one = asyncio.run(go(feed([r for batch in lists for r in batch])))
+    assert asyncio.run(go(Batched(lists))) == one_by_one
+    assert len(one_by_one) == 52
+    assert all(assessed == (closed or state == "open") for _, state, assessed in one_by_one)

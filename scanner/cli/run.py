@@ -22,7 +22,7 @@ from scanner.cli.app import Environment, ExitStatus, write_failure
 from scanner.cli.habits import Output, combine_skips, host_timeout_skip, ipv6_resolver
 from scanner.cli.progress import Progress
 from scanner.cli.request import ScanRequest
-from scanner.engine import Scan
+from scanner.engine import Scan, rare_collections
 from scanner.errors import OutputClosed, ScanError
 from scanner.models import EvidenceConfig, Port, Result
 from scanner.pipeline import Pipeline
@@ -42,7 +42,8 @@ def run_scan(request: ScanRequest, env: Environment) -> ExitStatus:
         for output in _outputs(request):
             if output.path is not None:  # a bad path fails here, before any probe
                 sinks.append(AtomicOutput(output.path))
-        return asyncio.run(_scan(request, env, sinks))
+        with rare_collections():  # a scan makes objects by the million, and no cycles
+            return asyncio.run(_scan(request, env, sinks))
     except KeyboardInterrupt:
         _discard(sinks)
         env.say("interrupted before the scan started")

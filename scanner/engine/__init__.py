@@ -17,7 +17,13 @@ base  <-  rtt, deadlines  <-  udp_pacing  <-  core  <-  fanout (+ records)  <-  
 
 from __future__ import annotations
 
-from scanner.engine.base import MAX_BUFFERED, HostTable, ScanStats, fit_concurrency
+from scanner.engine.base import (
+    MAX_BUFFERED,
+    HostTable,
+    ScanStats,
+    fit_concurrency,
+    rare_collections,
+)
 from scanner.engine.core import SEND_BATCH
 from scanner.engine.scan import Scan
 from scanner.transport import FD_RESERVE
@@ -30,4 +36,5 @@ __all__ = [
     "Scan",
     "ScanStats",
     "fit_concurrency",
+    "rare_collections",
 ]

@@ -29,7 +29,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
-import gc
 import os
 import signal
 import time
@@ -46,6 +45,7 @@ from scanner.engine.base import (
     ScanStats,
     fit_concurrency,
     new_result,
+    rare_collections,
     transports_for,
 )
 from scanner.engine.core import Sweep
@@ -179,11 +179,6 @@ async def serve(
     skip: Callable[[str, Port], bool] | None,
 ) -> None:
     """Scan ``plan`` (a worker's shard), writing records to ``fd``; SIGTERM stops it cleanly."""
-    # What a worker allocates dies young and makes no cycles (attempts, tuples, records):
-    # the collector would mostly walk what the fork inherited, a tenth of a worker's time.
-    # So the inherited objects are frozen out of it, and it runs a hundred times less often.
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     stats = ScanStats(total=plan.expected)
     transports = transports_for(None, plan.ports)
     sweep = Sweep(plan, HostCache(hosts), config, transports, _record, stats, skip)
@@ -285,7 +280,9 @@ class WorkerPool:
                         shard=shard,
                         sequential=config.sequential,
                     )
-                    asyncio.run(serve(fd, self._hosts, plan, config, self._skip))
+                    # (The collector would mostly walk what the fork inherited.)
+                    with rare_collections():
+                        asyncio.run(serve(fd, self._hosts, plan, config, self._skip))
 
                 worker = fork_worker(body)
                 self._fan.append(worker)
