@@ -22,6 +22,7 @@ import errno
 import select
 import socket
 import struct
+from collections.abc import Callable
 
 from scanner.models import Proto
 from scanner.transport.base import Answer, Backpressure, Deliver
@@ -36,6 +37,7 @@ _RawSocket = _socket.socket
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
 _EINPROGRESS = errno.EINPROGRESS
+_EPOLLOUT = getattr(select, "EPOLLOUT", 4)
 _BATCH = 4096
 
 
@@ -50,11 +52,13 @@ class TcpConnectTransport:
         # fd -> (key, socket) of every attempt in flight.
         self._pending: dict[int, tuple[object, _RawSocket]] = {}
         self._epoll: select.epoll | None = None
+        self._register: Callable[[int, int], None] | None = None  # the epoll's, while open
 
     def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._loop, self._deliver = loop, deliver
         if hasattr(select, "epoll"):
             self._epoll = select.epoll()
+            self._register = self._epoll.register
             loop.add_reader(self._epoll.fileno(), self.flush)
 
     def send(self, key: object, family: int, address: str, port: int) -> object:
@@ -66,8 +70,8 @@ class TcpConnectTransport:
         if err == _EINPROGRESS:
             fd = sock.fileno()
             self._pending[fd] = (key, sock)
-            if self._epoll is not None:
-                self._epoll.register(fd, select.EPOLLOUT)
+            if self._register is not None:
+                self._register(fd, _EPOLLOUT)
             else:
                 assert self._loop is not None
                 self._loop.add_writer(fd, self._on_writable, fd)
@@ -120,6 +124,7 @@ class TcpConnectTransport:
                 self._loop.remove_reader(self._epoll.fileno())
             self._epoll.close()
             self._epoll = None
+            self._register = None
 
     def _on_writable(self, fd: int) -> None:
         # The portable path: one loop callback per finished connect.
