@@ -37,6 +37,7 @@ import ipaddress
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -159,10 +160,13 @@ def bench_args(description: str, *, default_runs: int) -> argparse.ArgumentParse
 
 @dataclass(frozen=True, slots=True)
 class Timed:
-    """One command's wall time and its captured outcome."""
+    """One command's wall time, its captured outcome, and the user and system CPU seconds
+    of its process tree (every descendant it waited for, worker processes included)."""
 
     seconds: float
     proc: subprocess.CompletedProcess[str]
+    user: float = 0.0
+    system: float = 0.0
 
     @property
     def self_reported(self) -> float | None:
@@ -172,17 +176,24 @@ class Timed:
 
 
 def timed_run(lab: Lab, argv: Sequence[str], *, timeout: float) -> Timed:
-    """Run ``argv`` in the lab's CLIENT namespace and time its wall clock."""
+    """Run ``argv`` in the lab's CLIENT namespace; time its wall clock and its CPU.
+
+    The CPU is what ``getrusage(RUSAGE_CHILDREN)`` gains meanwhile: ``ip netns exec``
+    execs the command, so it is the command's own and its waited-for descendants'.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = lab.run(list(argv), timeout=timeout)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
     if proc.returncode != 0:
         # Printed, not raised: the report must still come out, and the missing or
         # partial output file will show up as differences.
         print(f"  ! exit {proc.returncode}: {' '.join(argv)}")
         for line in (proc.stderr.strip().splitlines() or ["(no stderr)"])[-10:]:
             print(f"  ! {line}")
-    return Timed(seconds, proc)
+    return Timed(seconds, proc, user, system)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -392,7 +403,7 @@ def print_comparison(cmp: Comparison, a_name: str, b_name: str, *, indent: str =
 
 @dataclass(slots=True)
 class PairResult:
-    """Interleaved runs of nmap and portprobe: wall times and full states per run."""
+    """Interleaved runs of nmap and portprobe: wall times, full states and each run (CPU)."""
 
     nmap_seconds: list[float] = field(default_factory=list)
     portprobe_seconds: list[float] = field(default_factory=list)
@@ -401,6 +412,8 @@ class PairResult:
     nmap_states: list[dict[Key, str]] = field(default_factory=list)
     portprobe_states: list[dict[Key, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    nmap_runs: list[Timed] = field(default_factory=list)
+    portprobe_runs: list[Timed] = field(default_factory=list)
 
 
 ArgvFor = Callable[[Path], list[str]]
@@ -428,6 +441,8 @@ def run_interleaved(
         json_path = workdir / f"portprobe-{i}{portprobe_suffix}"
         t_nmap = timed_run(lab, nmap_argv(xml_path), timeout=timeout)
         t_pp = timed_run(lab, portprobe_argv(json_path), timeout=timeout)
+        result.nmap_runs.append(t_nmap)
+        result.portprobe_runs.append(t_pp)
         result.nmap_seconds.append(t_nmap.seconds)
         result.portprobe_seconds.append(t_pp.seconds)
         if t_nmap.self_reported is not None:

@@ -4,8 +4,8 @@ Run from the repository root, as root::
 
     sudo python3 bench/run_all.py [--runs N] [--portprobe PATH] [--timeout SECONDS]
 
-Runs ``tcp_full``, ``tcp_hosts``, ``lossy``, ``memory`` and ``service_id`` (see each
-module's docstring), each with its own default number of runs unless ``--runs``
+Runs ``tcp_full``, ``tcp_hosts``, ``probe_cpu``, ``lossy``, ``memory``, ``service_id`` and
+``udp`` (see each module's docstring), each with its own default number of runs unless ``--runs``
 overrides them all, then prints one line per benchmark. A benchmark that crashes is
 reported as failed and the others still run. Exit status 0 when every benchmark
 passes, 1 otherwise.
@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import lossy
 import memory
+import probe_cpu
 import service_id
 import tcp_full
 import tcp_hosts
@@ -30,6 +31,7 @@ from common import BenchSummary, print_summary_table
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], BenchSummary]] = {
     "tcp_full": tcp_full.run,
     "tcp_hosts": tcp_hosts.run,
+    "probe_cpu": probe_cpu.run,
     "lossy": lossy.run,
     "memory": memory.run,
     "service_id": service_id.run,
