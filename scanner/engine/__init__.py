@@ -8,7 +8,8 @@ base  <-  rtt, deadlines  <-  udp_pacing  <-  core  <-  fanout (+ records)  <-  
 
 - ``base``: hosts, counters, attempts, the descriptor cap and the outbox of results.
 - ``rtt``: RTT estimates (RFC 6298) and the timeouts they give.
-- ``deadlines``: the heap of attempts in flight, and the one timer at its head.
+- ``deadlines``: the attempts in flight (young ones in a queue, the rest in a heap), and
+  the one timer at the earliest deadline.
 - ``udp_pacing``: UDP probes at the pace of each host's ICMP budget (``scanner.pacing``).
 - ``core``: the sweep: sending, answers, retries and timeouts, in one process.
 - ``records``, ``fanout``: worker processes and their binary record stream.
