@@ -10,9 +10,10 @@ Rules:
   neutralised with a leading apostrophe (OWASP's advice against CSV injection).
 - CSV rows come sorted by host (numerically), protocol and port, so they are kept until
   :meth:`close`: in memory up to ``CSV_RUN`` rows, beyond that in sorted runs in
-  temporary files, merged at the end (an external sort: a million rows cost the memory of
-  ``CSV_RUN``). No cell holds a raw line break (shown as ``\\x0a``, as on the
-  terminal), so line tools (grep, sort, wc -l) see one row per line.
+  temporary files (the writer's own rows, pickled in chunks), merged at the end (an
+  external sort: a million rows cost the memory of ``CSV_RUN``). No cell holds a raw
+  line break (shown as ``\\x0a``, as on the terminal), so line tools (grep, sort, wc -l)
+  see one row per line.
 - Every text field is escaped with :func:`scanner.text.escape_controls`, whatever its
   source (a banner is already clean; a registry description, or a field of a report that
   ``merge`` read, may not be), so no report carries a control or invisible character.
@@ -26,12 +27,15 @@ import csv
 import functools
 import heapq
 import json
+import operator
+import pickle
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol, TextIO
 
-from scanner.models import Result
+from scanner.models import Assessment, Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 from scanner.text import escape_controls
@@ -211,7 +215,7 @@ class Writer(Protocol):
         """Finish the document (it stays valid however the scan ended)."""
 
 
-CSV_RUN = 50_000  # rows a CSV report sorts in memory; more go to sorted runs on disk
+CSV_RUN = 65_536  # rows sorted in memory (one host's whole range); more go to runs on disk
 
 
 class CsvWriter:
@@ -222,8 +226,9 @@ class CsvWriter:
         self._csv = csv.writer(stream, lineterminator="\n")
         self._csv.writerow(CSV_COLUMNS)
         self._rows: list[tuple[tuple[Any, ...], tuple[str | int, ...]]] = []
-        self._runs: list[IO[str]] = []
+        self._runs: list[IO[bytes]] = []
         self._keys: dict[str, tuple[int, bytes]] = {}
+        self._cells = CellCache()
 
     def write(self, result: Result) -> None:
         key = self._keys.get(result.host)
@@ -231,7 +236,9 @@ class CsvWriter:
             from scanner.report.table import address_key  # (the table imports this module)
 
             key = self._keys[result.host] = address_key(result.host)
-        self._rows.append(((key, result.protocol.value, result.port), csv_row(result)))
+        self._rows.append(
+            ((key, result.protocol._value_, result.port), csv_row(result, self._cells))
+        )
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
@@ -241,42 +248,46 @@ class CsvWriter:
     def _spill(self) -> None:
         """Write the rows kept so far, sorted, as one run in a temporary file."""
         self._rows.sort(key=_first)
-        run = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
+        run = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         self._runs.append(run)
-        lines = csv.writer(run, lineterminator="\n")
-        for key, row in self._rows:
-            run.write(_sort_text(key))
-            lines.writerow(row)
+        rows = self._rows
+        for start in range(0, len(rows), _RUN_CHUNK):
+            pickle.dump(rows[start : start + _RUN_CHUNK], run, protocol=pickle.HIGHEST_PROTOCOL)
         self._rows = []
 
     def close(self, ending: Ending) -> None:
-        if not self._runs:
-            self._rows.sort(key=_first)
-            self._csv.writerows(row for _key, row in self._rows)
-            self._rows = []
-            return
-        if self._rows:
+        if self._runs and self._rows:
             self._spill()
         try:
-            for run in self._runs:
-                run.seek(0)
-            # Each run line is "<fixed-width sort text>\t<csv row>": text order is row order.
-            for line in heapq.merge(*self._runs):
-                self._stream.write(line.split("\t", 1)[1])
+            rows: Iterator[tuple[tuple[Any, ...], tuple[str | int, ...]]]
+            if self._runs:
+                for run in self._runs:
+                    run.seek(0)
+                rows = heapq.merge(*map(_run_rows, self._runs))  # keys are unique
+            else:
+                self._rows.sort(key=_first)
+                rows = iter(self._rows)
+            self._csv.writerows(row for _key, row in rows)
         finally:
             for run in self._runs:
                 run.close()
-            self._runs = []
+            self._runs, self._rows = [], []
 
 
-def _first(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
-    return item[0]
+_RUN_CHUNK = 1024  # rows a run holds per pickle: what the merge keeps of each run
 
 
-def _sort_text(key: tuple[Any, ...]) -> str:
-    """``(address_key, protocol, port)`` as fixed-width text that sorts the same way."""
-    (version, packed), protocol, port = key
-    return f"{version}{packed.hex():>64.64}{protocol:<4}{port:05d}\t"
+def _run_rows(run: IO[bytes]) -> Iterator[tuple[tuple[Any, ...], tuple[str | int, ...]]]:
+    """The rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to unpickle)."""
+    while True:
+        try:
+            chunk = pickle.load(run)
+        except EOFError:
+            return
+        yield from chunk
+
+
+_first = operator.itemgetter(0)
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
@@ -287,21 +298,56 @@ def csv_cell(value: str) -> str:
     return safe_cell(escape_controls(value))
 
 
-def csv_row(result: Result) -> tuple[str | int, ...]:
-    """One result as a CSV row, in ``CSV_COLUMNS`` order."""
-    hostname = result.hostname
+class CellCache:
+    """The assessment columns of results, escaped by ``escape`` once per
+    :class:`~scanner.models.Assessment` object.
+
+    The results layer shares one assessment among the ports of a registry segment (every
+    closed port of a host, and the same port on every host): a million rows with ``--all``
+    escape a few thousand assessments. Objects are known by identity, which is only sound
+    while they live, so each entry keeps its object; at most ``size`` are kept.
+    """
+
+    def __init__(self, escape: Callable[[str], str] = csv_cell, size: int = 65_536) -> None:
+        self._escape = escape
+        self._size = size
+        self._known: dict[int, tuple[Assessment, tuple[str, ...]]] = {}
+
+    def __call__(self, result: Result) -> tuple[str, ...]:
+        """``assessment_cells(result)``, each escaped."""
+        a = result.assessment
+        if a is None:
+            return _NO_ASSESSMENT
+        known = self._known.get(id(a))
+        if known is not None and known[0] is a:
+            return known[1]
+        cells = tuple(map(self._escape, assessment_cells(result)))
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[id(a)] = (a, cells)
+        return cells
+
+
+def csv_row(
+    result: Result, cells: Callable[[Result], tuple[str, ...]] | None = None
+) -> tuple[str | int, ...]:
+    """One result as a CSV row, in ``CSV_COLUMNS`` order (``cells``: a :class:`CellCache`
+    to take the assessment columns from)."""
+    hostname, rtt = result.hostname, result.rtt
+    # Plain text (``_value_``: the member's value as stored, without the ``value``
+    # property's cost), not the StrEnum members: a tuple of atomic values only is left
+    # alone by the garbage collector, and a CSV report holds up to CSV_RUN of them.
     return (
         result.host,
         result.port,
-        result.protocol.value,
-        result.state.value,
-        result.reason.value,
+        result.protocol._value_,
+        result.state._value_,
+        result.reason._value_,
         "" if hostname is None else csv_cell(hostname),
-        "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
+        "" if rtt is None else f"{rtt * 1000:.3f}",
         result.tries,
         isotime(result.timestamp),
-        *map(csv_cell, assessment_cells(result)),
-    )
+    ) + (tuple(map(csv_cell, assessment_cells(result))) if cells is None else cells(result))
 
 
 class JsonWriter:
