@@ -32,9 +32,9 @@ Rules and theory:
   the attempts that could still beat it get a grace period as long again as that result
   took (at least ``MIN_GRACE``): a server that speaks first, or answers a ClientHello,
   does so within about the same round trips. Active probes still queued then start only
-  within that grace: an HTTP server does not wait for every probe's ``probe_wait``. An attempt that has started to show its
-  protocol (banner bytes without their line end, TLS handshake records) is waited for,
-  up to the budget.
+  within that grace: an HTTP server does not wait for every probe's ``probe_wait``. An
+  attempt that has started to show its protocol (banner bytes without their line end,
+  TLS handshake records) is waited for, up to the budget.
 - A port that has sent nothing on any connection is given up after its *silence wait*
   (``EvidenceConfig.silence_wait``): when the caller passes the host's RTT (the scan
   measured it), ``SILENCE_RTTS`` round trips, but never less than ``silence_floor``

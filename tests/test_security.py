@@ -262,17 +262,20 @@ def test_invisible_characters_are_escaped_everywhere(char: str) -> None:
 
 
 def test_every_escaped_character_is_one_isprintable_rejects() -> None:
-    # escape_controls skips the regex for printable text: that is sound only while the
-    # class is a subset of what str.isprintable rejects, over the whole of Unicode.
+    # escape_controls and xml_text skip their regexes for printable text: that is sound
+    # only while both classes are subsets of what str.isprintable rejects, over the whole
+    # of Unicode.
     import sys
 
     from scanner.text import CONTROL
 
-    printable_controls = [
+    from scanner.report.xml import _NOT_XML
+
+    printable_escaped = [
         code for code in range(sys.maxunicode + 1)
-        if chr(code).isprintable() and CONTROL.match(chr(code))
+        if chr(code).isprintable() and (CONTROL.match(chr(code)) or _NOT_XML.match(chr(code)))
     ]  # fmt: skip
-    assert printable_controls == []
+    assert printable_escaped == []
 
 
 def test_escapes_of_astral_characters_are_unambiguous() -> None:

@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol, TextIO
+from typing import IO, Any, Generic, Protocol, TextIO, TypeVar
 
 from scanner.models import Assessment, Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
@@ -41,6 +41,8 @@ from scanner.report.summary import Summary
 from scanner.text import escape_controls
 
 SCHEMA_VERSION = 4
+
+T = TypeVar("T")
 
 ASSESSMENT_COLUMNS = (
     "label",
@@ -105,8 +107,10 @@ def safe_cell(value: str) -> str:
 def assessment_cells(result: Result) -> tuple[str, ...]:
     """The assessment columns of ``result``, in ``ASSESSMENT_COLUMNS`` order."""
     a = result.assessment
-    if a is None:
-        return _NO_ASSESSMENT
+    return _NO_ASSESSMENT if a is None else _cells_of(a)
+
+
+def _cells_of(a: Assessment) -> tuple[str, ...]:
     return (
         a.label,
         a.label_description,
@@ -298,34 +302,46 @@ def csv_cell(value: str) -> str:
     return safe_cell(escape_controls(value))
 
 
-class CellCache:
-    """The assessment columns of results, escaped by ``escape`` once per
-    :class:`~scanner.models.Assessment` object.
+class PerAssessment(Generic[T]):
+    """``render(assessment)``, computed once per :class:`~scanner.models.Assessment` object.
 
     The results layer shares one assessment among the ports of a registry segment (every
     closed port of a host, and the same port on every host): a million rows with ``--all``
-    escape a few thousand assessments. Objects are known by identity, which is only sound
+    render a few thousand assessments. Objects are known by identity, which is only sound
     while they live, so each entry keeps its object; at most ``size`` are kept.
     """
 
-    def __init__(self, escape: Callable[[str], str] = csv_cell, size: int = 65_536) -> None:
-        self._escape = escape
+    def __init__(self, render: Callable[[Assessment], T], size: int = 65_536) -> None:
+        self._render = render
         self._size = size
-        self._known: dict[int, tuple[Assessment, tuple[str, ...]]] = {}
+        self._known: dict[int, tuple[Assessment, T]] = {}
 
-    def __call__(self, result: Result) -> tuple[str, ...]:
-        """``assessment_cells(result)``, each escaped."""
-        a = result.assessment
-        if a is None:
-            return _NO_ASSESSMENT
-        known = self._known.get(id(a))
-        if known is not None and known[0] is a:
+    def __call__(self, assessment: Assessment) -> T:
+        """``render(assessment)``, from the cache when this object was rendered before."""
+        known = self._known.get(id(assessment))
+        if known is not None and known[0] is assessment:
             return known[1]
-        cells = tuple(map(self._escape, assessment_cells(result)))
+        rendered = self._render(assessment)
         if len(self._known) >= self._size:
             self._known.clear()
-        self._known[id(a)] = (a, cells)
-        return cells
+        self._known[id(assessment)] = (assessment, rendered)
+        return rendered
+
+
+def _csv_cells(a: Assessment) -> tuple[str, ...]:
+    return tuple(map(csv_cell, _cells_of(a)))
+
+
+class CellCache:
+    """The assessment columns of results as CSV cells, escaped once per assessment."""
+
+    def __init__(self) -> None:
+        self._cells = PerAssessment(_csv_cells)
+
+    def __call__(self, result: Result) -> tuple[str, ...]:
+        """``assessment_cells(result)``, each through :func:`csv_cell`."""
+        a = result.assessment
+        return _NO_ASSESSMENT if a is None else self._cells(a)
 
 
 def csv_row(
