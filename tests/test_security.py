@@ -267,9 +267,8 @@ def test_every_escaped_character_is_one_isprintable_rejects() -> None:
     # of Unicode.
     import sys
 
-    from scanner.text import CONTROL
-
     from scanner.report.xml import _NOT_XML
+    from scanner.text import CONTROL
 
     printable_escaped = [
         code for code in range(sys.maxunicode + 1)

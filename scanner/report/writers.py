@@ -131,6 +131,11 @@ def _cells_of(a: Assessment) -> tuple[str, ...]:
 
 def result_record(result: Result) -> dict[str, Any]:
     """A result as plain data with the CSV column names (for JSON and JSON Lines)."""
+    return {**_head_record(result), **_tail_record(result.assessment)}
+
+
+def _head_record(result: Result) -> dict[str, Any]:
+    """The result's own columns of :func:`result_record`."""
     return {
         "host": result.host,
         "port": result.port,
@@ -141,10 +146,35 @@ def result_record(result: Result) -> dict[str, Any]:
         "rtt_ms": None if result.rtt is None else round(result.rtt * 1000, 3),
         "tries": result.tries,
         "time": isotime(result.timestamp),
-        **dict(
-            zip(ASSESSMENT_COLUMNS, map(escape_controls, assessment_cells(result)), strict=True)
-        ),
     }
+
+
+def _tail_record(a: Assessment | None) -> dict[str, str]:
+    """The assessment's columns of :func:`result_record`."""
+    cells = _NO_ASSESSMENT if a is None else _cells_of(a)
+    return dict(zip(ASSESSMENT_COLUMNS, map(escape_controls, cells), strict=True))
+
+
+def _tail_json(a: Assessment) -> str:
+    return json.dumps(_tail_record(a))[1:]  # without its "{": it follows the result's own
+
+
+_NO_TAIL_JSON = json.dumps(_tail_record(None))[1:]
+
+
+class RecordJson:
+    """``json.dumps(result_record(result))``, with the assessment's part of the text made
+    once per assessment (see :class:`PerAssessment`)."""
+
+    def __init__(self) -> None:
+        self._tails = PerAssessment(_tail_json)
+
+    def __call__(self, result: Result, head: str = "{") -> str:
+        """The record's JSON text; ``head``: what opens the object instead of ``{`` (JSON
+        Lines puts its ``"type"`` member there)."""
+        a = result.assessment
+        tail = _NO_TAIL_JSON if a is None else self._tails(a)
+        return head + json.dumps(_head_record(result))[1:-1] + ", " + tail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -373,13 +403,14 @@ class JsonWriter:
         self._stream = stream
         self._first = True
         self._probed = probed_log(meta)
+        self._json = RecordJson()
         stream.write('{"scan": ' + json.dumps(meta.as_dict()) + ',\n "results": [')
 
     def write(self, result: Result) -> None:
         sep = "\n  " if self._first else ",\n  "
         self._first = False
         self._probed.listed(result)
-        self._stream.write(sep + json.dumps(result_record(result)))
+        self._stream.write(sep + self._json(result))
 
     def omit(self, result: Result) -> None:
         self._probed.unlisted(result)
@@ -395,11 +426,12 @@ class JsonLinesWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._probed = probed_log(meta)
+        self._json = RecordJson()
         stream.write(json.dumps({"type": "scan", **meta.as_dict()}) + "\n")
 
     def write(self, result: Result) -> None:
         self._probed.listed(result)
-        self._stream.write(json.dumps({"type": "result", **result_record(result)}) + "\n")
+        self._stream.write(self._json(result, '{"type": "result", ') + "\n")
 
     def omit(self, result: Result) -> None:
         self._probed.unlisted(result)
