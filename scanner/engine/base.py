@@ -84,15 +84,17 @@ class HostCache:
 def rare_collections() -> Iterator[None]:
     """Run Python's cyclic garbage collector rarely, and over new objects only, meanwhile.
 
-    A scan makes objects by the hundred thousand (attempts, tuples, results) that die by
-    reference counting and form no cycles; the collector, run every 700 of them, mostly
-    walked the long-lived objects (modules, the registry) again and again: a tenth of a
-    sweep's CPU. Those are frozen out of it (``gc.freeze``), and it runs a hundred times
-    less often. Both are undone on leaving.
+    A scan makes objects by the hundred thousand (attempts, tuples, results, report rows)
+    that die by reference counting and form no cycles worth finding early; the collector,
+    run every 700 of them, mostly walked the long-lived objects (modules, the registry, a
+    worker's inheritance from its parent) again and again: a tenth of a sweep's CPU, a
+    fifth of the parent's with ``--all``. What lives on entry is frozen out of it
+    (``gc.freeze``), and it runs a hundred times less often. Both are undone on leaving
+    (tests run many scans in one process).
     """
     gc.freeze()
     threshold = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG, *threshold[1:])
+    gc.set_threshold(max(GC_YOUNG, threshold[0]), *threshold[1:])
     try:
         yield
     finally:
