@@ -42,10 +42,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +83,7 @@ __all__ = [
     "print_summary_table",
     "report_pair",
     "run_interleaved",
+    "service_lab",
     "state_counts",
     "timed_run",
 ]
@@ -173,6 +176,23 @@ class Timed:
         """The scan time the tool printed itself ("scanned in X s"), if it did."""
         found = _SCANNED_IN.findall(self.proc.stdout)
         return float(found[-1]) if found else None
+
+
+@contextmanager
+def service_lab(hosts: int = 1) -> Iterator[tuple[Lab, Path]]:
+    """The lab of the TCP benchmarks, and a scratch directory for the reports.
+
+    ``LAB_TCP`` served and ``LAB_FILTERED_TCP`` dropped on 198.18.0.2 and the next
+    ``hosts - 1`` addresses (at most 198.18.0.65): the ranges the benchmarks scan must be
+    exactly these, nothing else may be probed, so that is checked here.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="portprobe-bench-") as tmp,
+        Lab(tcp=LAB_TCP, filtered_tcp=LAB_FILTERED_TCP, extra_hosts=hosts - 1) as lab,
+    ):
+        last = [lab.server4, *lab.extra4][-1]
+        assert last == f"198.18.0.{hosts + 1}", last
+        yield lab, Path(tmp)
 
 
 def timed_run(lab: Lab, argv: Sequence[str], *, timeout: float) -> Timed:

@@ -23,15 +23,10 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from common import (
-    LAB_FILTERED_TCP,
-    LAB_TCP,
     BenchSummary,
-    Lab,
     Timed,
     bench_args,
     compare,
@@ -39,6 +34,7 @@ from common import (
     find_portprobe,
     print_comparison,
     run_interleaved,
+    service_lab,
     state_counts,
 )
 
@@ -71,12 +67,7 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
     args = bench_args(__doc__.splitlines()[0], default_runs=3).parse_args(argv)
     portprobe, nmap = find_portprobe(args.portprobe), find_nmap()
     print(f"== {NAME}: {HOSTS} hosts x ports 1-{PORTS}, {args.runs} runs ==")
-    with (
-        tempfile.TemporaryDirectory(prefix="portprobe-bench-") as tmp,
-        Lab(tcp=LAB_TCP, filtered_tcp=LAB_FILTERED_TCP, extra_hosts=HOSTS - 1) as lab,
-    ):
-        # The range must be exactly the lab's addresses: nothing else may be probed.
-        assert [lab.server4, *lab.extra4][-1] == "198.18.0.65", lab.extra4[-1]
+    with service_lab(HOSTS) as (lab, workdir):  # (checks the range is the lab's)
         pair = run_interleaved(
             lab,
             nmap_argv=lambda out: [
@@ -100,7 +91,7 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
                 str(out),
             ],
             runs=args.runs,
-            workdir=Path(tmp),
+            workdir=workdir,
             timeout=args.timeout,
             portprobe_suffix=".csv",
         )

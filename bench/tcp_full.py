@@ -22,20 +22,16 @@ Exit status 0 on pass, 1 otherwise.  portprobe is the one next to ``sys.executab
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from common import (
-    LAB_FILTERED_TCP,
-    LAB_TCP,
     BenchSummary,
-    Lab,
     bench_args,
     find_nmap,
     find_portprobe,
     report_pair,
     run_interleaved,
+    service_lab,
 )
 
 NAME = "tcp_full"
@@ -48,10 +44,7 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
     args = bench_args(__doc__.splitlines()[0], default_runs=3).parse_args(argv)
     portprobe, nmap = find_portprobe(args.portprobe), find_nmap()
     print(f"== {NAME}: 1 host x 65535 TCP ports, {args.runs} runs, portprobe = {portprobe} ==")
-    with (
-        tempfile.TemporaryDirectory(prefix="portprobe-bench-") as tmp,
-        Lab(tcp=LAB_TCP, filtered_tcp=LAB_FILTERED_TCP) as lab,
-    ):
+    with service_lab() as (lab, workdir):
         assert lab.server4 == SERVER, lab.server4  # only ever scan the lab's own address
         pair = run_interleaved(
             lab,
@@ -66,7 +59,7 @@ def run(argv: Sequence[str] | None = None) -> BenchSummary:
                 str(out),
             ],
             runs=args.runs,
-            workdir=Path(tmp),
+            workdir=workdir,
             timeout=args.timeout,
         )
     return report_pair(NAME, pair, target_ratio=TARGET_RATIO, hosts=1)
