@@ -33,12 +33,14 @@ import enum
 import io
 import ipaddress
 import json
+import os
 import re
 import reprlib
-from collections.abc import Iterator, Mapping
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 from scanner.errors import PortSpecError, ReportError
@@ -56,19 +58,26 @@ from scanner.models import (
 from scanner.ports import parse_ports
 from scanner.report.probed import Coverage, ports_of_spec
 from scanner.report.writers import ASSESSMENT_COLUMNS, CSV_COLUMNS
-from scanner.safeio import read_bounded
+from scanner.safeio import describe_size, read_bounded
 
 __all__ = [
     "MAX_DIGITS",
     "MAX_REPORT_FILE",
+    "MAX_REPORT_RECORD",
     "Report",
+    "ReportStream",
+    "open_report",
     "read_report",
     "read_report_bytes",
     "unix_time",
 ]
 
-#: The largest report read (``diff``, ``merge``, ``--resume``): about 600,000 results.
+#: The most read of a report that is not a regular file (a FIFO, a device: it is read
+#: whole first), and of a JSON document not laid out as portprobe writes it. A regular
+#: file is streamed, whatever its size.
 MAX_REPORT_FILE = 256 * 1024 * 1024
+#: The longest line of a report read (a JSON result, the ``end`` record...).
+MAX_REPORT_RECORD = MAX_REPORT_FILE
 #: The most digits a whole number in a report may have (2**63 has 19).
 MAX_DIGITS = 19
 # Report times: from the Unix epoch to the end of year 9998, UTC.
@@ -104,15 +113,12 @@ class Report:
 
 
 def read_report(path: str, *, torn_tail: bool = False) -> Report:
-    """Read the report at ``path`` (``-`` is not accepted); ReportError on any fault.
+    """Read the report at ``path`` (``-`` is not accepted) whole; ReportError on any fault.
 
-    At most :data:`MAX_REPORT_FILE` bytes are read (a FIFO or device as
-    :func:`scanner.safeio.read_bounded` reads it).
+    Every result is held in memory: :func:`open_report` streams them instead.
     """
-    if path == "-":
-        raise ReportError("-: a report must be a file")
-    data = read_bounded(path, MAX_REPORT_FILE, lambda message: ReportError(f"{path}: {message}"))
-    return read_report_bytes(data, path, torn_tail=torn_tail)
+    with open_report(path, torn_tail=torn_tail) as stream:
+        return stream.whole()
 
 
 def read_report_bytes(data: bytes, name: str, *, torn_tail: bool = False) -> Report:
@@ -120,36 +126,473 @@ def read_report_bytes(data: bytes, name: str, *, torn_tail: bool = False) -> Rep
 
     ``torn_tail``: accept a report cut short mid-record (see the module rules).
     """
+    with ReportStream(io.BytesIO(data), name, torn_tail=torn_tail) as stream:
+        return stream.whole()
+
+
+def open_report(path: str, *, torn_tail: bool = False) -> ReportStream:
+    """Open the report at ``path`` to stream its results (see :class:`ReportStream`).
+
+    A regular file is read as it is streamed, whatever its size (a line may have at most
+    :data:`MAX_REPORT_RECORD` bytes); a FIFO or device is read whole first, at most
+    :data:`MAX_REPORT_FILE` bytes, as :func:`scanner.safeio.read_bounded` reads it.
+    ReportError on any fault.
+    """
+    if path == "-":
+        raise ReportError("-: a report must be a file")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        if not (torn_tail and len(data) - exc.start < 4):  # a character cut in two
-            line = data[: exc.start].count(b"\n") + 1
-            raise ReportError(f"{name}:{line}: not UTF-8 text") from None
-        text = data[: exc.start].decode("utf-8-sig")
-    start = text.lstrip()
+        # O_NONBLOCK: opening a FIFO nobody writes to would otherwise block for ever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the name: no file can have it
+        raise ReportError(f"{path}: cannot read: the name holds a NUL character") from None
+    source: BinaryIO
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.set_blocking(fd, True)
+        source = os.fdopen(fd, "rb", buffering=_BUFFER)
+    else:  # a directory, FIFO or device: read_bounded says why not, or reads it whole
+        os.close(fd)
+        source = io.BytesIO(
+            read_bounded(path, MAX_REPORT_FILE, lambda message: ReportError(f"{path}: {message}"))
+        )
     try:
-        if not start:
-            raise _Fault("empty file: not a portprobe report")
-        if start.startswith("<"):
-            return _read_xml(text)
-        if start.startswith("{"):
-            first = start.split("\n", 1)[0]
+        return ReportStream(source, path, torn_tail=torn_tail)
+    except BaseException:
+        source.close()
+        raise
+
+
+class ReportStream:
+    """A report read as a stream: its results one by one, in the file's order.
+
+    ``format`` is known at once. :meth:`results` is read once; ``meta``, ``ending``,
+    ``complete`` and ``coverage`` (as in :class:`Report`) are whole when it is exhausted
+    (JSON Lines and portprobe's JSON have ``meta`` at once). A fault anywhere raises
+    :class:`ReportError` from :meth:`results`: a caller must not act on the results
+    before it has read them all. ``count`` is the number of results given so far.
+    ``source`` must be seekable (the format is told from the first line that is not
+    blank, then the file is read from its start); closing the stream closes it.
+    """
+
+    def __init__(self, source: BinaryIO, name: str, *, torn_tail: bool = False) -> None:
+        self.name = name
+        self.meta: dict[str, Any] = {}
+        self.ending: dict[str, Any] = {}
+        self.complete: bool | None = None
+        self.coverage = Coverage()
+        self.count = 0
+        self._source = source
+        self._torn = torn_tail
+        self._started = False
+        try:
+            self.format = self._detect()
+        except _Fault as exc:
+            raise ReportError(f"{name}{exc.where}: {exc.message}") from None
+
+    def _lines(self) -> _Lines:
+        self._source.seek(0)
+        return _Lines(self._source, torn_tail=self._torn)
+
+    def _detect(self) -> str:
+        """The format, from the first line that is not blank (see the module rules)."""
+        for line in self._lines():
+            start = line.lstrip()
+            if not start:
+                continue
+            if start.startswith("<"):
+                return "xml"
+            if not start.startswith("{"):
+                return "csv"
             try:
-                head = json.loads(first)
+                head = json.loads(start.split("\n", 1)[0])
             except (ValueError, RecursionError):
                 head = None
             if isinstance(head, dict) and head.get("type") == "scan":
-                return _read_jsonl(text, torn_tail=torn_tail)
+                return "jsonl"
+            return "json"
+        raise _Fault("empty file: not a portprobe report")
+
+    def results(self) -> Iterator[Result]:
+        """The report's results, checked one by one; ReportError at the first fault."""
+        if self._started:
+            raise RuntimeError("the results of a report stream are read once")
+        self._started = True
+        readers = {"csv": self._csv, "jsonl": self._jsonl, "json": self._json, "xml": self._xml}
+        try:
+            for result in readers[self.format]():
+                self.count += 1
+                yield result
+        except _Fault as exc:
+            raise ReportError(f"{self.name}{exc.where}: {exc.message}") from None
+
+    def whole(self) -> Report:
+        """Every result in a list, with what the report says (see :class:`Report`)."""
+        results = list(self.results())
+        return Report(self.format, results, self.meta, self.ending, self.complete, self.coverage)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._source.close()
+
+    def __enter__(self) -> ReportStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # CSV
+
+    def _csv(self) -> Iterator[Result]:
+        reader = csv.reader(_csv_lines(self._lines()))
+        try:
+            header = next(reader, None)
+            if header is None or not set(_REQUIRED_CSV) <= set(header):
+                raise _Fault("not a portprobe report (no CSV header with host,port,protocol,...)")
+            width = len(header)
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != width:
+                    where = f":{reader.line_num}"
+                    raise _at(where, f"{len(row)} cells where the header has {width}")
+                try:
+                    yield _result(dict(zip(header, row, strict=True)))
+                except _Fault as exc:
+                    raise _at(f":{reader.line_num}", exc.message) from None
+        except csv.Error as exc:
+            raise _at(f":{reader.line_num}", f"bad CSV: {exc}") from None
+
+    # JSON Lines
+
+    def _jsonl(self) -> Iterator[Result]:
+        lines = self._lines()
+        for line in lines:
+            if not line.strip():
+                continue
+            where = f":{lines.number}"
             try:
-                return _read_json(text)
+                record = _json(line, where)
             except _Fault:
-                if not torn_tail:
+                if self._torn and lines.cut:  # the last line, with no line end: cut
+                    break
+                raise
+            if not isinstance(record, dict):
+                raise _at(where, "not a JSON object")
+            kind = record.get("type")
+            if kind == "result":
+                try:
+                    yield _result(record)
+                except _Fault as exc:
+                    raise _at(where, exc.message) from None
+            elif kind == "scan":
+                self.meta = record
+            elif kind == "end":
+                self.ending = record
+            else:
+                raise _at(where, f"unknown record type {_repr.repr(kind)}")
+        try:
+            self.complete = _complete(self.ending) if self.ending else False
+        except _Fault as exc:
+            raise _at(":end", exc.message) from None
+        self.coverage = _coverage(self.meta, self.ending)
+
+    # A JSON document
+
+    def _json(self) -> Iterator[Result]:
+        """portprobe's JSON writer puts the ``scan`` object on the first line, then a line
+        ``"results": [``, one result a line, ``],`` and the ``end`` object: such a
+        document is streamed. From the first line that is not so, the document is read
+        whole (at most :data:`MAX_REPORT_FILE` bytes) as it always was, and the results
+        not given yet come from there: the outcome is the whole-document reader's."""
+        given = 0
+        lines = self._lines()
+        try:
+            self.meta = _json_head(lines)
+            last = None  # a result line without a comma: the last one
+            for line in lines:
+                if line == _JSON_RESULTS_END and (last is not None or not given):
+                    if last is not None:
+                        yield _record_result(_line_json(last), f": result {given + 1}")
+                        given += 1
+                    break
+                item = line.strip(_JSON_SPACE)
+                if last is not None or not item.startswith("{"):
+                    raise _Deviation
+                if not item.endswith(","):
+                    last = item
+                    continue
+                yield _record_result(_line_json(item[:-1]), f": result {given + 1}")
+                given += 1
+            else:
+                raise _Deviation  # no "]," line: the document was cut short
+            self._json_end(lines)
+            return
+        except _Deviation:
+            pass
+        yield from self._json_whole(given)
+
+    def _json_end(self, lines: _Lines) -> None:
+        """What follows the results' ``],`` line: ``"end": {...}`` and the closing brace."""
+        rest, size = ["{"], 0
+        for line in lines:
+            size += len(line)
+            if size > MAX_REPORT_RECORD:
+                raise _Deviation
+            rest.append(line)
+        tail = _line_json("".join(rest))
+        if not isinstance(tail, dict) or list(tail) != ["end"]:
+            raise _Deviation  # another key: the whole-document reader decides
+        ending = tail["end"]
+        if not isinstance(ending, dict):
+            raise _Deviation
+        self.ending = ending
+        self.complete = _complete(ending)
+        self.coverage = _coverage(self.meta, ending)
+
+    def _json_whole(self, given: int) -> Iterator[Result]:
+        """The document read whole (see :meth:`_json`), less the ``given`` first results;
+        for ``torn_tail``, a document that does not parse is read as one cut short."""
+        self._source.seek(0)
+        data = self._source.read(MAX_REPORT_FILE + 1)
+        if len(data) <= MAX_REPORT_FILE:
+            text = _decode(data, torn_tail=self._torn)
+            del data
+            try:
+                report = _read_json(text)
+            except _Fault:
+                if not self._torn:
                     raise
-                return _read_json_lines(text)
-        return _read_csv(text)
-    except _Fault as exc:
-        raise ReportError(f"{name}{exc.where}: {exc.message}") from None
+            else:
+                self.meta, self.ending = report.meta, report.ending
+                self.complete, self.coverage = report.complete, report.coverage
+                yield from report.results[given:]
+                return
+        elif not self._torn:
+            raise _Fault(
+                f"a JSON document larger than {describe_size(MAX_REPORT_FILE)} that is not "
+                "laid out as portprobe writes it (one result a line)"
+            )
+        yield from self._json_torn(given)
+
+    def _json_torn(self, given: int) -> Iterator[Result]:
+        """What a JSON report cut short holds: the JSON writer puts the ``scan`` object on
+        the first line and one result a line after it; a last line cut short is dropped."""
+        lines = self._lines()
+        first, second = next(lines, ""), next(lines, "")
+        if not first.startswith(_JSON_PREFIX) or second.removesuffix("\n") != _JSON_RESULTS:
+            raise _Fault('not a portprobe JSON report (no "scan" line, then "results")')
+        meta = _json(first.removesuffix("\n")[len(_JSON_PREFIX) :].rstrip().removesuffix(","), ":1")
+        if not isinstance(meta, dict):
+            raise _at(":1", '"scan" must be an object')
+        self.meta, self.ending, self.complete = meta, {}, False
+        self.coverage = _coverage(meta, {})
+        for line in lines:
+            item = line.strip().removesuffix(",")
+            if not item.startswith("{"):
+                break  # "]," and the end record: the document was whole up to here
+            where = f":{lines.number}"
+            try:
+                record = _json(item, where)
+            except _Fault:
+                if lines.cut:
+                    break
+                raise
+            result = _record_result(record, where)
+            if given:
+                given -= 1  # given already, by the streamed reading
+            else:
+                yield result
+
+    # XML
+
+    def _xml(self) -> Iterator[Result]:
+        """nmap-style XML, parsed as it is read: a ``<host>`` is read when it ends and then
+        dropped, so memory holds one host at a time."""
+        parser: ElementTree.XMLPullParser[ElementTree.Element] = ElementTree.XMLPullParser(
+            events=("start", "end")
+        )
+        stack: list[ElementTree.Element] = []
+        root: ElementTree.Element | None = None
+        infos: list[dict[str, str]] = []
+        finished: dict[str, str] | None = None
+        coverage = Coverage(exact=True)
+        hosts = 0
+        for chunk in _xml_chunks(self._lines()):
+            for event, element in _xml_events(parser, chunk):
+                if event == "start":
+                    if root is None:
+                        if element.tag != "nmaprun":
+                            raise _Fault("not an nmap-style XML report (no <nmaprun>)")
+                        root = element
+                    stack.append(element)
+                    continue
+                stack.pop()
+                parent = stack[-1] if stack else None
+                if element.tag == "host":
+                    hosts += 1
+                    try:
+                        yield from _xml_host(element, coverage)
+                    except _Fault as exc:
+                        raise _at(f": host {hosts}", exc.message) from None
+                elif parent is root and element.tag == "scaninfo":
+                    infos.append(dict(element.attrib))
+                elif parent is root and element.tag == "runstats" and finished is None:
+                    found = element.find("finished")
+                    finished = None if found is None else dict(found.attrib)
+                if parent is not None and (element.tag == "host" or parent is root):
+                    parent.remove(element)  # read: memory holds one host at a time
+        if root is None:
+            raise _Fault("bad XML")
+        self.complete = None if finished is None else finished.get("exit", "success") == "success"
+        self.ending = {} if finished is None else dict(finished)
+        if "time" in self.ending:
+            self.ending["finished"] = _unix_iso(self.ending["time"])
+        self.meta = _xml_meta(root.attrib, infos)
+        coverage.ports = ports_of_spec(self.meta["ports"] or "")
+        self.coverage = coverage
+
+
+class _Deviation(Exception):
+    """A JSON document not laid out as portprobe writes it (see ``ReportStream._json``)."""
+
+
+_JSON_PREFIX = '{"scan": '
+_JSON_RESULTS = ' "results": ['
+_JSON_RESULTS_END = " ],\n"
+_JSON_SPACE = " \t\r\n"  # (str.strip() alone would take more than JSON calls space)
+_BUFFER = 1 << 16
+_BOM = b"\xef\xbb\xbf"
+
+
+def _json_head(lines: _Lines) -> dict[str, Any]:
+    """The ``scan`` object of portprobe's JSON layout, from its first two lines."""
+    first = next(lines, "")
+    if not first.startswith(_JSON_PREFIX) or next(lines, "") != _JSON_RESULTS + "\n":
+        raise _Deviation
+    head = first[len(_JSON_PREFIX) :].rstrip(_JSON_SPACE)
+    if not head.endswith(","):
+        raise _Deviation
+    meta = _line_json(head[:-1])
+    if not isinstance(meta, dict):
+        raise _Deviation
+    return meta
+
+
+def _line_json(text: str) -> Any:
+    """One piece of a streamed JSON document; one that is not JSON is a deviation (the
+    whole-document reader then says what is wrong)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _Deviation from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise _Deviation
+    return value
+
+
+def _xml_chunks(lines: Iterable[str]) -> Iterator[str | None]:
+    """Lines joined into pieces of about 64 KiB for the XML parser, then None (the end);
+    entity declarations refused on the way."""
+    held: list[str] = []
+    size = 0
+    for line in lines:
+        if "<!ENTITY" in line:
+            raise _Fault("XML entity declarations are not accepted")
+        held.append(line)
+        size += len(line)
+        if size >= _BUFFER:
+            yield "".join(held)
+            held, size = [], 0
+    if held:
+        yield "".join(held)
+    yield None
+
+
+def _xml_events(
+    parser: ElementTree.XMLPullParser[ElementTree.Element], chunk: str | None
+) -> list[tuple[str, ElementTree.Element]]:
+    """Feed ``chunk`` (None: the end) to ``parser``; the events it completes."""
+    try:
+        if chunk is None:
+            parser.close()
+        else:
+            parser.feed(chunk)
+        return list(parser.read_events())  # type: ignore[arg-type]
+    except ElementTree.ParseError as exc:
+        number = exc.position[0] if getattr(exc, "position", None) else None
+        raise _at(f":{number}" if number else "", "bad XML") from None
+    except (ValueError, RecursionError):
+        raise _Fault("bad XML") from None
+
+
+class _Lines:
+    """The text lines of a report (split on ``\\n``, ends kept), decoded as UTF-8.
+
+    ``number`` is the number of the line last given; ``cut`` says that it was the file's
+    last and had no line end. A line of more than :data:`MAX_REPORT_RECORD` bytes is
+    refused. ``torn_tail``: a character cut in two at the very end of the file ends the
+    text there, as a whole-file decode would have.
+    """
+
+    def __init__(self, source: BinaryIO, *, torn_tail: bool) -> None:
+        self._source = source
+        self._torn = torn_tail
+        self.number = 0
+        self.cut = False
+        self._next = self._read()
+        if self._next.startswith(_BOM):
+            self._next = self._next[len(_BOM) :]
+
+    def _read(self) -> bytes:
+        raw = self._source.readline(MAX_REPORT_RECORD + 1)
+        if len(raw) > MAX_REPORT_RECORD:
+            raise _at(
+                f":{self.number + 1}",
+                f"a line larger than {describe_size(MAX_REPORT_RECORD)}, the most accepted here",
+            )
+        return raw
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._next
+        if not raw:
+            raise StopIteration
+        self.number += 1
+        self._next = self._read()
+        self.cut = not self._next and not raw.endswith(b"\n")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Cut short only within the file's last 3 bytes, as a whole-file decode says.
+            left = len(raw) - exc.start + len(self._next) + len(self._source.read(4))
+            if not (self._torn and left < 4):
+                raise _at(f":{self.number}", "not UTF-8 text") from None
+            self._next, self.cut = b"", True
+            return raw[: exc.start].decode("utf-8")
+
+
+def _csv_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Lines as ``io.StringIO(text, newline="")`` gives them (a lone CR ends one too), as
+    the CSV module expects them."""
+    for line in lines:
+        if "\r" in line:
+            yield from io.StringIO(line, newline="")
+        else:
+            yield line
+
+
+def _decode(data: bytes, *, torn_tail: bool) -> str:
+    """A whole report's bytes as text (see :class:`_Lines` for ``torn_tail``)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if not (torn_tail and len(data) - exc.start < 4):  # a character cut in two
+            line = data[: exc.start].count(b"\n") + 1
+            raise _at(f":{line}", "not UTF-8 text") from None
+        return data[: exc.start].decode("utf-8-sig")
 
 
 class _Fault(Exception):
@@ -289,32 +732,7 @@ def _unguard(cell: str) -> str:
     return cell
 
 
-# -- CSV --------------------------------------------------------------------------------
-
-
-def _read_csv(text: str) -> Report:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if header is None or not set(_REQUIRED_CSV) <= set(header):
-            raise _Fault("not a portprobe report (no CSV header with host,port,protocol,...)")
-        results = []
-        for row in reader:
-            if not row:
-                continue
-            where = f":{reader.line_num}"
-            if len(row) != len(header):
-                raise _at(where, f"{len(row)} cells where the header has {len(header)}")
-            try:
-                results.append(_result(dict(zip(header, row, strict=True))))
-            except _Fault as exc:
-                raise _at(where, exc.message) from None
-    except csv.Error as exc:
-        raise _at(f":{reader.line_num}", f"bad CSV: {exc}") from None
-    return Report("csv", results)
-
-
-# -- JSON and JSON Lines ------------------------------------------------------------------
+# -- JSON ------------------------------------------------------------------------------------
 
 
 def _json(text: str, where: str) -> Any:
@@ -383,118 +801,33 @@ def _read_json(text: str) -> Report:
     return Report("json", results, meta, ending, complete, _coverage(meta, ending))
 
 
-def _read_jsonl(text: str, *, torn_tail: bool = False) -> Report:
-    meta: dict[str, Any] = {}
-    ending: dict[str, Any] = {}
-    results = []
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f":{number}"
-        try:
-            record = _json(line, where)
-        except _Fault:
-            if torn_tail and number == len(lines):  # the last line, with no line end: cut
-                break
-            raise
-        if not isinstance(record, dict):
-            raise _at(where, "not a JSON object")
-        kind = record.get("type")
-        if kind == "scan":
-            meta = record
-        elif kind == "result":
-            try:
-                results.append(_result(record))
-            except _Fault as exc:
-                raise _at(where, exc.message) from None
-        elif kind == "end":
-            ending = record
-        else:
-            raise _at(where, f"unknown record type {_repr.repr(kind)}")
-    try:
-        complete = _complete(ending) if ending else False
-    except _Fault as exc:
-        raise _at(":end", exc.message) from None
-    return Report("jsonl", results, meta, ending, complete, _coverage(meta, ending))
-
-
 def _coverage(meta: Mapping[str, Any], ending: Mapping[str, Any]) -> Coverage:
     """The ``probed`` record of a JSON report's ending (not exact without one)."""
     return Coverage.from_record(ending.get("probed"), ports_of_spec(meta.get("ports")))
 
 
-def _read_json_lines(text: str) -> Report:
-    """What a JSON report cut short holds: the JSON writer puts the ``scan`` object on the
-    first line and one result per line after it; a last line cut short is dropped."""
-    lines = text.split("\n")
-    prefix = '{"scan": '
-    if not lines[0].startswith(prefix) or lines[1:2] != [' "results": [']:
-        raise _Fault('not a portprobe JSON report (no "scan" line, then "results")')
-    meta = _json(lines[0][len(prefix) :].rstrip().removesuffix(","), ":1")
-    if not isinstance(meta, dict):
-        raise _at(":1", '"scan" must be an object')
-    results = []
-    for number, line in enumerate(lines[2:], start=3):
-        item = line.strip().removesuffix(",")
-        if not item.startswith("{"):
-            break  # "]," and the end record: the document was whole up to here
-        try:
-            record = _json(item, f":{number}")
-        except _Fault:
-            if number == len(lines):
-                break
-            raise
-        results.append(_record_result(record, f":{number}"))
-    return Report("json", results, meta, {}, False, _coverage(meta, {}))
-
-
 # -- XML ------------------------------------------------------------------------------------
 
 
-def _read_xml(text: str) -> Report:
-    if "<!ENTITY" in text:
-        raise _Fault("XML entity declarations are not accepted")
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as exc:
-        line = exc.position[0] if getattr(exc, "position", None) else None
-        raise _at(f":{line}" if line else "", "bad XML") from None
-    except (ValueError, RecursionError):
-        raise _Fault("bad XML") from None
-    if root.tag != "nmaprun":
-        raise _Fault("not an nmap-style XML report (no <nmaprun>)")
-    results: list[Result] = []
-    coverage = Coverage(exact=True)
-    for index, host in enumerate(root.iter("host"), start=1):
-        try:
-            results.extend(_xml_host(host, coverage))
-        except _Fault as exc:
-            raise _at(f": host {index}", exc.message) from None
-    finished = root.find("runstats/finished")
-    complete = None if finished is None else finished.get("exit", "success") == "success"
-    ending: dict[str, Any] = {} if finished is None else dict(finished.attrib)
-    if "time" in ending:
-        ending["finished"] = _unix_iso(ending["time"])
-    # The nmaprun attributes under the names of our JSON "scan" record.
-    infos = root.findall("scaninfo")
+def _xml_meta(attrib: Mapping[str, str], infos: list[dict[str, str]]) -> dict[str, Any]:
+    """The nmaprun attributes (and its ``<scaninfo>``) under the names of our JSON "scan"
+    record."""
     letters = {"tcp": "T:", "udp": "U:"}
     spec = ",".join(
         (letters.get(i.get("protocol", ""), "") if len(infos) > 1 else "") + i.get("services", "")
         for i in infos
     )
-    meta: dict[str, Any] = dict(root.attrib)
+    meta: dict[str, Any] = dict(attrib)
     meta.update(
-        command=root.get("args", ""),
-        portprobe_version=root.get("version"),
-        started=_unix_iso(root.get("start", "")),
-        seed=root.get("portprobe_seed"),
-        shard=root.get("portprobe_shard"),
-        registry_date=root.get("portprobe_registry_date"),
+        command=attrib.get("args", ""),
+        portprobe_version=attrib.get("version"),
+        started=_unix_iso(attrib.get("start", "")),
+        seed=attrib.get("portprobe_seed"),
+        shard=attrib.get("portprobe_shard"),
+        registry_date=attrib.get("portprobe_registry_date"),
         ports=spec or None,
     )
-    coverage.ports = ports_of_spec(spec)
-    return Report("xml", results, meta, ending, complete, coverage)
+    return meta
 
 
 def _unix_iso(value: str) -> str | None:

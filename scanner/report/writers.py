@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import csv
 import functools
-import heapq
 import json
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from scanner.models import Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
+from scanner.report.runs import SortedRuns, sort_text
 from scanner.report.summary import Summary
 from scanner.text import escape_controls
 
@@ -222,7 +221,7 @@ class CsvWriter:
         self._csv = csv.writer(stream, lineterminator="\n")
         self._csv.writerow(CSV_COLUMNS)
         self._rows: list[tuple[tuple[Any, ...], tuple[str | int, ...]]] = []
-        self._runs: list[IO[str]] = []
+        self._runs = SortedRuns()
         self._keys: dict[str, tuple[int, bytes]] = {}
 
     def write(self, result: Result) -> None:
@@ -241,11 +240,10 @@ class CsvWriter:
     def _spill(self) -> None:
         """Write the rows kept so far, sorted, as one run in a temporary file."""
         self._rows.sort(key=_first)
-        run = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
-        self._runs.append(run)
+        run = self._runs.new_run()
         lines = csv.writer(run, lineterminator="\n")
         for key, row in self._rows:
-            run.write(_sort_text(key))
+            run.write(sort_text(key))
             lines.writerow(row)
         self._rows = []
 
@@ -258,25 +256,15 @@ class CsvWriter:
         if self._rows:
             self._spill()
         try:
-            for run in self._runs:
-                run.seek(0)
             # Each run line is "<fixed-width sort text>\t<csv row>": text order is row order.
-            for line in heapq.merge(*self._runs):
+            for line in self._runs.merged():
                 self._stream.write(line.split("\t", 1)[1])
         finally:
-            for run in self._runs:
-                run.close()
-            self._runs = []
+            self._runs.close()
 
 
 def _first(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
     return item[0]
-
-
-def _sort_text(key: tuple[Any, ...]) -> str:
-    """``(address_key, protocol, port)`` as fixed-width text that sorts the same way."""
-    (version, packed), protocol, port = key
-    return f"{version}{packed.hex():>64.64}{protocol:<4}{port:05d}\t"
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
