@@ -1,4 +1,4 @@
-"""An external sort of text lines: sorted runs in temporary files, merged in order.
+"""Big reports in bounded memory: an external sort of text lines, and a compact key set.
 
 Rules:
 - A line sorts by its text: callers put a fixed-width sort key first (:func:`sort_text`
@@ -10,7 +10,10 @@ Rules:
 - Input that comes already in order (a CSV report, sorted by its writer) is appended to
   the run before it rather than opening a new one: it is read back as it was written.
 - The CSV writer (:class:`scanner.report.writers.CsvWriter`) keeps its runs in
-  :class:`SortedRuns`; ``diff``, ``merge`` and ``--resume`` use :class:`ExternalSort`.
+  :class:`SortedRuns`; ``diff`` and ``merge`` use :class:`ExternalSort`.
+- :class:`KeySet` holds (host, protocol, port) keys as a few bytes each: a host's ports
+  are a set of numbers while they are few, and a bitmap of 16 KiB (both protocols' 65,536
+  ports) beyond that. ``merge`` and ``--resume`` keep what a report lists in one.
 """
 
 from __future__ import annotations
@@ -20,17 +23,24 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-__all__ = ["RUN_LINES", "ExternalSort", "SortedRuns", "sort_text"]
+__all__ = ["RUN_LINES", "ExternalSort", "KeySet", "SortedRuns", "sort_prefix", "sort_text"]
 
 #: Lines an :class:`ExternalSort` sorts in memory; more go to sorted runs on disk.
 RUN_LINES = 50_000
 
 
+def sort_prefix(address: tuple[int, bytes]) -> str:
+    """A host's :func:`~scanner.report.table.address_key` as fixed-width text (65
+    characters) that sorts the same way: the start of :func:`sort_text`."""
+    version, packed = address
+    return f"{version}{packed.hex():>64.64}"
+
+
 def sort_text(key: tuple[Any, ...]) -> str:
     """``(address_key, protocol, port)`` as fixed-width text that sorts the same way,
-    ending in a tab."""
-    (version, packed), protocol, port = key
-    return f"{version}{packed.hex():>64.64}{protocol:<4}{port:05d}\t"
+    ending in a tab: :func:`sort_prefix`, the protocol in 4 characters, the port in 5."""
+    address, protocol, port = key
+    return f"{sort_prefix(address)}{protocol:<4}{port:05d}\t"
 
 
 class SortedRuns:
@@ -118,3 +128,68 @@ class ExternalSort:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_UDP = 1 << 16  # a port's code in a KeySet: its number, plus this for UDP
+_SMALL = 1024  # ports a host keeps as a set before it turns into a bitmap
+
+
+class KeySet:
+    """A set of (host, protocol, port) keys in little memory (see the module rules)."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, set[int] | bytearray] = {}
+
+    @staticmethod
+    def _code(protocol: str, port: int) -> int:
+        return port | _UDP if protocol == "udp" else port
+
+    def add(self, host: str, protocol: str, port: int) -> None:
+        """Add one key."""
+        code = self._code(protocol, port)
+        ports = self._hosts.get(host)
+        if ports is None:
+            self._hosts[host] = {code}
+        elif isinstance(ports, set):
+            ports.add(code)
+            if len(ports) > _SMALL:
+                bitmap = bytearray(2 * _UDP // 8)
+                for each in ports:
+                    bitmap[each >> 3] |= 1 << (each & 7)
+                self._hosts[host] = bitmap
+        else:
+            ports[code >> 3] |= 1 << (code & 7)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 3:
+            return False
+        host, protocol, port = key
+        ports = self._hosts.get(host)
+        if ports is None:
+            return False
+        code = self._code(str(protocol), int(port))
+        if isinstance(ports, set):
+            return code in ports
+        return bool(ports[code >> 3] & (1 << (code & 7)))
+
+    def hosts(self) -> list[str]:
+        """The hosts that have a key, in the order they came."""
+        return list(self._hosts)
+
+    def ports(self, host: str) -> Iterator[tuple[str, int]]:
+        """The (protocol, port) keys of ``host``, TCP first, by number."""
+        ports = self._hosts.get(host)
+        if ports is None:
+            return
+        if isinstance(ports, set):
+            codes: Iterable[int] = sorted(ports)
+        else:
+            codes = (
+                index << 3 | bit
+                for index, byte in enumerate(ports)
+                if byte
+                for bit in range(8)
+                if byte & (1 << bit)
+            )
+        for code in codes:
+            yield ("udp", code - _UDP) if code >= _UDP else ("tcp", code)
