@@ -101,12 +101,13 @@ def diff_command(
     ] = None,
 ) -> None:
     from scanner.report.diff import DIFF_FORMATS, diff_reports, write_diff
-    from scanner.report.read import read_report
+    from scanner.report.read import open_report
 
     env = env_of(ctx)
     if fmt not in DIFF_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(DIFF_FORMATS)}, not {fmt!r}")
-    found = diff_reports(read_report(old), read_report(new), old_name=old, new_name=new)
+    with open_report(old) as before, open_report(new) as after:  # streamed, read once each
+        found = diff_reports(before, after, old_name=old, new_name=new)
     if output is None:
         write_diff(found, fmt, env.stdout, old=old, new=new)
     else:
