@@ -192,6 +192,8 @@ _PROTOCOL = _PREFIX + 4
 _PORT = _PROTOCOL + 5
 _PAYLOAD = _PORT + 12 + 1
 _PROTOCOLS = {p.value: p for p in Proto}
+_PORTS: dict[str, Port] = {}  # each port once, by its text in a line
+_PLAIN = {state.value: _Listed(state.value) for state in PortState}
 
 
 class _Side:
@@ -218,6 +220,8 @@ class _Side:
         """``(sort prefix, host, listed ports)`` for each host the report lists, in order."""
         current, host = "", ""
         listed: dict[Port, _Listed] = {}
+        ports = _PORTS
+        plain = _PLAIN
         for line in self.sort.sorted():
             prefix = line[:_PREFIX]
             if prefix != current:
@@ -225,8 +229,11 @@ class _Side:
                     yield current, host, listed
                 current, listed = prefix, {}
             host, state, fields = line[_PAYLOAD:-1].split("\t", 2)
-            port = Port(_PROTOCOLS[line[_PREFIX:_PROTOCOL].rstrip()], int(line[_PROTOCOL:_PORT]))
-            listed[port] = _Listed(state, tuple(json.loads(fields))) if fields else _Listed(state)
+            code = line[_PREFIX:_PORT]
+            port = ports.get(code)
+            if port is None:
+                port = ports[code] = Port(_PROTOCOLS[code[:4].rstrip()], int(code[4:]))
+            listed[port] = _Listed(state, tuple(json.loads(fields))) if fields else plain[state]
         if current:
             yield current, host, listed
 
@@ -237,15 +244,16 @@ class _Side:
             found.update(str(a) for network in self.coverage.complete for a in network)
         return found
 
-    def probed(self, host: str, listed: dict[Port, _Listed]) -> set[Port]:
-        found = self.named(host, listed)
-        if self.coverage.ports and self.coverage.host_complete(host):
-            found |= self.coverage.ports
-        return found
-
     def named(self, host: str, listed: dict[Port, _Listed]) -> set[Port]:
         """The ports of ``host`` the report lists or names as probed."""
-        return set(listed) | set(self.coverage.unlisted.get(host, ()))
+        unlisted = self.coverage.unlisted.get(host)
+        return listed.keys() | unlisted.keys() if unlisted else set(listed)
+
+    def probed(self, host: str, named: set[Port]) -> set[Port]:
+        """The ports of ``host`` the report probed, of which it ``named`` these."""
+        if self.coverage.ports and self.coverage.host_complete(host):
+            return named | self.coverage.ports
+        return named
 
 
 def _coverage_warning(report: Report | ReportStream, name: str) -> str:
@@ -304,16 +312,19 @@ def _diff(before: _Side, after: _Side, *, old_name: str, new_name: str) -> Diff:
     hosts: set[str] = set()
     compared = skipped = 0
     for host, listed_a, listed_b in _both(before, after):
-        common = before.probed(host, listed_a) & after.probed(host, listed_b)
-        listed = set(listed_a) | set(listed_b)
+        named_a, named_b = before.named(host, listed_a), after.named(host, listed_b)
+        common = before.probed(host, named_a) & after.probed(host, named_b)
+        listed = listed_a.keys() | listed_b.keys()
         skipped += len(listed - common)
         if not common:
             continue
         hosts.add(host)
         compared += len(common)
         # A port neither report names was closed in both: no change to look for.
-        for port in (before.named(host, listed_a) | after.named(host, listed_b)) & common:
+        for port in (named_a | named_b) & common:
             a, b = listed_a.get(port), listed_b.get(port)
+            if a is b and a is not None:
+                continue  # the same state, not open (open ports have their own _Listed)
             change = _compare(
                 (host, port.protocol.value, port.number),
                 a,
