@@ -239,6 +239,11 @@ class ReportStream:
         results = list(self.results())
         return Report(self.format, results, self.meta, self.ending, self.complete, self.coverage)
 
+    def again(self) -> ReportStream:
+        """A new stream of the same file, read from its start. They share the file: close
+        this one when both are done, not that one."""
+        return ReportStream(self._source, self.name, torn_tail=self._torn)
+
     def close(self) -> None:
         """Close the file."""
         self._source.close()
