@@ -25,19 +25,22 @@ from typing import Any, TextIO
 
 from scanner.errors import OutputClosed, ReportError, ScanError
 from scanner.models import (
-    Assessment,
-    Attestation,
-    Judgement,
     Port,
     PortState,
     Proto,
     Reason,
     Result,
-    Verdict,
 )
 from scanner.report import make_writer
 from scanner.report.probed import Coverage
-from scanner.report.read import MAX_DIGITS, Report, ReportStream, each_result, unix_time
+from scanner.report.read import (
+    MAX_DIGITS,
+    Report,
+    ReportStream,
+    checked_result,
+    each_result,
+    unix_time,
+)
 from scanner.report.runs import ExternalSort, KeySet, sort_prefix
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
@@ -124,32 +127,8 @@ def _to_line(prefix: str, index: int, result: Result) -> str:
     )
 
 
-_ENUMS = {"attestation": Attestation, "verdict": Verdict, "policy": Judgement}
-
-
 def _from_line(line: str) -> Result:
-    host, port, protocol, state, reason, hostname, rtt, tries, stamp, cells = json.loads(
-        line[_INPUT + 1 :]
-    )
-    assessment = None
-    if cells is not None:
-        fields: dict[str, Any] = dict(zip(ASSESSMENT_COLUMNS, cells, strict=True))
-        for name, kind in _ENUMS.items():
-            if fields[name]:  # (empty text stays text, as the reader leaves it)
-                fields[name] = kind(fields[name])
-        assessment = Assessment(**fields)
-    return Result(
-        host,
-        port,
-        Proto(protocol),
-        PortState(state),
-        Reason(reason),
-        hostname,
-        rtt,
-        tries,
-        stamp,
-        assessment,
-    )
+    return checked_result(json.loads(line[_INPUT + 1 :]))
 
 
 def _int(value: object) -> int | None:

@@ -39,7 +39,7 @@ import os
 import re
 import reprlib
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -68,6 +68,7 @@ __all__ = [
     "MAX_REPORT_RECORD",
     "Report",
     "ReportStream",
+    "checked_result",
     "each_result",
     "open_report",
     "read_report",
@@ -784,6 +785,32 @@ def _maker(kind: type[Any]) -> Callable[..., Any]:
 _new_result: Callable[..., Result] = _maker(Result)
 # (Assessment's fields are the CSV's assessment columns, in order: a test pins it.)
 _new_assessment: Callable[..., Assessment] = _maker(Assessment)
+
+
+def checked_result(values: Sequence[Any]) -> Result:
+    """A result from the fields of one this reader checked before, as plain data (``merge``
+    keeps them so in its sorted runs): host, port, protocol, state, reason, hostname, RTT,
+    tries, time, and the assessment's cells in ``ASSESSMENT_COLUMNS`` order or None.
+    Built fast, without the checks again."""
+    host, port, protocol, state, reason, hostname, rtt, tries, stamp, cells = values
+    assessment = None
+    if cells is not None:
+        for index, _key, kind in _ASSESSMENT_ENUMS_AT:
+            if cells[index]:
+                cells[index] = _MEMBERS[kind][cells[index]]
+        assessment = _new_assessment(*cells)
+    return _new_result(
+        host,
+        port,
+        _MEMBERS[Proto][protocol],
+        _MEMBERS[PortState][state],
+        _MEMBERS[Reason][reason],
+        hostname,
+        rtt,
+        tries,
+        stamp,
+        assessment,
+    )
 
 
 def _unguard(cell: str) -> str:
