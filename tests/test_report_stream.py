@@ -315,7 +315,7 @@ def any_results(draw: st.DrawFn) -> list[Result]:
     return list(found.values())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     results=any_results(),
     fmt=st.sampled_from(FORMATS),

@@ -25,14 +25,12 @@ from typing import Any, TextIO
 
 from scanner.errors import OutputClosed, ReportError, ScanError
 from scanner.models import (
-    Port,
     PortState,
     Proto,
     Reason,
     Result,
 )
 from scanner.report import make_writer
-from scanner.report.probed import Coverage
 from scanner.report.read import (
     MAX_DIGITS,
     Report,
@@ -226,13 +224,13 @@ def _merge(
         if absent:
             missing = ", ".join(f"{k}/{total}" for k in absent)
             missing = f"shard{'s' if len(absent) > 1 else ''} {missing} missing"
-    for (_name, report), closed in zip(reports, closed_listed, strict=True):
-        _add_unlisted_closed(summary, report.ending, closed)
-        for host, port in _unlisted_closed(report.coverage):
-            key = (host, port.protocol.value, port.number)
-            if key not in listed:
+    for (_name, report), count in zip(reports, closed_listed, strict=True):
+        _add_unlisted_closed(summary, report.ending, count)
+        for omitted in report.coverage.closed_unlisted(listed):
+            host, protocol, port = omitted.host, omitted.protocol.value, omitted.port
+            if (host, protocol, port) not in listed:  # (listed by another input)
                 unlisted.add(
-                    f"{prefixes[host]}{key[1]:<4}{key[2]:05d}\t{host}\t{key[1]}\t{key[2]}\n"
+                    f"{prefixes[host]}{protocol:<4}{port:05d}\t{host}\t{protocol}\t{port}\n"
                 )
     starts = [t for m in metas.values() if (t := unix_time(m.get("started"))) is not None]
     ends = [t for _, r in reports if (t := unix_time(r.ending.get("finished"))) is not None]
@@ -268,22 +266,6 @@ def _check_overlaps(rows: ExternalSort, names: list[str]) -> None:
                 f"{result.port}/{result.protocol.value}: they overlap"
             )
         previous, owner = key, index
-
-
-def _unlisted_closed(coverage: Coverage) -> Iterator[tuple[str, Port]]:
-    """The closed ports a report names as probed and does not list (those of its complete
-    hosts that it lists too: the caller leaves out every port an input lists)."""
-    for host, ports in coverage.unlisted.items():
-        for port, state in ports.items():
-            if state is PortState.CLOSED:
-                yield host, port
-    if coverage.ports and coverage.complete:
-        every = sorted(coverage.ports)
-        for network in coverage.complete:
-            for address in network:
-                host = str(address)
-                for port in every:
-                    yield host, port
 
 
 def _add_unlisted_closed(summary: Summary, ending: Mapping[str, Any], listed: int) -> None:

@@ -233,7 +233,39 @@ class ReportStream:
                 self.count += 1
                 yield result
         except _Fault as exc:
-            raise ReportError(f"{self.name}{exc.where}: {exc.message}") from None
+            fault = exc if self.format == "json" else self._precedent(exc)
+            raise ReportError(f"{self.name}{fault.where}: {fault.message}") from None
+
+    def _precedent(self, fault: _Fault) -> _Fault:
+        """The fault the whole-file reader would have named, given that streaming met
+        ``fault`` first: it decoded the whole file before anything else, and an XML
+        document was checked for entity declarations, parsed and its root checked before
+        any host. So the file is read again, to its end, for such a fault."""
+        xml = self.format == "xml"
+        entity = False
+        broken: _Fault | None = None
+        target = _FirstTag()
+        parser = ElementTree.XMLParser(target=target)  # (builds nothing)
+        try:
+            for line in self._lines():
+                if not xml:
+                    continue
+                entity = entity or "<!ENTITY" in line
+                if broken is None:
+                    broken = _xml_feed(parser, line)
+        except _Fault as decoding:
+            return decoding
+        if not xml:
+            return fault
+        if entity:
+            return _Fault("XML entity declarations are not accepted")
+        if broken is None:
+            broken = _xml_feed(parser, None)
+        if broken is not None:
+            return broken
+        if target.tag != "nmaprun":
+            return _Fault("not an nmap-style XML report (no <nmaprun>)")
+        return fault
 
     def whole(self) -> Report:
         """Every result in a list, with what the report says (see :class:`Report`)."""
@@ -320,6 +352,7 @@ class ReportStream:
         whole (at most :data:`MAX_REPORT_FILE` bytes) as it always was, and the results
         not given yet come from there: the outcome is the whole-document reader's."""
         given = 0
+        fault: _Fault | None = None  # a result that is not one: the whole reader says why
         lines = self._lines()
         try:
             self.meta = _json_head(lines)
@@ -327,7 +360,7 @@ class ReportStream:
             for line in lines:
                 if line == _JSON_RESULTS_END and (last is not None or not given):
                     if last is not None:
-                        yield _record_result(_line_json(last), f": result {given + 1}")
+                        yield _json_result(_line_json(last), given)
                         given += 1
                     break
                 item = line.strip(_JSON_SPACE)
@@ -336,7 +369,7 @@ class ReportStream:
                 if not item.endswith(","):
                     last = item
                     continue
-                yield _record_result(_line_json(item[:-1]), f": result {given + 1}")
+                yield _json_result(_line_json(item[:-1]), given)
                 given += 1
             else:
                 raise _Deviation  # no "]," line: the document was cut short
@@ -344,7 +377,9 @@ class ReportStream:
             return
         except _Deviation:
             pass
-        yield from self._json_whole(given)
+        except _BadResult as bad:
+            fault = bad.fault
+        yield from self._json_whole(given, fault)
 
     def _json_end(self, lines: _Lines) -> None:
         """What follows the results' ``],`` line: ``"end": {...}`` and the closing brace."""
@@ -364,9 +399,11 @@ class ReportStream:
         self.complete = _complete(ending)
         self.coverage = _coverage(self.meta, ending)
 
-    def _json_whole(self, given: int) -> Iterator[Result]:
+    def _json_whole(self, given: int, fault: _Fault | None = None) -> Iterator[Result]:
         """The document read whole (see :meth:`_json`), less the ``given`` first results;
-        for ``torn_tail``, a document that does not parse is read as one cut short."""
+        for ``torn_tail``, a document that does not parse is read as one cut short.
+        ``fault``: why streaming stopped, if a result was not one (said as it is when
+        the document is too large to be read whole)."""
         self._source.seek(0)
         data = self._source.read(MAX_REPORT_FILE + 1)
         if len(data) <= MAX_REPORT_FILE:
@@ -382,6 +419,8 @@ class ReportStream:
                 self.complete, self.coverage = report.complete, report.coverage
                 yield from report.results[given:]
                 return
+        elif fault is not None and not self._torn:
+            raise fault
         elif not self._torn:
             raise _Fault(
                 f"a JSON document larger than {describe_size(MAX_REPORT_FILE)} that is not "
@@ -471,6 +510,23 @@ class _Deviation(Exception):
     """A JSON document not laid out as portprobe writes it (see ``ReportStream._json``)."""
 
 
+class _BadResult(Exception):
+    """A result of a streamed JSON document that is not one (``fault`` says why)."""
+
+    def __init__(self, fault: _Fault) -> None:
+        super().__init__(fault.message)
+        self.fault = fault
+
+
+def _json_result(record: Any, given: int) -> Result:
+    """Result ``given + 1`` of a streamed JSON document."""
+    where = f": result {given + 1}"
+    try:
+        return _record_result(record, where)
+    except _Fault as exc:
+        raise _BadResult(exc) from None
+
+
 _JSON_PREFIX = '{"scan": '
 _JSON_RESULTS = ' "results": ['
 _JSON_RESULTS_END = " ],\n"
@@ -527,17 +583,49 @@ def _xml_events(
     parser: ElementTree.XMLPullParser[ElementTree.Element], chunk: str | None
 ) -> list[tuple[str, ElementTree.Element]]:
     """Feed ``chunk`` (None: the end) to ``parser``; the events it completes."""
+    broken = _xml_feed(parser, chunk)
+    if broken is None:
+        try:  # (a pull parser may hold its error back until its events are read)
+            return list(parser.read_events())  # type: ignore[arg-type]
+        except ElementTree.ParseError as exc:
+            broken = _xml_fault(exc)
+    raise broken
+
+
+def _xml_feed(
+    parser: ElementTree.XMLPullParser[ElementTree.Element] | ElementTree.XMLParser,
+    chunk: str | None,
+) -> _Fault | None:
+    """Feed ``chunk`` (None: the end) to ``parser``; the fault if it does not parse."""
     try:
         if chunk is None:
             parser.close()
         else:
             parser.feed(chunk)
-        return list(parser.read_events())  # type: ignore[arg-type]
     except ElementTree.ParseError as exc:
-        number = exc.position[0] if getattr(exc, "position", None) else None
-        raise _at(f":{number}" if number else "", "bad XML") from None
+        return _xml_fault(exc)
     except (ValueError, RecursionError):
-        raise _Fault("bad XML") from None
+        return _Fault("bad XML")
+    return None
+
+
+def _xml_fault(exc: ElementTree.ParseError) -> _Fault:
+    number = exc.position[0] if getattr(exc, "position", None) else None
+    return _at(f":{number}" if number else "", "bad XML")
+
+
+class _FirstTag:
+    """An XML parser's target that keeps only the root's tag."""
+
+    def __init__(self) -> None:
+        self.tag: str | None = None
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        if self.tag is None:
+            self.tag = tag
+
+    def close(self) -> None:
+        pass
 
 
 class _Lines:
@@ -545,8 +633,8 @@ class _Lines:
 
     ``number`` is the number of the line last given; ``cut`` says that it was the file's
     last and had no line end. A line of more than :data:`MAX_REPORT_RECORD` bytes is
-    refused. ``torn_tail``: a character cut in two at the very end of the file ends the
-    text there, as a whole-file decode would have.
+    refused (one line is held at a time). ``torn_tail``: a character cut in two at the
+    very end of the file ends the text there, as a whole-file decode would have.
     """
 
     def __init__(self, source: BinaryIO, *, torn_tail: bool) -> None:
@@ -554,37 +642,48 @@ class _Lines:
         self._torn = torn_tail
         self.number = 0
         self.cut = False
-        self._next = self._read()
-        if self._next.startswith(_BOM):
-            self._next = self._next[len(_BOM) :]
-
-    def _read(self) -> bytes:
-        raw = self._source.readline(MAX_REPORT_RECORD + 1)
-        if len(raw) > MAX_REPORT_RECORD:
-            raise _at(
-                f":{self.number + 1}",
-                f"a line larger than {describe_size(MAX_REPORT_RECORD)}, the most accepted here",
-            )
-        return raw
+        self._ended = False
 
     def __iter__(self) -> _Lines:
         return self
 
+    def _long(self, start: bytes | bytearray) -> bytearray:
+        """The rest of a line longer than a buffer, in one growing buffer (readline would
+        hold its pieces and their join: twice the memory); at most one byte too many."""
+        line = bytearray(start)
+        while not line.endswith(b"\n") and len(line) <= MAX_REPORT_RECORD:
+            piece = self._source.readline(min(_BUFFER, MAX_REPORT_RECORD + 1 - len(line)))
+            if not piece:
+                break
+            line += piece
+        return line
+
     def __next__(self) -> str:
-        raw = self._next
+        if self._ended:
+            raise StopIteration
+        size = min(_BUFFER, MAX_REPORT_RECORD + 1)
+        raw: bytes | bytearray = self._source.readline(size)
         if not raw:
+            self._ended = True
             raise StopIteration
         self.number += 1
-        self._next = self._read()
-        self.cut = not self._next and not raw.endswith(b"\n")
+        if len(raw) == size and not raw.endswith(b"\n"):
+            raw = self._long(raw)
+        if len(raw) > MAX_REPORT_RECORD:
+            limit = describe_size(MAX_REPORT_RECORD)
+            raise _at(f":{self.number}", f"a line larger than {limit}, the most accepted here")
+        if self.number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        # readline stops at a line end, the limit (refused above) or the end of the file.
+        self.cut = not raw.endswith(b"\n")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             # Cut short only within the file's last 3 bytes, as a whole-file decode says.
-            left = len(raw) - exc.start + len(self._next) + len(self._source.read(4))
+            left = len(raw) - exc.start + len(self._source.read(4))
             if not (self._torn and left < 4):
                 raise _at(f":{self.number}", "not UTF-8 text") from None
-            self._next, self.cut = b"", True
+            self._ended, self.cut = True, True
             return raw[: exc.start].decode("utf-8")
 
 

@@ -29,7 +29,7 @@ from collections.abc import Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scanner.errors import ReportError, ScanError
-from scanner.models import Port, PortState, Proto, Reason, Result
+from scanner.models import Port, Proto, Result
 from scanner.report.files import find_partial
 from scanner.report.probed import Coverage
 from scanner.report.read import ReportStream, open_report
@@ -83,19 +83,7 @@ class Resumable:
     def unlisted(self) -> Iterator[Result]:
         """The closed ports the report probed and did not list, as results without RTT or
         time: carried over, unlisted, into the new report."""
-        coverage = self.coverage
-        for host, ports in coverage.unlisted.items():
-            for port, state in ports.items():
-                if state is PortState.CLOSED:
-                    yield _closed(host, port)
-        if coverage.ports and coverage.complete:
-            every = sorted(coverage.ports)
-            for network in coverage.complete:
-                for address in network:
-                    host = str(address)
-                    for port in every:
-                        if (host, port.protocol.value, port.number) not in self.listed:
-                            yield _closed(host, port)
+        return self.coverage.closed_unlisted(self.listed)
 
     def done(self, address: str, port: Port) -> bool:
         """Whether the report says ``port`` of ``address`` is finished: listed, or named as
@@ -111,10 +99,6 @@ class Resumable:
         """Close the report's file."""
         if self._stream is not None:
             self._stream.close()
-
-
-def _closed(host: str, port: Port) -> Result:
-    return Result(host, port.number, port.protocol, PortState.CLOSED, Reason.CONN_REFUSED)
 
 
 def load_resumable(path: str, commands: Collection[str]) -> Resumable:
