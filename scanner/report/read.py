@@ -24,6 +24,16 @@ Rules:
   port missing from it was closed, or not probed. The report's ``probed`` record (JSON),
   or nmap's ``<extrareasons ports=...>`` (XML), tells which: see :class:`Report.coverage`.
   Ports XML folds into ``<extraports>`` come back as results, except closed ones.
+- Reports are streamed (:func:`open_report`, :class:`ReportStream`): memory holds one
+  line (CSV, JSON Lines, portprobe's JSON, which has one result a line) or one XML
+  ``<host>`` at a time, whatever the file's size. A line may have at most
+  :data:`MAX_REPORT_RECORD` bytes. A FIFO or a device is read whole first, and a JSON
+  document laid out otherwise is parsed whole, both within :data:`MAX_REPORT_FILE`.
+- Streaming is as strict as reading whole, and says the same: the results, records and
+  error messages are those of the whole-file reader it replaced (kept in
+  ``tests/whole_reader.py``, which the tests compare it with). Results come before the
+  reader knows the rest of the file is sound: a caller acts on them only once
+  :meth:`ReportStream.results` is exhausted without an error.
 """
 
 from __future__ import annotations
