@@ -41,7 +41,8 @@ from collections.abc import Sequence
 
 from scanner.evidence import NO_EVIDENCE, Evidence
 from scanner.models import Assessment, Attestation, PortState, Result, Verdict
-from scanner.registry import Registry, attestation, load_registry, port_range
+from scanner.registry import PortRange, Registration, Registry, load_registry, port_range
+from scanner.registry.attest import attestation_of, common_ports
 from scanner.registry.customary import DYNAMIC_USE, CustomaryUse, customary_uses
 
 __all__ = [
@@ -197,33 +198,28 @@ class Assessor:
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else load_registry()
-        # Labels of ports that are not open depend on (port, protocol) only: one each.
+        # Labels of ports that are not open depend on (port, protocol) only: one each. The
+        # ports of one registry segment with one range and attestation share one label
+        # (and so one Assessment object, which writers cache their cells by): a full range
+        # builds a few thousand labels, not 65,535.
         self._labels: dict[tuple[int, str], _Label] = {}
+        self._shared: dict[tuple[str, int, str, bool], _Label] = {}
 
     def _base(self, port: int, protocol: str) -> _Label:
         """The registry's side of the assessment, and the port's current names."""
         key = (port, protocol)
         known = self._labels.get(key)
         if known is None:
-            records = self.registry.labels(port, protocol)
-            # Co-names with one description are aliases (80/tcp: http, www, www-http; the
-            # 2015 "well-formed" renames add a line to it): the label shows the first of
-            # them. Names that describe different services (465/tcp) all show.
-            shown: dict[str, str] = {}
-            for record in records:
-                first_line = record.description.split("\n")[0].strip()
-                if first_line not in shown.values():
-                    shown[record.service] = first_line
-            known = _Label(
-                Assessment(
-                    label="/".join(shown),
-                    label_description=" / ".join(d for d in shown.values() if d),
-                    range=port_range(port),
-                    attestation=attestation(port, protocol, self.registry),
-                ),
-                tuple(record.service for record in records),
-                tuple(shown),
-            )
+            records = self.registry.covering(port, protocol)
+            where = port_range(port)
+            # What the attestation depends on besides the records: whether the port is
+            # common, and its range. The covering tuple is the registry's own, alive as
+            # long as it is: its id names the segment.
+            shared_key = (protocol, id(records), where, port in common_ports(protocol))
+            known = self._shared.get(shared_key)
+            if known is None:
+                attest = attestation_of(port, protocol, records)
+                known = self._shared[shared_key] = _label(records, where, attest)
             self._labels[key] = known
         return known
 
@@ -233,7 +229,7 @@ class Assessor:
 
     def assess(self, result: Result, evidence: Evidence | None = None) -> Result:
         """``result`` with its assessment; ``evidence`` counts only for open ports."""
-        protocol = result.protocol.value
+        protocol = result.protocol._value_  # (the value property costs a call per result)
         known = self._base(result.port, protocol)
         base = known.assessment
         if result.state is not PortState.OPEN:
@@ -261,6 +257,32 @@ class Assessor:
                 evidence_excerpt=trail.excerpt or ("" if seen else trail.detail),
             ),
         )
+
+
+def _label(records: Sequence[Registration], where: PortRange, attest: Attestation) -> _Label:
+    """The label of the ports ``records`` cover, in range ``where``, attested ``attest``."""
+    named: dict[str, Registration] = {}
+    for record in records:  # one per service name, in the registry's order
+        if record.service and record.service not in named:
+            named[record.service] = record
+    # Co-names with one description are aliases (80/tcp: http, www, www-http; the 2015
+    # "well-formed" renames add a line to it): the label shows the first of them. Names
+    # that describe different services (465/tcp) all show.
+    shown: dict[str, str] = {}
+    for record in named.values():
+        first_line = record.description.split("\n")[0].strip()
+        if first_line not in shown.values():
+            shown[record.service] = first_line
+    return _Label(
+        Assessment(
+            label="/".join(shown),
+            label_description=" / ".join(d for d in shown.values() if d),
+            range=where,
+            attestation=attest,
+        ),
+        tuple(named),
+        tuple(shown),
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -31,9 +31,10 @@ Rules and theory:
   is in, or every attempt has finished, it is final. Once an HTTP-grade result is in,
   the attempts that could still beat it get a grace period as long again as that result
   took (at least ``MIN_GRACE``): a server that speaks first, or answers a ClientHello,
-  does so within about the same round trips. An attempt that has started to show its
-  protocol (banner bytes without their line end, TLS handshake records) is waited for,
-  up to the budget.
+  does so within about the same round trips. Active probes still queued then start only
+  within that grace: an HTTP server does not wait for every probe's ``probe_wait``. An
+  attempt that has started to show its protocol (banner bytes without their line end,
+  TLS handshake records) is waited for, up to the budget.
 - A port that has sent nothing on any connection is given up after its *silence wait*
   (``EvidenceConfig.silence_wait``): when the caller passes the host's RTT (the scan
   measured it), ``SILENCE_RTTS`` round trips, but never less than ``silence_floor``
@@ -648,7 +649,9 @@ class _PortProbe:
         leader = max(attempts, key=lambda a: rank(a.best))
         best = leader.best
         contenders = [a for a in attempts if not a.done and a.ceiling > rank(best)]
-        queued_may_win = waiting and rank(best) < _IDENTIFIED  # probes not started yet
+        # Probes not started yet are waited for only while nothing HTTP-grade is in: after
+        # that they may start during the grace period, as the running ones may finish.
+        queued_may_win = waiting and rank(best) < _HTTP
         if (not contenders and not queued_may_win) or now >= self.deadline:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
             final = max(candidates, key=rank, default=NO_EVIDENCE)

@@ -14,8 +14,10 @@ Rules and theory:
   how many run at once). Results leave in the order they become final, so an open port
   comes out after its evidence, later than the closed ports probed after it.
 - The registry (about 0.1 s to parse) is loaded on a short-lived thread when the first
-  result comes: by then the engine's worker processes, if any, have been forked, and the
-  parent is idle while they scan. Results wait until it is loaded.
+  result comes: by then the engine's worker processes, if any, have been forked (no
+  thread runs across a fork). Results wait until it is loaded, so the thread runs at the
+  scan's own priority: niced, it got no CPU beside the busy workers, and every result
+  came out at the end of the scan.
 - :meth:`Pipeline.stop` (Ctrl-C) cancels the evidence still running: those ports come out
   at once, without evidence (verdict ``unverified``).
 - Memory is bounded: at most ``MAX_READY`` finished results wait for the consumer; the
@@ -25,10 +27,8 @@ Rules and theory:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
-import os
 import socket
 import threading
 from collections import deque
@@ -227,10 +227,7 @@ class Pipeline:
             future.set_result(None)
 
         def work() -> None:
-            # The parse is CPU work that can wait: let the kernel run the scan's worker
-            # processes first (Linux threads have their own priority).
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            # At the scan's own priority (see the module's rules).
             try:
                 value = Assessor()
             except BaseException as exc:  # handed to the event loop, raised by run()

@@ -44,6 +44,7 @@ from scanner.report.writers import (
     CsvWriter,
     JsonLinesWriter,
     JsonWriter,
+    RecordJson,
     csv_cell,
     result_record,
 )
@@ -310,6 +311,23 @@ def hostile_results(draw: st.DrawFn) -> Result:
         1.0,
         Assessment(**fields),
     )
+
+
+@settings(max_examples=CASES["reports"], deadline=None)
+@given(result=hostile_results(), bare=st.booleans())
+def test_json_records_made_per_assessment_are_json_dumps_of_the_record(
+    result: Result, bare: bool
+) -> None:
+    # The writers join the result's own members to the assessment's text, made once per
+    # assessment: byte for byte what json.dumps of the whole record gives.
+    if bare:
+        result = result.assessed(None)
+    made = RecordJson()
+    for _ in range(2):  # made, then from the cache
+        assert made(result) == json.dumps(result_record(result))
+        assert made(result, '{"type": "result", ') == json.dumps(
+            {"type": "result", **result_record(result)}
+        )
 
 
 @settings(max_examples=CASES["reports"], deadline=None)

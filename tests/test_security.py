@@ -261,6 +261,22 @@ def test_invisible_characters_are_escaped_everywhere(char: str) -> None:
         assert char not in stream.getvalue(), fmt
 
 
+def test_every_escaped_character_is_one_isprintable_rejects() -> None:
+    # escape_controls and xml_text skip their regexes for printable text: that is sound
+    # only while both classes are subsets of what str.isprintable rejects, over the whole
+    # of Unicode.
+    import sys
+
+    from scanner.report.xml import _NOT_XML
+    from scanner.text import CONTROL
+
+    printable_escaped = [
+        code for code in range(sys.maxunicode + 1)
+        if chr(code).isprintable() and (CONTROL.match(chr(code)) or _NOT_XML.match(chr(code)))
+    ]  # fmt: skip
+    assert printable_escaped == []
+
+
 def test_escapes_of_astral_characters_are_unambiguous() -> None:
     assert escape_controls("\U000e0041") == "\\U000e0041"
     assert escape_controls("\x1b\u202e") == "\\x1b\\u202e"

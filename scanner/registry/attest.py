@@ -6,14 +6,24 @@ Rules: see the package docstring (:mod:`scanner.registry`), which the README cop
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Literal
 
 from scanner.models import Attestation, Proto
 from scanner.ports import MAX_PORT, top_ports
 from scanner.registry.index import Registry
+from scanner.registry.parse import Registration
 from scanner.registry.store import load_registry
 
-__all__ = ["COMMON_TOP", "Attestation", "PortRange", "attestation", "port_range"]
+__all__ = [
+    "COMMON_TOP",
+    "Attestation",
+    "PortRange",
+    "attestation",
+    "attestation_of",
+    "common_ports",
+    "port_range",
+]
 
 PortRange = Literal["system", "registered", "dynamic"]
 
@@ -42,9 +52,17 @@ def attestation(port: int, transport: str, registry: Registry | None = None) -> 
 
     ``registry`` defaults to :func:`load_registry`. Raises ValueError outside 0-65535.
     """
-    records = (registry if registry is not None else load_registry()).lookup(port, transport)
+    records = (registry if registry is not None else load_registry()).covering(port, transport)
+    return attestation_of(port, transport, records)
+
+
+def attestation_of(
+    port: int, transport: str, records: Sequence[Registration]
+) -> Attestation:
+    """:func:`attestation` of ``port`` from the ``records`` that cover it, as
+    :meth:`Registry.lookup <scanner.registry.index.Registry.lookup>` returns them."""
     if records and records[0].service:  # named assignments come first
-        common = port in _common_ports(transport.lower())
+        common = port in common_ports(transport.lower())
         return Attestation.COMMON if common else Attestation.OBSCURE
     if port >= _FIRST_DYNAMIC:
         return Attestation.DYNAMIC
@@ -54,8 +72,9 @@ def attestation(port: int, transport: str, registry: Registry | None = None) -> 
 
 
 @functools.cache
-def _common_ports(transport: str) -> frozenset[int]:
-    """The top :data:`COMMON_TOP` ports of ``transport``; none for transports without a list."""
+def common_ports(transport: str) -> frozenset[int]:
+    """The ports whose named assignments are "common" (:func:`attestation`): the top
+    :data:`COMMON_TOP` ports of ``transport``; none for transports without a list."""
     try:
         protocol = Proto(transport)
     except ValueError:  # sctp, dccp: portprobe ships no frequency list for them

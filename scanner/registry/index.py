@@ -81,11 +81,16 @@ class Registry:
         Records without a transport count for every transport. An empty list means IANA
         lists nothing for the port. Raises ValueError for a port outside 0-65535.
         """
+        return list(self.covering(port, transport))
+
+    def covering(self, port: int, transport: str) -> tuple[Registration, ...]:
+        """:meth:`lookup`'s records as the index holds them: one tuple, the same object for
+        every port of a segment (the results layer shares a label per segment by it)."""
         if not 0 <= port <= MAX_PORT:
             raise ValueError(f"port {port} is out of range 0-{MAX_PORT}")
         starts, covering = self._by_transport.get(transport.lower(), self._any)
         index = bisect.bisect_right(starts, port) - 1
-        return list(covering[index]) if index >= 0 else []
+        return covering[index] if index >= 0 else ()
 
     def label(self, port: int, transport: str) -> Registration | None:
         """The first named assignment covering ``port`` on ``transport``, or None."""

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 import re
 import reprlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -164,17 +166,18 @@ def parse_registry_csv(text: str) -> list[Registration]:
     width = 0
     try:
         for row in reader:
-            if not any(field.strip() for field in row):
+            if not "".join(row).strip():  # a blank line, or only separators and spaces
                 continue
             if positions is None:
                 positions, origin = _header_positions(row, reader.line_num)
+                pick = operator.itemgetter(*positions)
                 width = len(row)
                 continue
             if len(row) != width:
                 raise RegistryError(
                     f"line {reader.line_num}: {len(row)} fields, the header has {width}"
                 )
-            fields = [row[p] for p in positions]
+            fields = pick(row)
             tag = row[origin].strip() if origin is not None else ""
             records.append(check_record(fields, f"line {reader.line_num}", tag))
     except csv.Error as exc:
@@ -198,7 +201,7 @@ def _header_positions(header: list[str], line: int) -> tuple[tuple[int, ...], in
     return tuple(found[key] for key in _KEYS), found.get(_column_key(ORIGIN_COLUMN))
 
 
-def check_record(fields: list[str], where: str, origin: str = "") -> Registration:
+def check_record(fields: Sequence[str], where: str, origin: str = "") -> Registration:
     """One record from its fields in :data:`COLUMNS` order, checked as the module rules say.
 
     ``where`` names the record in a RegistryError ("line 12", "record 3").

@@ -10,9 +10,10 @@ Rules:
   neutralised with a leading apostrophe (OWASP's advice against CSV injection).
 - CSV rows come sorted by host (numerically), protocol and port, so they are kept until
   :meth:`close`: in memory up to ``CSV_RUN`` rows, beyond that in sorted runs in
-  temporary files, merged at the end (an external sort: a million rows cost the memory of
-  ``CSV_RUN``). No cell holds a raw line break (shown as ``\\x0a``, as on the
-  terminal), so line tools (grep, sort, wc -l) see one row per line.
+  temporary files (the writer's own rows, pickled in chunks), merged at the end (an
+  external sort: a million rows cost the memory of ``CSV_RUN``). No cell holds a raw
+  line break (shown as ``\\x0a``, as on the terminal), so line tools (grep, sort, wc -l)
+  see one row per line.
 - Every text field is escaped with :func:`scanner.text.escape_controls`, whatever its
   source (a banner is already clean; a registry description, or a field of a report that
   ``merge`` read, may not be), so no report carries a control or invisible character.
@@ -24,18 +25,24 @@ from __future__ import annotations
 
 import csv
 import functools
+import heapq
 import json
+import operator
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Generic, Protocol, TextIO, TypeVar
 
-from scanner.models import Result
+from scanner.models import Assessment, Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
-from scanner.report.runs import SortedRuns, sort_text
 from scanner.report.summary import Summary
 from scanner.text import escape_controls
 
 SCHEMA_VERSION = 4
+
+T = TypeVar("T")
 
 ASSESSMENT_COLUMNS = (
     "label",
@@ -100,8 +107,10 @@ def safe_cell(value: str) -> str:
 def assessment_cells(result: Result) -> tuple[str, ...]:
     """The assessment columns of ``result``, in ``ASSESSMENT_COLUMNS`` order."""
     a = result.assessment
-    if a is None:
-        return _NO_ASSESSMENT
+    return _NO_ASSESSMENT if a is None else _cells_of(a)
+
+
+def _cells_of(a: Assessment) -> tuple[str, ...]:
     return (
         a.label,
         a.label_description,
@@ -122,6 +131,11 @@ def assessment_cells(result: Result) -> tuple[str, ...]:
 
 def result_record(result: Result) -> dict[str, Any]:
     """A result as plain data with the CSV column names (for JSON and JSON Lines)."""
+    return {**_head_record(result), **_tail_record(result.assessment)}
+
+
+def _head_record(result: Result) -> dict[str, Any]:
+    """The result's own columns of :func:`result_record`."""
     return {
         "host": result.host,
         "port": result.port,
@@ -132,10 +146,35 @@ def result_record(result: Result) -> dict[str, Any]:
         "rtt_ms": None if result.rtt is None else round(result.rtt * 1000, 3),
         "tries": result.tries,
         "time": isotime(result.timestamp),
-        **dict(
-            zip(ASSESSMENT_COLUMNS, map(escape_controls, assessment_cells(result)), strict=True)
-        ),
     }
+
+
+def _tail_record(a: Assessment | None) -> dict[str, str]:
+    """The assessment's columns of :func:`result_record`."""
+    cells = _NO_ASSESSMENT if a is None else _cells_of(a)
+    return dict(zip(ASSESSMENT_COLUMNS, map(escape_controls, cells), strict=True))
+
+
+def _tail_json(a: Assessment) -> str:
+    return json.dumps(_tail_record(a))[1:]  # without its "{": it follows the result's own
+
+
+_NO_TAIL_JSON = json.dumps(_tail_record(None))[1:]
+
+
+class RecordJson:
+    """``json.dumps(result_record(result))``, with the assessment's part of the text made
+    once per assessment (see :class:`PerAssessment`)."""
+
+    def __init__(self) -> None:
+        self._tails = PerAssessment(_tail_json)
+
+    def __call__(self, result: Result, head: str = "{") -> str:
+        """The record's JSON text; ``head``: what opens the object instead of ``{`` (JSON
+        Lines puts its ``"type"`` member there)."""
+        a = result.assessment
+        tail = _NO_TAIL_JSON if a is None else self._tails(a)
+        return head + json.dumps(_head_record(result))[1:-1] + ", " + tail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,7 +249,7 @@ class Writer(Protocol):
         """Finish the document (it stays valid however the scan ended)."""
 
 
-CSV_RUN = 50_000  # rows a CSV report sorts in memory; more go to sorted runs on disk
+CSV_RUN = 65_536  # rows sorted in memory (one host's whole range); more go to runs on disk
 
 
 class CsvWriter:
@@ -221,8 +260,9 @@ class CsvWriter:
         self._csv = csv.writer(stream, lineterminator="\n")
         self._csv.writerow(CSV_COLUMNS)
         self._rows: list[tuple[tuple[Any, ...], tuple[str | int, ...]]] = []
-        self._runs = SortedRuns()
+        self._runs: list[IO[bytes]] = []
         self._keys: dict[str, tuple[int, bytes]] = {}
+        self._cells = CellCache()
 
     def write(self, result: Result) -> None:
         key = self._keys.get(result.host)
@@ -230,7 +270,9 @@ class CsvWriter:
             from scanner.report.table import address_key  # (the table imports this module)
 
             key = self._keys[result.host] = address_key(result.host)
-        self._rows.append(((key, result.protocol.value, result.port), csv_row(result)))
+        self._rows.append(
+            ((key, result.protocol._value_, result.port), csv_row(result, self._cells))
+        )
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
@@ -240,31 +282,46 @@ class CsvWriter:
     def _spill(self) -> None:
         """Write the rows kept so far, sorted, as one run in a temporary file."""
         self._rows.sort(key=_first)
-        run = self._runs.new_run()
-        lines = csv.writer(run, lineterminator="\n")
-        for key, row in self._rows:
-            run.write(sort_text(key))
-            lines.writerow(row)
+        run = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+        self._runs.append(run)
+        rows = self._rows
+        for start in range(0, len(rows), _RUN_CHUNK):
+            pickle.dump(rows[start : start + _RUN_CHUNK], run, protocol=pickle.HIGHEST_PROTOCOL)
         self._rows = []
 
     def close(self, ending: Ending) -> None:
-        if not self._runs:
-            self._rows.sort(key=_first)
-            self._csv.writerows(row for _key, row in self._rows)
-            self._rows = []
-            return
-        if self._rows:
+        if self._runs and self._rows:
             self._spill()
         try:
-            # Each run line is "<fixed-width sort text>\t<csv row>": text order is row order.
-            for line in self._runs.merged():
-                self._stream.write(line.split("\t", 1)[1])
+            rows: Iterator[tuple[tuple[Any, ...], tuple[str | int, ...]]]
+            if self._runs:
+                for run in self._runs:
+                    run.seek(0)
+                rows = heapq.merge(*map(_run_rows, self._runs))  # keys are unique
+            else:
+                self._rows.sort(key=_first)
+                rows = iter(self._rows)
+            self._csv.writerows(row for _key, row in rows)
         finally:
-            self._runs.close()
+            for run in self._runs:
+                run.close()
+            self._runs, self._rows = [], []
 
 
-def _first(item: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
-    return item[0]
+_RUN_CHUNK = 1024  # rows a run holds per pickle: what the merge keeps of each run
+
+
+def _run_rows(run: IO[bytes]) -> Iterator[tuple[tuple[Any, ...], tuple[str | int, ...]]]:
+    """The rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to unpickle)."""
+    while True:
+        try:
+            chunk = pickle.load(run)
+        except EOFError:
+            return
+        yield from chunk
+
+
+_first = operator.itemgetter(0)
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
@@ -275,21 +332,68 @@ def csv_cell(value: str) -> str:
     return safe_cell(escape_controls(value))
 
 
-def csv_row(result: Result) -> tuple[str | int, ...]:
-    """One result as a CSV row, in ``CSV_COLUMNS`` order."""
-    hostname = result.hostname
+class PerAssessment(Generic[T]):
+    """``render(assessment)``, computed once per :class:`~scanner.models.Assessment` object.
+
+    The results layer shares one assessment among the ports of a registry segment (every
+    closed port of a host, and the same port on every host): a million rows with ``--all``
+    render a few thousand assessments. Objects are known by identity, which is only sound
+    while they live, so each entry keeps its object; at most ``size`` are kept.
+    """
+
+    def __init__(self, render: Callable[[Assessment], T], size: int = 65_536) -> None:
+        self._render = render
+        self._size = size
+        self._known: dict[int, tuple[Assessment, T]] = {}
+
+    def __call__(self, assessment: Assessment) -> T:
+        """``render(assessment)``, from the cache when this object was rendered before."""
+        known = self._known.get(id(assessment))
+        if known is not None and known[0] is assessment:
+            return known[1]
+        rendered = self._render(assessment)
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[id(assessment)] = (assessment, rendered)
+        return rendered
+
+
+def _csv_cells(a: Assessment) -> tuple[str, ...]:
+    return tuple(map(csv_cell, _cells_of(a)))
+
+
+class CellCache:
+    """The assessment columns of results as CSV cells, escaped once per assessment."""
+
+    def __init__(self) -> None:
+        self._cells = PerAssessment(_csv_cells)
+
+    def __call__(self, result: Result) -> tuple[str, ...]:
+        """``assessment_cells(result)``, each through :func:`csv_cell`."""
+        a = result.assessment
+        return _NO_ASSESSMENT if a is None else self._cells(a)
+
+
+def csv_row(
+    result: Result, cells: Callable[[Result], tuple[str, ...]] | None = None
+) -> tuple[str | int, ...]:
+    """One result as a CSV row, in ``CSV_COLUMNS`` order (``cells``: a :class:`CellCache`
+    to take the assessment columns from)."""
+    hostname, rtt = result.hostname, result.rtt
+    # Plain text (``_value_``: the member's value as stored, without the ``value``
+    # property's cost), not the StrEnum members: a tuple of atomic values only is left
+    # alone by the garbage collector, and a CSV report holds up to CSV_RUN of them.
     return (
         result.host,
         result.port,
-        result.protocol.value,
-        result.state.value,
-        result.reason.value,
+        result.protocol._value_,
+        result.state._value_,
+        result.reason._value_,
         "" if hostname is None else csv_cell(hostname),
-        "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
+        "" if rtt is None else f"{rtt * 1000:.3f}",
         result.tries,
         isotime(result.timestamp),
-        *map(csv_cell, assessment_cells(result)),
-    )
+    ) + (tuple(map(csv_cell, assessment_cells(result))) if cells is None else cells(result))
 
 
 class JsonWriter:
@@ -299,13 +403,14 @@ class JsonWriter:
         self._stream = stream
         self._first = True
         self._probed = probed_log(meta)
+        self._json = RecordJson()
         stream.write('{"scan": ' + json.dumps(meta.as_dict()) + ',\n "results": [')
 
     def write(self, result: Result) -> None:
         sep = "\n  " if self._first else ",\n  "
         self._first = False
         self._probed.listed(result)
-        self._stream.write(sep + json.dumps(result_record(result)))
+        self._stream.write(sep + self._json(result))
 
     def omit(self, result: Result) -> None:
         self._probed.unlisted(result)
@@ -321,11 +426,12 @@ class JsonLinesWriter:
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         self._probed = probed_log(meta)
+        self._json = RecordJson()
         stream.write(json.dumps({"type": "scan", **meta.as_dict()}) + "\n")
 
     def write(self, result: Result) -> None:
         self._probed.listed(result)
-        self._stream.write(json.dumps({"type": "result", **result_record(result)}) + "\n")
+        self._stream.write(self._json(result, '{"type": "result", ') + "\n")
 
     def omit(self, result: Result) -> None:
         self._probed.unlisted(result)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from collections.abc import Callable
 from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
@@ -51,7 +52,7 @@ from scanner.ports import format_ports, parse_port_spec
 from scanner.report.probed import ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 from scanner.report.table import address_key
-from scanner.report.writers import Ending, ScanMeta, isotime
+from scanner.report.writers import Ending, PerAssessment, ScanMeta, isotime
 from scanner.text import escape_char, escape_controls
 
 __all__ = ["XmlWriter", "xml_text"]
@@ -79,6 +80,8 @@ _EXTRA_KEYS = (
 def xml_text(text: str) -> str:
     """``text`` with every control or invisible character, and every one XML 1.0 cannot
     hold, shown as ``\\xNN`` (or ``\\uNNNN``)."""
+    if text.isprintable():  # every character of both classes is one it rejects (tested)
+        return text
     return _NOT_XML.sub(lambda match: escape_char(match.group()), escape_controls(text))
 
 
@@ -99,12 +102,9 @@ def _addrtype(host: str) -> str:
     return "ipv6" if ":" in host else "ipv4"
 
 
-def _service(result: Result) -> str:
+def _service(a: Assessment) -> str:
     """nmap's ``<service>``: the label as its name, the software seen as product and
     version, the evidence's detail as extrainfo."""
-    a = result.assessment
-    if a is None:
-        return ""
     # nmap leaves the name out for a port its table does not name: so do we.
     attrs = [f"name={_attr(a.label)}"] if a.label else []
     if a.evidence or a.evidence_excerpt:
@@ -127,16 +127,18 @@ def _service(result: Result) -> str:
     return f"<service {' '.join(attrs)}/>"
 
 
-def _port(result: Result) -> str:
-    state = (
-        f"<state state={_attr(result.state.value)} reason={_attr(result.reason.value)}"
-        ' reason_ttl="0"'
-        + ("" if result.rtt is None else f' portprobe_rtt_ms="{result.rtt * 1000:.3f}"')
-        + f' portprobe_tries="{result.tries}" portprobe_time={_attr(isotime(result.timestamp))}/>'
-    )
+def _port(result: Result, service: Callable[[Assessment], str] = _service) -> str:
+    """One ``<port>`` element; ``service`` renders the assessment (a cache of
+    :func:`_service`, as the writer passes)."""
+    a, rtt = result.assessment, result.rtt
+    rtt_attr = "" if rtt is None else f' portprobe_rtt_ms="{rtt * 1000:.3f}"'
+    # States, reasons, protocols and ISO times need no escaping: they are ours.
     return (
-        f'<port protocol={_attr(result.protocol.value)} portid="{result.port}">'
-        f"{state}{_service(result)}</port>\n"
+        f'<port protocol="{result.protocol._value_}" portid="{result.port}">'
+        f'<state state="{result.state._value_}" reason="{result.reason._value_}"'
+        f' reason_ttl="0"{rtt_attr}'
+        f' portprobe_tries="{result.tries}" portprobe_time="{isotime(result.timestamp)}"/>'
+        f"{'' if a is None else service(a)}</port>\n"
     )
 
 
@@ -148,6 +150,7 @@ class XmlWriter:
         self._meta = meta
         self._hosts = HostGrouper(meta)
         self._flushed: set[str] = set()
+        self._service = PerAssessment(_service)
         ports = _ports_by_protocol(meta.ports)
         verbose = self._hosts.verbose
         command = " ".join(meta.command)
@@ -199,7 +202,8 @@ class XmlWriter:
                 for protocol, reason, numbers in reasons
             )
             parts.append("</extraports>\n")
-        parts.extend(_port(r) for r in host.listed())
+        service = self._service
+        parts.extend(_port(r, service) for r in host.listed())
         parts.append("</ports>\n</host>\n")
         return "".join(parts)
 
