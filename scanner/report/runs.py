@@ -9,8 +9,8 @@ Rules:
   lines cost the memory of ``RUN_LINES``, whatever the input.
 - Input that comes already in order (a CSV report, sorted by its writer) is appended to
   the run before it rather than opening a new one: it is read back as it was written.
-- The CSV writer (:class:`scanner.report.writers.CsvWriter`) keeps its runs in
-  :class:`SortedRuns`; ``diff`` and ``merge`` use :class:`ExternalSort`.
+- ``diff`` and ``merge`` sort through :class:`ExternalSort` (the CSV writer has its own
+  runs, of its rows pickled: see :class:`scanner.report.writers.CsvWriter`).
 - :class:`KeySet` holds (host, protocol, port) keys as a few bytes each: a host's ports
   are a set of numbers while they are few, and a bitmap of 16 KiB (both protocols' 65,536
   ports) beyond that. ``merge`` and ``--resume`` keep what a report lists in one.
