@@ -135,7 +135,9 @@ def sweep_for(port: int) -> tuple[UdpProbe, ...]:
     return tuple(probe for probe in SWEEP if probe.name not in own)
 
 
-def identify(port: int, reply: bytes, probes: tuple[UdpProbe, ...] | None = None) -> Evidence:
+def identify(
+    port: int, reply: bytes, probes: tuple[UdpProbe, ...] | None = None
+) -> Evidence:
     """What a reply to ``port``'s probes proves: the first decoder that accepts it, else a
     generic ``Evidence(service="", detail=<clean prefix or hex of the reply>, proof="udp")``.
 
