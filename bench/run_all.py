@@ -4,11 +4,11 @@ Run from the repository root, as root::
 
     sudo python3 bench/run_all.py [--runs N] [--portprobe PATH] [--timeout SECONDS]
 
-Runs ``tcp_full``, ``tcp_hosts``, ``probe_cpu``, ``lossy``, ``memory``, ``service_id`` and
-``udp`` (see each module's docstring), each with its own default number of runs unless ``--runs``
-overrides them all, then prints one line per benchmark. A benchmark that crashes is
-reported as failed and the others still run. Exit status 0 when every benchmark
-passes, 1 otherwise.
+Runs ``tcp_full``, ``tcp_hosts``, ``probe_cpu``, ``lossy``, ``memory``, ``report_memory``,
+``service_id`` and ``udp`` (see each module's docstring), each with its own default number
+of runs unless ``--runs`` overrides them all, then prints one line per benchmark. A
+benchmark that crashes is reported as failed and the others still run. Exit status 0 when
+every benchmark passes, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import lossy
 import memory
 import probe_cpu
+import report_memory
 import service_id
 import tcp_full
 import tcp_hosts
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str] | None], BenchSummary]] = {
     "probe_cpu": probe_cpu.run,
     "lossy": lossy.run,
     "memory": memory.run,
+    "report_memory": report_memory.run,
     "service_id": service_id.run,
     "udp": udp.run,
 }

@@ -418,7 +418,7 @@ def test_merge_joins_disjoint_shards_in_order() -> None:
     merged = merge_reports(
         [("b", shard_report([res(80)], "2/2")), ("a", shard_report([res(22)], "1/2"))]
     )
-    assert [r.port for r in merged.results] == [22, 80]
+    assert [r.port for r in merged.results()] == [22, 80]
     assert merged.complete and merged.shards == "1/2,2/2" and not merged.missing
 
 

@@ -882,9 +882,12 @@ def test_resume_reads_what_a_killed_scan_left_beside_the_report(tmp_path: Path) 
     partial.write_text(data[: len(data) - 20])  # ...torn in the middle
     found = load_resumable(str(out), SUBCOMMANDS)
     assert found.recovered == str(partial)
-    assert [r.port for r in found.report.results] == [22]
+    assert [r.port for r in found.results()] == [22]
+    found.close()
     out.unlink()  # the crash came before the first report was ever renamed into place
-    assert load_resumable(str(out), SUBCOMMANDS).recovered == str(partial)
+    again = load_resumable(str(out), SUBCOMMANDS)
+    again.close()
+    assert again.recovered == str(partial)
 
 
 def test_dev_stdout_redirected_to_a_file_is_written_through(tmp_path: Path) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from scanner import __version__
-from scanner.cli.app import DiffStatus, app, env_of
+from scanner.cli.app import DiffStatus, Environment, app, env_of
 from scanner.errors import ScanError, UsageError
 from scanner.registry.store import IANA_XML
 from scanner.report import FORMATS, format_for_path, printable
 from scanner.report.files import AtomicOutput
+
+if TYPE_CHECKING:
+    from scanner.report.merge import Merged
 
 
 @app.command("port", help="A reference card for one port: registry, attestation, local listeners.")
@@ -97,12 +101,13 @@ def diff_command(
     ] = None,
 ) -> None:
     from scanner.report.diff import DIFF_FORMATS, diff_reports, write_diff
-    from scanner.report.read import read_report
+    from scanner.report.read import open_report
 
     env = env_of(ctx)
     if fmt not in DIFF_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(DIFF_FORMATS)}, not {fmt!r}")
-    found = diff_reports(read_report(old), read_report(new), old_name=old, new_name=new)
+    with open_report(old) as before, open_report(new) as after:  # streamed, read once each
+        found = diff_reports(before, after, old_name=old, new_name=new)
     if output is None:
         write_diff(found, fmt, env.stdout, old=old, new=new)
     else:
@@ -137,15 +142,26 @@ def merge_command(
         ),
     ] = None,
 ) -> None:
-    from scanner.report.merge import merge_reports, write_merged
-    from scanner.report.read import read_report
+    from scanner.report.merge import merge_reports
+    from scanner.report.read import open_report
 
     env = env_of(ctx)
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt is None:
         fmt = format_for_path(output) if output is not None else "table"
-    merged = merge_reports([(name, read_report(name)) for name in files])
+    with contextlib.ExitStack() as stack:
+        # Streamed: each report is read once, into the merge's external sort.
+        inputs = [(name, stack.enter_context(open_report(name))) for name in files]
+        merged = stack.enter_context(merge_reports(inputs))
+        _write_merge(env, merged, files, fmt, output)
+
+
+def _write_merge(
+    env: Environment, merged: Merged, files: list[str], fmt: str, output: str | None
+) -> None:
+    from scanner.report.merge import write_merged
+
     if merged.missing:
         env.say(f"warning: {merged.missing}: the merged report is marked incomplete")
     sink = AtomicOutput(output) if output is not None else None
@@ -163,7 +179,7 @@ def merge_command(
         raise
     if sink is not None:
         sink.commit()
-        env.say(f"merged {len(files)} reports, {len(merged.results)} results -> {output}")
+        env.say(f"merged {len(files)} reports, {merged.count} results -> {output}")
 
 
 registry_app = typer.Typer(help="The shipped IANA port registry: show, update, roll back.")

@@ -27,7 +27,7 @@ from scanner.units import parse_duration
 
 if TYPE_CHECKING:
     from scanner.policy import Policy
-    from scanner.report.read import Report
+    from scanner.report.resume import Resumable
 
 __all__ = ["ScanRequest", "build_request", "explicit_params", "parse_shard", "resume_request"]
 
@@ -61,7 +61,7 @@ class ScanRequest:
     explain: bool = False
     policy: Policy | None = None
     shard: Shard = Shard()
-    resumed: Report | None = None  # the interrupted scan's report (--resume)
+    resumed: Resumable | None = None  # the interrupted scan's report (--resume): close it
     recovered: str | None = None  # the temporary file of a killed scan it was read from
     # Every report to write (``output``/``format`` are the first, or None and "table"):
     outputs: tuple[Output, ...] = ()
@@ -235,7 +235,20 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
     group = ctx.parent.command if ctx.parent is not None else None
     commands = getattr(group, "commands", {})
     stored_scan = load_resumable(path, commands)
-    report, command, argv = stored_scan.report, stored_scan.command, stored_scan.argv
+    try:
+        return _resumed(ctx, env, path, stored_scan)
+    except BaseException:
+        stored_scan.close()
+        raise
+
+
+def _resumed(
+    ctx: typer.Context, env: Environment, path: str, stored_scan: Resumable
+) -> ScanRequest:
+    """The request of ``resume_request``, once the report is loaded."""
+    from click.core import ParameterSource
+
+    command, argv = stored_scan.command, stored_scan.argv
     if stored_scan.recovered is not None:
         env.say(f"recovering the results a killed scan left in {stored_scan.recovered}")
     try:
@@ -250,7 +263,7 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
         "normal_output": None,
         "grep_output": None,
         "all_outputs": None,
-        "fmt": report.format,
+        "fmt": stored_scan.format,
     }
     if ctx.get_parameter_source("quiet") is not ParameterSource.DEFAULT:
         params["quiet"] = ctx.params["quiet"]
@@ -269,7 +282,7 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
             f"{path}: its command line names a policy file that does not parse "
             "(its content is not shown: the report named it)"
         ) from None
-    if not request.show_all and not report.coverage.exact:
+    if not request.show_all and not stored_scan.coverage.exact:
         env.say(
             "warning: the report does not record which closed ports it probed (an older "
             "report, without --all), so they are probed again"
@@ -278,6 +291,6 @@ def resume_request(ctx: typer.Context, env: Environment, path: str) -> ScanReque
         request,
         command=list(command),
         config=replace(request.config, seed=stored_scan.seed),
-        resumed=report,
+        resumed=stored_scan,
         recovered=stored_scan.recovered,
     )

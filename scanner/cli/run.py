@@ -51,6 +51,9 @@ def run_scan(request: ScanRequest, env: Environment) -> ExitStatus:
     except BaseException:
         _discard(sinks)
         raise
+    finally:
+        if request.resumed is not None:
+            request.resumed.close()
 
 
 def _discard(sinks: list[AtomicOutput]) -> None:
@@ -98,12 +101,12 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
         env.say("error: no hosts left to scan")
         return ExitStatus.ERROR
     if request.resumed is not None:
-        from scanner.report.resume import check_results, describe_scan
+        from scanner.report.resume import describe_scan
 
         # An edited report must not mix other hosts' results into a file marked complete.
-        check_results(str(request.output), request.resumed.results, hosts, request.ports)
+        request.resumed.check(str(request.output), hosts, request.ports)
         spec = format_port_spec(request.ports)
-        env.say(describe_scan(request.targets, spec, len(request.resumed.results)))
+        env.say(describe_scan(request.targets, spec, request.resumed.kept))
     from scanner.registry import registry_date
 
     down: set[str] = set()
@@ -194,12 +197,12 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
     probed = 0
     try:
         resumed = request.resumed
-        for old in resumed.results if resumed is not None else ():
+        for old in resumed.results() if resumed is not None else ():  # (read again: streamed)
             summary.add(old)
             output.emit(old)
         if resumed is not None and writer is not None:
             # The closed ports the report probed and did not list: carried on, unlisted.
-            for old in resumed.coverage.unlisted_results(resumed.results):
+            for old in resumed.unlisted():
                 summary.add(old)
                 writer.omit(old)
         async with contextlib.aclosing(pipeline.run(scan)) as results:
@@ -285,7 +288,7 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
     )
     if request.resumed is not None:
         report.write(
-            f"portprobe resumed {request.output}: {len(request.resumed.results)} results "
+            f"portprobe resumed {request.output}: {request.resumed.kept} results "
             f"kept, {probed} ports probed now\n"
         )
     if output.violations:
@@ -308,16 +311,7 @@ def _failed(env: Environment, failure: ScanError) -> ExitStatus:
 def _resumed_skip(request: ScanRequest) -> Callable[[str, Port], bool] | None:
     """What an interrupted scan's report says is finished: the ports it lists, and those
     its ``probed`` record names as closed (so a report without --all resumes too)."""
-    report = request.resumed
-    if report is None:
-        return None
-    done = {(r.host, r.protocol.value, r.port) for r in report.results}
-    coverage = report.coverage
-
-    def skip(address: str, port: Port) -> bool:
-        return (address, port.protocol.value, port.number) in done or coverage.probed(address, port)
-
-    return skip
+    return None if request.resumed is None else request.resumed.done
 
 
 async def _discover(hosts: TargetSet, env: Environment, quiet: bool) -> set[str]:

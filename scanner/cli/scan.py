@@ -71,5 +71,7 @@ def scan_command(
     else:
         request = build_request(env.argv, ctx.params, explicit_params(ctx))
     if request.ping_only:
+        if request.resumed is not None:
+            request.resumed.close()
         raise typer.Exit(ping.run(request, env))
     raise typer.Exit(run.run_scan(request, env))

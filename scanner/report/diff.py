@@ -19,22 +19,27 @@ Rules:
 
 - Writers take a stream and the fixed column list ``DIFF_COLUMNS``; cells from the
   network pass :func:`~scanner.report.table.printable` (table) or the CSV formula guard.
+- Memory does not grow with the reports: each is read once, as a stream, into an
+  external sort (:mod:`scanner.report.runs`) of one short line a result (its state, and
+  what is compared of an open port); the two sorted streams are then walked together,
+  one host at a time. Only the changes are held.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from tabulate import tabulate
 
-from scanner.models import Port, PortState, Result
+from scanner.models import Port, PortState, Proto, Result
 from scanner.ports import format_port_spec
 from scanner.report.probed import Coverage
-from scanner.report.read import Report
+from scanner.report.read import Report, ReportStream, each_result
+from scanner.report.runs import ExternalSort, sort_prefix
 from scanner.report.table import address_key, printable
 from scanner.report.writers import safe_cell
 
@@ -90,36 +95,40 @@ class Change:
         )
 
 
-def _key(result: Result) -> Key:
-    return result.host, result.protocol.value, result.port
-
-
-def _index(results: Iterable[Result]) -> dict[Key, Result]:
-    return {_key(r): r for r in results}
-
-
 def _sort_key(change: Change) -> tuple[int, tuple[int, bytes], str, int]:
     return _ORDER[change.change], address_key(change.host), change.protocol, change.port
 
 
-def _fields(result: Result | None) -> dict[str, str]:
-    a = None if result is None else result.assessment
-    return {name: "" if a is None else getattr(a, name) for name in _COMPARED}
+_NO_FIELDS = ("",) * len(_COMPARED)
+
+
+def _fields(result: Result) -> tuple[str, ...]:
+    a = result.assessment
+    return _NO_FIELDS if a is None else tuple(getattr(a, name) for name in _COMPARED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """What a diff needs of a listed result: its state, and the compared fields."""
+
+    state: str
+    fields: tuple[str, ...] = _NO_FIELDS
 
 
 def _compare(
-    key: Key, a: Result | None, b: Result | None, old_state: str, new_state: str
+    key: Key, a: _Listed | None, b: _Listed | None, old_state: str, new_state: str
 ) -> Change | None:
     """The change of one port probed by both reports, or None."""
     was_open = old_state == PortState.OPEN.value
     is_open = new_state == PortState.OPEN.value
     details = []
     if was_open and is_open:
-        fa, fb = _fields(a), _fields(b)
+        fa = a.fields if a is not None else _NO_FIELDS
+        fb = b.fields if b is not None else _NO_FIELDS
         details = [
-            f"{name}: {fa[name] or '-'} -> {fb[name] or '-'}"
-            for name in _COMPARED
-            if fa[name] != fb[name]
+            f"{name}: {old or '-'} -> {new or '-'}"
+            for name, old, new in zip(_COMPARED, fa, fb, strict=True)
+            if old != new
         ]
         kind = "changed" if details else ""
     elif is_open:
@@ -134,15 +143,20 @@ def _compare(
     return Change(kind, host, port, protocol, old_state, new_state, "; ".join(details))
 
 
+def _listed(result: Result) -> _Listed:
+    return _Listed(result.state.value, _fields(result))
+
+
 def diff_results(old: Iterable[Result], new: Iterable[Result]) -> list[Change]:
     """Every port that differs between two complete lists of the same scan (a port missing
     from one was closed), sorted by kind, host, port. Reports: :func:`diff_reports`."""
-    before, after = _index(old), _index(new)
+    before = {(r.host, r.protocol.value, r.port): _listed(r) for r in old}
+    after = {(r.host, r.protocol.value, r.port): _listed(r) for r in new}
     changes = []
     for key in before.keys() | after.keys():
         a, b = before.get(key), after.get(key)
-        old_state = a.state.value if a is not None else _MISSING
-        new_state = b.state.value if b is not None else _MISSING
+        old_state = a.state if a is not None else _MISSING
+        new_state = b.state if b is not None else _MISSING
         change = _compare(key, a, b, old_state, new_state)
         if change is not None:
             changes.append(change)
@@ -162,40 +176,87 @@ class Diff:
     warnings: list[str] = field(default_factory=list)
 
 
-def _state(listed: Result | None, coverage: Coverage, host: str, port: Port) -> str:
+def _state(listed: _Listed | None, coverage: Coverage, host: str, port: Port) -> str:
     if listed is not None:
-        return listed.state.value
+        return listed.state
     found = coverage.unlisted_state(host, port)
     return _MISSING if found is None else found.value
 
 
+# A line of a side's external sort: the host's sort prefix (65 characters), the protocol
+# (4), the port (5), the result's place in its report (12: of a port listed twice, the
+# last counts, as a dict would keep it); then the host, the state and, for an open port,
+# the compared fields as JSON, separated by tabs.
+_PREFIX = 65
+_PROTOCOL = _PREFIX + 4
+_PORT = _PROTOCOL + 5
+_PAYLOAD = _PORT + 12 + 1
+_PROTOCOLS = {p.value: p for p in Proto}
+_PORTS: dict[str, Port] = {}  # each port once, by its text in a line
+_PLAIN = {state.value: _Listed(state.value) for state in PortState}
+
+
 class _Side:
-    """One report's ports, by host: those it lists, and those it probed."""
+    """One report's ports: those it lists, sorted into runs on disk; those it probed."""
 
-    def __init__(self, report: Report) -> None:
-        self.coverage = report.coverage
-        self.listed: dict[str, dict[Port, Result]] = {}
-        for r in report.results:
-            self.listed.setdefault(r.host, {})[Port(r.protocol, r.port)] = r
+    def __init__(self, report: Report | ReportStream, sort: ExternalSort) -> None:
+        self.report = report
+        self.sort = sort
+        prefixes: dict[str, str] = {}
+        open_ = PortState.OPEN
+        for place, result in enumerate(each_result(report)):
+            host = result.host
+            prefix = prefixes.get(host)
+            if prefix is None:
+                prefix = prefixes[host] = sort_prefix(address_key(host))
+            fields = json.dumps(_fields(result)) if result.state is open_ else ""
+            sort.add(
+                f"{prefix}{result.protocol.value:<4}{result.port:05d}{place:012d}\t"
+                f"{host}\t{result.state.value}\t{fields}\n"
+            )
+        self.coverage = report.coverage  # whole once the results are read
 
-    def hosts(self) -> set[str]:
-        found = set(self.listed) | set(self.coverage.unlisted)
+    def hosts(self) -> Iterator[tuple[str, str, dict[Port, _Listed]]]:
+        """``(sort prefix, host, listed ports)`` for each host the report lists, in order."""
+        current, host = "", ""
+        listed: dict[Port, _Listed] = {}
+        ports = _PORTS
+        plain = _PLAIN
+        for line in self.sort.sorted():
+            prefix = line[:_PREFIX]
+            if prefix != current:
+                if current:
+                    yield current, host, listed
+                current, listed = prefix, {}
+            host, state, fields = line[_PAYLOAD:-1].split("\t", 2)
+            code = line[_PREFIX:_PORT]
+            port = ports.get(code)
+            if port is None:
+                port = ports[code] = Port(_PROTOCOLS[code[:4].rstrip()], int(code[4:]))
+            listed[port] = _Listed(state, tuple(json.loads(fields))) if fields else plain[state]
+        if current:
+            yield current, host, listed
+
+    def covered_hosts(self) -> set[str]:
+        """The hosts the report's coverage names (beyond those it lists)."""
+        found = set(self.coverage.unlisted)
         if self.coverage.ports:
             found.update(str(a) for network in self.coverage.complete for a in network)
         return found
 
-    def named(self, host: str) -> set[Port]:
+    def named(self, host: str, listed: dict[Port, _Listed]) -> set[Port]:
         """The ports of ``host`` the report lists or names as probed."""
-        return set(self.listed.get(host, ())) | set(self.coverage.unlisted.get(host, ()))
+        unlisted = self.coverage.unlisted.get(host)
+        return listed.keys() | unlisted.keys() if unlisted else set(listed)
 
-    def probed(self, host: str) -> set[Port]:
-        found = self.named(host)
+    def probed(self, host: str, named: set[Port]) -> set[Port]:
+        """The ports of ``host`` the report probed, of which it ``named`` these."""
         if self.coverage.ports and self.coverage.host_complete(host):
-            found |= self.coverage.ports
-        return found
+            return named | self.coverage.ports
+        return named
 
 
-def _coverage_warning(report: Report, name: str) -> str:
+def _coverage_warning(report: Report | ReportStream, name: str) -> str:
     if report.complete is None:
         return (
             f"{name} does not record what its scan probed ({report.format}): "
@@ -208,24 +269,62 @@ def _coverage_warning(report: Report, name: str) -> str:
     return ""
 
 
-def diff_reports(old: Report, new: Report, *, old_name: str, new_name: str) -> Diff:
-    """What changed from ``old`` to ``new`` among the ports both probed (see the rules)."""
-    before, after = _Side(old), _Side(new)
+def _both(
+    before: _Side, after: _Side
+) -> Iterator[tuple[str, dict[Port, _Listed], dict[Port, _Listed]]]:
+    """Every host either report lists or names, with the ports each lists (by host)."""
+    seen: set[str] = set()
+    old, new = before.hosts(), after.hosts()
+    a, b = next(old, None), next(new, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            yield a[1], a[2], {}
+            seen.add(a[1])
+            a = next(old, None)
+        elif a is None or b[0] < a[0]:
+            yield b[1], {}, b[2]
+            seen.add(b[1])
+            b = next(new, None)
+        else:
+            yield a[1], a[2], b[2]
+            seen.add(a[1])
+            a, b = next(old, None), next(new, None)
+    for host in (before.covered_hosts() | after.covered_hosts()) - seen:
+        yield host, {}, {}
+
+
+def diff_reports(
+    old: Report | ReportStream, new: Report | ReportStream, *, old_name: str, new_name: str
+) -> Diff:
+    """What changed from ``old`` to ``new`` among the ports both probed (see the rules).
+
+    Streamed reports are read once each; their results are sorted on disk meanwhile.
+    """
+    with ExternalSort() as sort_old, ExternalSort() as sort_new:
+        before, after = _Side(old, sort_old), _Side(new, sort_new)
+        return _diff(before, after, old_name=old_name, new_name=new_name)
+
+
+def _diff(before: _Side, after: _Side, *, old_name: str, new_name: str) -> Diff:
+    old, new = before.report, after.report
     changes: list[Change] = []
     hosts: set[str] = set()
     compared = skipped = 0
-    for host in before.hosts() | after.hosts():
-        common = before.probed(host) & after.probed(host)
-        listed = set(before.listed.get(host, ())) | set(after.listed.get(host, ()))
+    for host, listed_a, listed_b in _both(before, after):
+        named_a, named_b = before.named(host, listed_a), after.named(host, listed_b)
+        common = before.probed(host, named_a) & after.probed(host, named_b)
+        listed = listed_a.keys() | listed_b.keys()
         skipped += len(listed - common)
         if not common:
             continue
         hosts.add(host)
         compared += len(common)
         # A port neither report names was closed in both: no change to look for.
-        for port in (before.named(host) | after.named(host)) & common:
-            a = before.listed.get(host, {}).get(port)
-            b = after.listed.get(host, {}).get(port)
+        for port in (named_a | named_b) & common:
+            a, b = listed_a.get(port), listed_b.get(port)
+            if a is b and a is not None:
+                continue  # the same state, not open (open ports have their own _Listed)
             change = _compare(
                 (host, port.protocol.value, port.number),
                 a,

@@ -24,7 +24,7 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,21 +164,27 @@ class Coverage:
     def unlisted_results(self, listed: Iterable[Result]) -> list[Result]:
         """The closed ports probed and not listed (``listed`` are the report's results), as
         results without RTT or time: what a merge or a resumed scan carries over."""
-        found: list[Result] = []
+        return list(self.closed_unlisted({(r.host, r.protocol.value, r.port) for r in listed}))
+
+    def closed_unlisted(self, listed: Container[Key]) -> Iterator[Result]:
+        """As :meth:`unlisted_results`, one by one, given the keys the report lists (a
+        set, or a :class:`~scanner.report.runs.KeySet` for a big report)."""
 
         def closed(host: str, port: Port) -> Result:
             return Result(host, port.number, port.protocol, PortState.CLOSED, Reason.CONN_REFUSED)
 
         for host, ports in self.unlisted.items():
-            found.extend(closed(host, p) for p, state in ports.items() if state is PortState.CLOSED)
+            for port, state in ports.items():
+                if state is PortState.CLOSED:
+                    yield closed(host, port)
         if self.ports and self.complete:
-            shown = {(r.host, Port(r.protocol, r.port)) for r in listed}
             every = sorted(self.ports)
             for network in self.complete:
                 for address in network:
                     host = str(address)
-                    found.extend(closed(host, p) for p in every if (host, p) not in shown)
-        return found
+                    for port in every:
+                        if (host, port.protocol.value, port.number) not in listed:
+                            yield closed(host, port)
 
     def unlisted_keys(self) -> Iterator[Key]:
         """The (host, protocol, port) of every port named as probed and not listed."""
