@@ -32,7 +32,10 @@ Rules and theory:
   the attempts that could still beat it get a grace period as long again as that result
   took (at least ``MIN_GRACE``): a server that speaks first, or answers a ClientHello,
   does so within about the same round trips. Active probes still queued then start only
-  within that grace: an HTTP server does not wait for every probe's ``probe_wait``. An
+  within that grace: an HTTP server does not wait for every probe's ``probe_wait``. Nor
+  do they start once the passive connection was closed at once (within ``probe_wait``)
+  without a byte: a port that closes a connection on which nothing was sent closes every
+  connection of ours (nmap's "tcpwrapped"); the attempts already running finish. An
   attempt that has started to show its protocol (banner bytes without their line end,
   TLS handshake records) is waited for, up to the budget.
 - A port that has sent nothing on any connection is given up after its *silence wait*
@@ -345,11 +348,15 @@ class _Passive(_Attempt):
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
+        connected = loop.time()
         bounded = self.reader(reader, self.p.config.max_bytes)
         data = bytearray()
         settle_at: float | None = None
         while not bounded.full:
             chunk = await self.read_by(bounded, settle_at or self.p.deadline)
+            if chunk == b"" and not data and loop.time() - connected <= self.p.probe_wait:
+                # Closed at once, though we sent nothing: see the module's rules.
+                self.p.closes_at_once = True
             if not chunk:
                 break  # closed; or identified, and no line end came: take it as it is
             data += chunk
@@ -601,6 +608,7 @@ class _PortProbe:
         self.started = 0.0
         self.deadline = 0.0
         self.probe_wait = max(MIN_PROBE_WAIT, config.timeout * PROBE_WAIT)
+        self.closes_at_once = False  # the passive connection was closed at once, unprompted
 
     def probe_wait_end(self) -> float:
         """Until when an active probe starting now waits for its first byte."""
@@ -617,7 +625,7 @@ class _PortProbe:
 
         def start_probes() -> None:
             running = sum(1 for t, a in tasks.items() if isinstance(a, _Probe) and not t.done())
-            while queued and running < PROBES_AT_ONCE:
+            while queued and running < PROBES_AT_ONCE and not self.closes_at_once:
                 attempt = queued.pop()
                 attempts.append(attempt)
                 tasks[asyncio.create_task(attempt.run())] = attempt
@@ -651,7 +659,7 @@ class _PortProbe:
         contenders = [a for a in attempts if not a.done and a.ceiling > rank(best)]
         # Probes not started yet are waited for only while nothing HTTP-grade is in: after
         # that they may start during the grace period, as the running ones may finish.
-        queued_may_win = waiting and rank(best) < _HTTP
+        queued_may_win = waiting and rank(best) < _HTTP and not self.closes_at_once
         if (not contenders and not queued_may_win) or now >= self.deadline:
             candidates = [e for a in attempts for e in (a.best, a.partial) if e is not None]
             final = max(candidates, key=rank, default=NO_EVIDENCE)

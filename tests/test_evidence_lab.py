@@ -469,3 +469,35 @@ def test_h2c_ranks_with_http_and_the_server_is_named() -> None:
     names the server (before, lighttpd on 2451 came out as an unnamed 'http2')."""
     found, _ = on_loopback(http_and_h2c, EvidenceConfig(timeout=1.0))
     assert (found.service, found.product, found.version) == ("http", "lighttpd", "1.4.69")
+
+
+def test_a_port_that_closes_at_once_is_not_given_every_probe() -> None:
+    """Loopback server that closes each connection at once, unprompted (nmap's tcpwrapped):
+    the passive, HTTP and TLS attempts and the first round of active probes connect, the
+    queued probes do not; a port that only closes after a request gets every probe."""
+    from scanner.evidence import PROBES_AT_ONCE
+
+    async def run(close_at_once: bool) -> tuple[Evidence, int]:
+        accepted = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            if not close_at_once:
+                await reader.read(1)  # closes once a request has come
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            found = await Prober(EvidenceConfig(timeout=2.0)).probe(
+                "127.0.0.1", socket.AF_INET, port, rtt=0.0001
+            )
+        return found, accepted
+
+    found, accepted = asyncio.run(run(close_at_once=True))
+    assert found == NO_EVIDENCE
+    assert 3 <= accepted <= 3 + PROBES_AT_ONCE
+    found, accepted = asyncio.run(run(close_at_once=False))
+    assert found == NO_EVIDENCE
+    assert accepted == 3 + len(tcp.active_probes())
