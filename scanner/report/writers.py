@@ -26,11 +26,14 @@ from __future__ import annotations
 import csv
 import functools
 import heapq
+import io
+import itertools
 import json
 import operator
 import pickle
+import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Generic, Protocol, TextIO, TypeVar
@@ -253,16 +256,20 @@ CSV_RUN = 65_536  # rows sorted in memory (one host's whole range); more go to r
 
 
 class CsvWriter:
-    """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules)."""
+    """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules).
+
+    Each row is kept as its line of text (:func:`csv_line`), the assessment's part made
+    once per assessment: sorting, runs on disk and the final write then handle one string
+    a row, not 23 cells.
+    """
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
-        self._csv = csv.writer(stream, lineterminator="\n")
-        self._csv.writerow(CSV_COLUMNS)
-        self._rows: list[tuple[tuple[Any, ...], tuple[str | int, ...]]] = []
+        csv.writer(stream, lineterminator="\n").writerow(CSV_COLUMNS)
+        self._rows: list[tuple[tuple[Any, ...], str]] = []
         self._runs: list[IO[bytes]] = []
         self._keys: dict[str, tuple[int, bytes]] = {}
-        self._cells = CellCache()
+        self._tails = PerAssessment(_csv_tail)
 
     def write(self, result: Result) -> None:
         key = self._keys.get(result.host)
@@ -270,9 +277,8 @@ class CsvWriter:
             from scanner.report.table import address_key  # (the table imports this module)
 
             key = self._keys[result.host] = address_key(result.host)
-        self._rows.append(
-            ((key, result.protocol._value_, result.port), csv_row(result, self._cells))
-        )
+        line = csv_line(result, self._tails)
+        self._rows.append(((key, result.protocol._value_, result.port), line))
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
@@ -293,7 +299,7 @@ class CsvWriter:
         if self._runs and self._rows:
             self._spill()
         try:
-            rows: Iterator[tuple[tuple[Any, ...], tuple[str | int, ...]]]
+            rows: Iterator[tuple[tuple[Any, ...], str]]
             if self._runs:
                 for run in self._runs:
                     run.seek(0)
@@ -301,7 +307,7 @@ class CsvWriter:
             else:
                 self._rows.sort(key=_first)
                 rows = iter(self._rows)
-            self._csv.writerows(row for _key, row in rows)
+            self._stream.writelines(map(_second, rows))
         finally:
             for run in self._runs:
                 run.close()
@@ -311,17 +317,22 @@ class CsvWriter:
 _RUN_CHUNK = 1024  # rows a run holds per pickle: what the merge keeps of each run
 
 
-def _run_rows(run: IO[bytes]) -> Iterator[tuple[tuple[Any, ...], tuple[str | int, ...]]]:
-    """The rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to unpickle)."""
+def _run_rows(run: IO[bytes]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """The rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to unpickle),
+    chained in C: one generator step a chunk, not a row."""
+    return itertools.chain.from_iterable(_run_chunks(run))
+
+
+def _run_chunks(run: IO[bytes]) -> Iterator[list[tuple[tuple[Any, ...], str]]]:
     while True:
         try:
-            chunk = pickle.load(run)
+            yield pickle.load(run)
         except EOFError:
             return
-        yield from chunk
 
 
 _first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
@@ -362,38 +373,59 @@ def _csv_cells(a: Assessment) -> tuple[str, ...]:
     return tuple(map(csv_cell, _cells_of(a)))
 
 
-class CellCache:
-    """The assessment columns of results as CSV cells, escaped once per assessment."""
-
-    def __init__(self) -> None:
-        self._cells = PerAssessment(_csv_cells)
-
-    def __call__(self, result: Result) -> tuple[str, ...]:
-        """``assessment_cells(result)``, each through :func:`csv_cell`."""
-        a = result.assessment
-        return _NO_ASSESSMENT if a is None else self._cells(a)
-
-
-def csv_row(
-    result: Result, cells: Callable[[Result], tuple[str, ...]] | None = None
-) -> tuple[str | int, ...]:
-    """One result as a CSV row, in ``CSV_COLUMNS`` order (``cells``: a :class:`CellCache`
-    to take the assessment columns from)."""
-    hostname, rtt = result.hostname, result.rtt
-    # Plain text (``_value_``: the member's value as stored, without the ``value``
-    # property's cost), not the StrEnum members: a tuple of atomic values only is left
-    # alone by the garbage collector, and a CSV report holds up to CSV_RUN of them.
+def csv_row(result: Result) -> tuple[str | int, ...]:
+    """One result as a CSV row, in ``CSV_COLUMNS`` order."""
+    hostname = result.hostname
     return (
         result.host,
         result.port,
-        result.protocol._value_,
-        result.state._value_,
-        result.reason._value_,
+        result.protocol.value,
+        result.state.value,
+        result.reason.value,
         "" if hostname is None else csv_cell(hostname),
-        "" if rtt is None else f"{rtt * 1000:.3f}",
+        "" if result.rtt is None else f"{result.rtt * 1000:.3f}",
         result.tries,
         isotime(result.timestamp),
-    ) + (tuple(map(csv_cell, assessment_cells(result))) if cells is None else cells(result))
+        *map(csv_cell, assessment_cells(result)),
+    )
+
+
+def csv_text(cells: Iterable[str | int]) -> str:
+    """``cells`` as the CSV writer writes them in a row (minimal quoting; a field holding
+    the line end is quoted too), without the line end."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()[:-1]
+
+
+def _csv_tail(a: Assessment) -> str:
+    return csv_text(_csv_cells(a))
+
+
+_NO_TAIL = csv_text(_NO_ASSESSMENT)
+# What makes csv quote a field (its delimiter, quote character, line terminator); a field
+# with none of them is written as it is.
+_QUOTED = re.compile('[,"\r\n]')
+
+
+def csv_line(result: Result, tails: Callable[[Assessment], str] | None = None) -> str:
+    """:func:`csv_row` as one line of text, line end included: what ``csv.writer`` writes
+    (``tails``: a :class:`PerAssessment` of the assessment's part, made once each)."""
+    a, hostname, rtt = result.assessment, result.hostname, result.rtt
+    host = result.host
+    name = "" if hostname is None else csv_cell(hostname)
+    if _QUOTED.search(host) or _QUOTED.search(name):  # not an address, or an odd name
+        head = csv_text(csv_row(result)[:9])
+    else:  # the other cells are portprobe's own numbers, words and times
+        rtt_text = "" if rtt is None else f"{rtt * 1000:.3f}"
+        head = (
+            f"{host},{result.port},{result.protocol._value_},{result.state._value_},"
+            f"{result.reason._value_},{name},{rtt_text},{result.tries},"
+            f"{isotime(result.timestamp)}"
+        )
+    if a is None:
+        return f"{head},{_NO_TAIL}\n"
+    return f"{head},{_csv_tail(a) if tails is None else tails(a)}\n"
 
 
 class JsonWriter:
