@@ -18,11 +18,11 @@ import logging
 import resource
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
-from scanner.models import Port, PortState, Proto, Reason, Result
+from scanner.models import Port, Proto, make_result
 from scanner.transport import FD_RESERVE, TcpConnectTransport, Transport, UdpTransport
 
 log = logging.getLogger("scanner")
@@ -174,54 +174,9 @@ def transports_for(
     return transports
 
 
-def _result_maker() -> Callable[
-    [str, int, Proto, PortState, Reason, str | None, float | None, int, float], Result
-]:
-    """The fastest way to make a :class:`Result` of the engine's nine fields.
-
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``: 1.2 us
-    a result, a sixth of a probe's CPU in a sweep. Setting the slots through their
-    descriptors makes the same object in a third of that. Should ``Result`` gain a field
-    or a ``__post_init__`` this does not know, its own constructor is used.
-    """
-    known = ("host", "port", "protocol", "state", "reason", "hostname", "rtt", "tries",
-             "timestamp", "assessment")  # fmt: skip
-    if tuple(f.name for f in fields(Result)) != known or hasattr(Result, "__post_init__"):
-        return Result
-    new = object.__new__
-    (s_host, s_port, s_protocol, s_state, s_reason, s_hostname, s_rtt, s_tries, s_timestamp,
-     s_assessment) = (getattr(Result, name).__set__ for name in known)  # fmt: skip
-
-    def make(
-        host: str,
-        port: int,
-        protocol: Proto,
-        state: PortState,
-        reason: Reason,
-        hostname: str | None,
-        rtt: float | None,
-        tries: int,
-        timestamp: float,
-    ) -> Result:
-        result: Result = new(Result)
-        s_host(result, host)
-        s_port(result, port)
-        s_protocol(result, protocol)
-        s_state(result, state)
-        s_reason(result, reason)
-        s_hostname(result, hostname)
-        s_rtt(result, rtt)
-        s_tries(result, tries)
-        s_timestamp(result, timestamp)
-        s_assessment(result, None)
-        return result
-
-    return make
-
-
 #: ``new_result(host, port, protocol, state, reason, hostname, rtt, tries, timestamp)``:
-#: a :class:`Result` (with no assessment), made fast; see ``_result_maker``.
-new_result = _result_maker()
+#: a :class:`Result` (with no assessment), made fast: :data:`scanner.models.make_result`.
+new_result = make_result
 
 
 class Attempt:

@@ -67,8 +67,6 @@ from scanner.transport import Answer
 
 _PR_SET_PDEATHSIG = 1
 _pack, _now = RESULT.pack, time.time
-# A worker's collector threshold for young objects (Python's default: 700).
-GC_YOUNG = 70_000
 
 
 def _die_with_parent(parent: int) -> None:

@@ -66,6 +66,7 @@ from scanner.models import (
     Reason,
     Result,
     Verdict,
+    make_result,
 )
 from scanner.ports import parse_ports
 from scanner.report.probed import Coverage, ports_of_spec
@@ -891,7 +892,7 @@ def _maker(kind: type[Any]) -> Callable[..., Any]:
     return make
 
 
-_new_result: Callable[..., Result] = _maker(Result)
+_new_result = make_result
 # (Assessment's fields are the CSV's assessment columns, in order: a test pins it.)
 _new_assessment: Callable[..., Assessment] = _maker(Assessment)
 
