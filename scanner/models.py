@@ -9,7 +9,8 @@ Rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal, NamedTuple
 
@@ -214,6 +215,52 @@ def _result_maker() -> Callable[..., Result]:
 #: assessment=None)``: a :class:`Result`, made fast (the engine makes one a probe, the
 #: results layer a copy a reported port, a report reader one a record).
 make_result = _result_maker()
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPorts:
+    """Closed ports of one host, with one reason, in bulk: what a scan's worker processes
+    send instead of a :class:`Result` per closed port (the usual answer, by far).
+
+    ``ports``, ``rtts`` and ``tries`` are parallel columns; an RTT below zero means none
+    (a :class:`Result`'s ``rtt`` None). ``timestamp`` is the block's, shared by its ports.
+    ``assessments``, when set, are the ports' assessments, in order (the results layer
+    adds them when closed ports are reported). :meth:`results` gives exactly the
+    :class:`Result` s the block stands for; ``len(block)`` is how many.
+    """
+
+    host: str
+    hostname: str | None
+    protocol: Proto
+    reason: Reason
+    ports: array[int]
+    rtts: array[float]
+    tries: array[int]
+    timestamp: float
+    assessments: Sequence[Assessment] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ports)
+
+    def results(self) -> list[Result]:
+        """The block as one :class:`Result` a port, in order."""
+        host, hostname, protocol, reason = self.host, self.hostname, self.protocol, self.reason
+        stamp, make, closed = self.timestamp, make_result, PortState.CLOSED
+        assessments = self.assessments or (None,) * len(self.ports)
+        return [
+            make(host, port, protocol, closed, reason, hostname, None if rtt < 0 else rtt,
+                 tries, stamp, assessment)
+            for port, rtt, tries, assessment in zip(
+                self.ports, self.rtts, self.tries, assessments, strict=True
+            )
+        ]  # fmt: skip
+
+    def assessed(self, assessments: Sequence[Assessment]) -> ClosedPorts:
+        """This block with ``assessments`` (one a port, in order)."""
+        return ClosedPorts(
+            self.host, self.hostname, self.protocol, self.reason, self.ports, self.rtts,
+            self.tries, self.timestamp, assessments,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

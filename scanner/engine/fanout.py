@@ -10,9 +10,10 @@ Rules and theory:
   descriptor limit and the network namespace. A worker ignores SIGINT (the terminal sends
   it to the whole process group; the parent decides) and treats SIGTERM as "stop, send
   what is finished, exit", so an interrupted scan loses no finished result.
-- Results come back as records (``engine.records``). A worker gets SIGTERM when its parent
-  dies (Linux ``PR_SET_PDEATHSIG``), and a write to a pipe whose reader is gone kills it
-  anyway: no orphan scans on.
+- Results come back as records (``engine.records``); closed ports in blocks, flushed at
+  the end of each batch and before the worker exits, however it was stopped. A worker
+  gets SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``), and a write to a pipe
+  whose reader is gone kills it anyway: no orphan scans on.
 - The parent stops reading when too many results wait for its consumer; the workers then
   block on their pipes, which is their back-pressure.
 - Forking is done with SIGINT and SIGTERM held (:func:`signals_held`): a signal that comes
@@ -56,12 +57,15 @@ from scanner.engine.records import (
     RESULT,
     STATE_CODE,
     STATES,
+    ClosedBuffer,
+    ClosedRecord,
     Decoder,
     encode_counters,
     encode_error,
+    new_columns,
 )
 from scanner.errors import ScanError
-from scanner.models import Port, Proto, Result, ScanConfig
+from scanner.models import ClosedPorts, Port, PortState, Proto, Result, ScanConfig
 from scanner.plan import Plan, Shard
 from scanner.transport import Answer
 
@@ -169,6 +173,28 @@ def _record(attempt: Attempt, answer: Answer, rtt: float | None) -> bytes:
     )  # fmt: skip
 
 
+def recorder(closed: ClosedBuffer) -> Callable[[Attempt, Answer, float | None], bytes]:
+    """A worker's ``emit``: a closed port goes into ``closed`` (``ClosedBuffer.add``,
+    inlined) and makes no bytes of its own; any other result is its record (``_record``)."""
+    columns, closed_state, codes, new = closed.columns, PortState.CLOSED, REASON_CODE, new_columns
+
+    def record(attempt: Attempt, answer: Answer, rtt: float | None) -> bytes:
+        if answer.state is not closed_state:
+            return _record(attempt, answer, rtt)
+        key = attempt.host << 8 | codes[answer.reason]
+        block = columns.get(key)
+        if block is None:
+            block = columns[key] = new()
+        ports, rtts, tries = block
+        ports.append(attempt.port[1])
+        rtts.append(NO_RTT if rtt is None else rtt)
+        count = attempt.tries
+        tries.append(count if count < 255 else 255)
+        return b""
+
+    return record
+
+
 async def serve(
     fd: int,
     hosts: HostTable,
@@ -179,12 +205,16 @@ async def serve(
     """Scan ``plan`` (a worker's shard), writing records to ``fd``; SIGTERM stops it cleanly."""
     stats = ScanStats(total=plan.expected)
     transports = transports_for(None, plan.ports)
-    sweep = Sweep(plan, HostCache(hosts), config, transports, _record, stats, skip)
+    closed = ClosedBuffer()
+    sweep = Sweep(plan, HostCache(hosts), config, transports, recorder(closed), stats, skip)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, sweep.stop)
     try:
         async for batch in sweep.batches(fit_concurrency(config.concurrency)):
+            # The batch's closed ports follow it as blocks (none are left in between).
+            batch.append(closed.flush(_now()))
             _write_all(fd, b"".join(batch))
+        _write_all(fd, closed.flush(_now()))  # (nothing, unless a batch was cut short)
         _write_all(
             fd, encode_counters(stats.sent, stats.retransmitted, stats.deferred, sweep.concurrency)
         )
@@ -204,7 +234,8 @@ def _write_all(fd: int, data: bytes) -> None:
 class WorkerPool:
     """The parent's side of a fanned-out scan: forks ``count`` workers, reads their records.
 
-    Results come out of :meth:`batches` as :class:`Result` s, made by ``result(record)``.
+    Results come out of :meth:`batches` as :class:`Result` s, and closed ports as
+    :class:`~scanner.models.ClosedPorts` blocks (see ``engine.records``).
     """
 
     def __init__(
@@ -224,9 +255,9 @@ class WorkerPool:
         self._stopping = False
         self._errors: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.out: Outbox[Result] = Outbox()
+        self.out: Outbox[Result | ClosedPorts] = Outbox()
 
-    async def batches(self, cap: int) -> AsyncIterator[list[Result]]:
+    async def batches(self, cap: int) -> AsyncIterator[list[Result | ClosedPorts]]:
         """Fork the workers (``cap`` probes in flight between them); yield their results."""
         self._loop = asyncio.get_running_loop()
         try:
@@ -329,14 +360,25 @@ class WorkerPool:
             self._errors.append(f"worker {worker.pid} exited with status {status}")
 
 
-def decode_results(runs: list[memoryview], hosts: HostCache, into: list[Result]) -> int:
-    """Append a :class:`Result` for each record of ``runs`` (from ``Decoder.runs``) to
-    ``into``; how many. One loop, from bytes to results: the parent's whole share of a
-    fanned-out sweep."""
+def decode_results(
+    runs: list[memoryview | ClosedRecord], hosts: HostCache, into: list[Result | ClosedPorts]
+) -> int:
+    """Append a :class:`Result` for each result record of ``runs`` (from ``Decoder.runs``)
+    to ``into``, and a :class:`~scanner.models.ClosedPorts` for each block; how many
+    results they stand for. One loop, from bytes to results: the parent's whole share of
+    a fanned-out sweep."""
     cached, host_of, make, append = hosts.cache, hosts, new_result, into.append
     states, reasons, no_rtt, tcp = STATES, REASONS, NO_RTT, Proto.TCP  # (workers scan TCP only)
     count = 0
     for run in runs:
+        if isinstance(run, ClosedRecord):
+            host = cached.get(run.host) or host_of(run.host)
+            append(
+                ClosedPorts(host.address, host.hostname, tcp, run.reason, run.ports, run.rtts,
+                            run.tries, run.timestamp)
+            )  # fmt: skip
+            count += len(run.ports)
+            continue
         for _, index, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(run):
             host = cached.get(index) or host_of(index)
             append(

@@ -5,11 +5,20 @@ Rules and theory:
   reason, RTT, tries, time), then its counters, or an error message if it failed. The
   parent decodes whole records only; a truncated tail (a worker killed mid-write) is
   dropped.
+- Closed ports, nearly every answer of a large scan, do not get a record each: a worker
+  gathers them per (host, reason) in a :class:`ClosedBuffer` and sends one *block*
+  record per (host, reason) at the end of each batch it writes (the same latency as a
+  record each), with one timestamp, the flush time. A block is a header and three
+  columns (ports, RTTs as float32, tries) in the machine's own byte order (the stream
+  never leaves the machine), which the parent takes with a copy each, not a loop.
+- Everything is checked as it is decoded (kinds, state and reason codes, block sizes): a
+  corrupt stream is an error, never an exception.
 """
 
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -26,8 +35,14 @@ REASON_CODE = {reason: i for i, reason in enumerate(REASONS)}
 RESULT = struct.Struct("<cQHBBfBd")
 COUNTERS = struct.Struct("<cQQQQ")
 ERROR = struct.Struct("<cI")
-_SIZES = {b"R": RESULT.size, b"C": COUNTERS.size, b"E": ERROR.size}
+#: A block of closed ports: kind, host index, reason code, port count, timestamp; then the
+#: columns (``array`` "H" ports, "f" RTTs, "B" tries), ``BLOCK_BYTES`` bytes a port.
+CLOSED = struct.Struct("<cQBId")
+_SIZES = {b"R": RESULT.size, b"C": COUNTERS.size, b"E": ERROR.size, b"K": CLOSED.size}
 NO_RTT = -1.0  #: a record's RTT when there is none
+#: The most ports one block record holds (a bigger buffer is sent as several blocks).
+MAX_BLOCK = 65536
+BLOCK_BYTES = 2 + 4 + 1
 
 
 def encode_result(
@@ -55,6 +70,77 @@ def encode_error(message: str) -> bytes:
     """A worker's failure as a record."""
     text = message.encode("utf-8", "replace")[:4000]
     return ERROR.pack(b"E", len(text)) + text
+
+
+def encode_closed(
+    host: int,
+    reason: Reason,
+    ports: array[int],
+    rtts: array[float],
+    tries: array[int],
+    timestamp: float,
+) -> bytes:
+    """Closed ports of one host with one reason as block records (columns of equal length;
+    tries at most 255; more than ``MAX_BLOCK`` ports make several records)."""
+    code = REASON_CODE[reason]
+    parts: list[bytes] = []
+    for start in range(0, len(ports), MAX_BLOCK):
+        end = start + MAX_BLOCK
+        part = ports[start:end]
+        parts += (
+            CLOSED.pack(b"K", host, code, len(part), timestamp),
+            part.tobytes(), rtts[start:end].tobytes(), tries[start:end].tobytes(),
+        )  # fmt: skip
+    return b"".join(parts)
+
+
+class ClosedBuffer:
+    """A worker's closed ports since its last batch, by (host index, reason): :meth:`add`
+    each, :meth:`flush` at the end of each batch (see the module's rules)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self) -> None:
+        #: ``host << 8 | reason code`` -> (ports, RTTs, tries). The worker's hot path
+        #: appends to these directly (``engine.fanout``).
+        self.columns: dict[int, tuple[array[int], array[float], array[int]]] = {}
+
+    def add(self, host: int, reason: Reason, port: int, rtt: float | None, tries: int) -> None:
+        """Keep one closed port."""
+        key = host << 8 | REASON_CODE[reason]
+        columns = self.columns.get(key)
+        if columns is None:
+            columns = self.columns[key] = new_columns()
+        columns[0].append(port)
+        columns[1].append(NO_RTT if rtt is None else rtt)
+        columns[2].append(min(tries, 255))
+
+    def flush(self, timestamp: float) -> bytes:
+        """Every port kept, as block records stamped ``timestamp``; the buffer is emptied."""
+        if not self.columns:
+            return b""
+        data = b"".join(
+            encode_closed(key >> 8, REASONS[key & 0xFF], *columns, timestamp)
+            for key, columns in self.columns.items()
+        )
+        self.columns.clear()
+        return data
+
+
+def new_columns() -> tuple[array[int], array[float], array[int]]:
+    """Empty columns of a block: ports, RTTs, tries."""
+    return array("H"), array("f"), array("B")
+
+
+class ClosedRecord(NamedTuple):
+    """A decoded block of closed ports: the host is an index into the scan's host table."""
+
+    host: int
+    reason: Reason
+    ports: array[int]
+    rtts: array[float]
+    tries: array[int]
+    timestamp: float
 
 
 class ResultRecord(NamedTuple):
@@ -87,8 +173,15 @@ class Decoder:
     def feed(self, data: bytes) -> list[ResultRecord]:
         """Decode every complete record in ``pending + data``; return the results."""
         records: list[ResultRecord] = []
-        append, no_rtt = records.append, NO_RTT
+        append, no_rtt, closed = records.append, NO_RTT, PortState.CLOSED
         for run in self.runs(data):
+            if isinstance(run, ClosedRecord):
+                for port, rtt, tries in zip(run.ports, run.rtts, run.tries, strict=True):
+                    append(
+                        ResultRecord(run.host, port, closed, run.reason,
+                                     None if rtt < 0 else rtt, tries, run.timestamp)
+                    )  # fmt: skip
+                continue
             for _, host, port, state, reason, rtt, tries, stamp in RESULT.iter_unpack(run):
                 append(
                     _make(
@@ -99,14 +192,15 @@ class Decoder:
                 )  # fmt: skip
         return records
 
-    def runs(self, data: bytes) -> list[memoryview]:
-        """The result records in ``pending + data``, undecoded: runs of whole records with
-        known state and reason codes, for ``RESULT.iter_unpack`` (the parent's hot path:
-        no object per record here). Counters and errors are taken in on the way; a corrupt
-        stream is an error, and the rest of ``data`` is dropped.
+    def runs(self, data: bytes) -> list[memoryview | ClosedRecord]:
+        """The result records in ``pending + data``, in order: runs of whole result records
+        with known state and reason codes, undecoded, for ``RESULT.iter_unpack`` (the
+        parent's hot path: no object per record here), and blocks of closed ports.
+        Counters and errors are taken in on the way; a corrupt stream is an error, and the
+        rest of ``data`` is dropped.
         """
         buffer = self.pending + data if self.pending else data
-        runs: list[memoryview] = []
+        runs: list[memoryview | ClosedRecord] = []
         offset, end = 0, len(buffer)
         while offset < end:
             kind = buffer[offset : offset + 1]
@@ -134,6 +228,24 @@ class Decoder:
                 break
             if offset + size > end:
                 break
+            if kind == b"K":
+                _, host, reason, count, stamp = CLOSED.unpack_from(buffer, offset)
+                if reason >= len(REASONS) or not 0 < count <= MAX_BLOCK:
+                    self.errors.append("corrupt worker stream (bad block of closed ports)")
+                    offset = end
+                    break
+                start = offset + size
+                if start + count * BLOCK_BYTES > end:
+                    break
+                rtts_at, tries_at = start + 2 * count, start + 6 * count
+                ports, rtts, tries = new_columns()
+                view = memoryview(buffer)
+                ports.frombytes(view[start:rtts_at])
+                rtts.frombytes(view[rtts_at:tries_at])
+                tries.frombytes(view[tries_at : tries_at + count])
+                runs.append(ClosedRecord(host, REASONS[reason], ports, rtts, tries, stamp))
+                offset = tries_at + count
+                continue
             if kind == b"C":
                 self.counters = COUNTERS.unpack_from(buffer, offset)[1:]
             else:
