@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from scanner.evidence import NO_EVIDENCE, Evidence
-from scanner.models import Assessment, Attestation, PortState, Result, Verdict
+from scanner.models import Assessment, Attestation, PortState, Proto, Result, Verdict
 from scanner.registry import PortRange, Registration, Registry, load_registry, port_range
 from scanner.registry.attest import attestation_of, common_ports
 from scanner.registry.customary import DYNAMIC_USE, CustomaryUse, customary_uses
@@ -222,6 +222,12 @@ class Assessor:
                 known = self._shared[shared_key] = _label(records, where, attest)
             self._labels[key] = known
         return known
+
+    def labels(self, ports: Iterable[int], protocol: Proto) -> list[Assessment]:
+        """The assessments of ``ports`` of ``protocol`` when not open (what :meth:`assess`
+        gives them), in bulk: the same shared objects."""
+        base, name = self._base, protocol._value_
+        return [base(port, name).assessment for port in ports]
 
     def label(self, port: int, protocol: str) -> Assessment:
         """The registry's side of the assessment, shared by every host."""

@@ -10,6 +10,10 @@ Rules and theory:
   1161 answers only its own. A reply makes it ``open`` (reason ``udp-response``).
 - Results that are not *reported* (closed ports, unless ``closed`` is set) pass through
   unassessed (``assessment`` None): the caller still counts them.
+- Closed ports may come in bulk (:class:`~scanner.models.ClosedPorts`, from the engine's
+  worker processes): :meth:`Pipeline.batches` passes such blocks on as they are (assessed
+  in bulk when reported), for a consumer with no work to do per closed port (the command
+  line). :meth:`Pipeline.run` yields :class:`Result` s only.
 - Evidence is gathered while the scan goes on, one task per open port (the prober bounds
   how many run at once). Results leave in the order they become final, so an open port
   comes out after its evidence, later than the closed ports probed after it.
@@ -28,16 +32,17 @@ Rules and theory:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import socket
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from scanner.errors import ScanError
-from scanner.models import PortState, Proto, Reason, Result
+from scanner.models import ClosedPorts, PortState, Proto, Reason, Result
 
 if TYPE_CHECKING:  # imported when first needed: they cost start-up time
     from scanner.assess import Assessor
@@ -85,10 +90,10 @@ class Pipeline:
         self._policy = policy
         self._assessor = assessor
         self._loading: asyncio.Future[None] | None = None
-        self._waiting: list[tuple[Result, Evidence | None]] = []
+        self._waiting: list[tuple[Result | ClosedPorts, Evidence | None]] = []
         self._tasks: set[asyncio.Task[Evidence]] = set()
         self._error: BaseException | None = None
-        self._ready: deque[Result] = deque()
+        self._ready: deque[Result | ClosedPorts] = deque()
         self._wake: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         self._stopped = False
@@ -113,15 +118,49 @@ class Pipeline:
 
         Raises :class:`~scanner.errors.ScanError` if the registry cannot be loaded.
         """
+        async with contextlib.aclosing(self._flow(results, blocks=False)) as flow:
+            async for ready in flow:
+                while ready:
+                    item = ready.popleft()
+                    if type(item) is ClosedPorts:  # (only if the source gave blocks itself)
+                        for result in item.results():
+                            yield result
+                    else:
+                        assert isinstance(item, Result)
+                        yield item
+                    if len(ready) < MAX_READY // 2:
+                        self._set_drained()
+
+    async def batches(
+        self, results: AsyncIterable[Result]
+    ) -> AsyncGenerator[list[Result | ClosedPorts], None]:
+        """As :meth:`run`, in lists of what is final, where closed ports may come in bulk
+        (:class:`~scanner.models.ClosedPorts`, assessed in bulk when reported) if
+        ``results`` gives them (``Scan.batches(blocks=True)``)."""
+        async with contextlib.aclosing(self._flow(results, blocks=True)) as flow:
+            async for ready in flow:
+                batch = list(ready)
+                ready.clear()
+                self._set_drained()
+                yield batch
+
+    def _set_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+
+    async def _flow(
+        self, results: AsyncIterable[Result], *, blocks: bool
+    ) -> AsyncGenerator[deque[Result | ClosedPorts], None]:
+        """Run the pipeline; yield the deque of what is ready whenever it holds something
+        (the caller empties it, and sets ``_drained`` as it does)."""
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
-        feeder = asyncio.get_running_loop().create_task(self._feed(results))
+        feeder = asyncio.get_running_loop().create_task(self._feed(results, blocks))
         try:
             while True:
-                while self._ready:
-                    yield self._ready.popleft()
-                    if len(self._ready) < MAX_READY // 2:
-                        self._drained.set()
+                if self._ready:
+                    yield self._ready
+                    continue
                 if feeder.done() and not self._tasks and not self._waiting_on_registry():
                     break
                 self._wake.clear()
@@ -146,16 +185,27 @@ class Pipeline:
         loading = self._loading
         return loading is not None and not loading.done()
 
-    async def _feed(self, results: AsyncIterable[Result]) -> None:
+    async def _feed(self, results: AsyncIterable[Result], blocks: bool) -> None:
         assert self._drained is not None
         # A scan gives its results in lists (``Scan.batches``): taken a list at a time, a
         # closed port costs an append here, not an async step, a call and a wake-up.
-        batches = results.batches() if isinstance(results, _Batched) else _lists(results)
+        batches: AsyncIterator[list[Any]]
+        if not isinstance(results, _Batched):
+            batches = _lists(results)
+        elif blocks:
+            batches = results.batches(blocks=True)
+        else:
+            batches = results.batches()
         ready, closed, add = self._ready, self._closed, self._add
         try:
             async for batch in batches:
                 for result in batch:
-                    if closed or result.state is not _CLOSED:
+                    if type(result) is ClosedPorts:
+                        if closed:
+                            self._assess(result, None)
+                        else:
+                            ready.append(result)  # not reported: passes unassessed
+                    elif closed or result.state is not _CLOSED:
                         add(result)
                     else:
                         ready.append(result)  # not reported: passes unassessed
@@ -166,8 +216,9 @@ class Pipeline:
         finally:
             self._push_wake()
 
-    def _push(self, result: Result) -> None:
-        if self._policy is not None:
+    def _push(self, result: Result | ClosedPorts) -> None:
+        # (A policy judges open ports only: a block of closed ports has nothing to mark.)
+        if self._policy is not None and type(result) is Result:
             result = self._policy.mark(result)
         self._ready.append(result)
         self._push_wake()
@@ -204,9 +255,9 @@ class Pipeline:
                 )
             self._assess(result, evidence)
 
-    def _assess(self, result: Result, evidence: Evidence | None) -> None:
+    def _assess(self, result: Result | ClosedPorts, evidence: Evidence | None) -> None:
         if self._assessor is not None:
-            self._push(self._assessor.assess(result, evidence))
+            self._push(_assessed(self._assessor, result, evidence))
             return
         self._waiting.append((result, evidence))
         if self._loading is None:
@@ -230,7 +281,7 @@ class Pipeline:
             waiting, self._waiting = self._waiting, []
             try:  # the registry reads data files lazily: out of descriptors, say
                 for result, evidence in waiting:
-                    self._push(value.assess(result, evidence))
+                    self._push(_assessed(value, result, evidence))
             except Exception as exc:
                 future.set_exception(exc)
                 return
@@ -261,11 +312,21 @@ class Pipeline:
 _CLOSED = PortState.CLOSED
 
 
+def _assessed(
+    assessor: Assessor, result: Result | ClosedPorts, evidence: Evidence | None
+) -> Result | ClosedPorts:
+    if type(result) is ClosedPorts:
+        return result.assessed(assessor.labels(result.ports, result.protocol))
+    assert isinstance(result, Result)
+    return assessor.assess(result, evidence)
+
+
 @runtime_checkable
 class _Batched(Protocol):
-    """A source of results that also gives them in lists (``scanner.engine.Scan``)."""
+    """A source of results that also gives them in lists (``scanner.engine.Scan``), and
+    with ``blocks=True`` closed ports in bulk too."""
 
-    def batches(self) -> AsyncIterator[list[Result]]: ...
+    def batches(self, *, blocks: bool = False) -> AsyncIterator[list[Any]]: ...
 
 
 async def _lists(results: AsyncIterable[Result]) -> AsyncIterator[list[Result]]:

@@ -24,7 +24,7 @@ from scanner.cli.progress import Progress
 from scanner.cli.request import ScanRequest
 from scanner.engine import Scan, rare_collections
 from scanner.errors import OutputClosed, ScanError
-from scanner.models import EvidenceConfig, Port, Result
+from scanner.models import ClosedPorts, EvidenceConfig, Port, Result
 from scanner.pipeline import Pipeline
 from scanner.ports import format_port_spec
 from scanner.report import Ending, ScanMeta, Summary, TableReport, Writer, make_writer, printable
@@ -83,6 +83,14 @@ class _Tee:
     def omit(self, result: Result) -> None:
         for writer in self.writers:
             writer.omit(result)
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        for writer in self.writers:
+            writer.write_closed(block)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        for writer in self.writers:
+            writer.omit_closed(block)
 
     def close(self, ending: Ending) -> None:
         for writer in self.writers:
@@ -205,17 +213,32 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
             for old in resumed.unlisted():
                 summary.add(old)
                 writer.omit(old)
-        async with contextlib.aclosing(pipeline.run(scan)) as results:
-            async for result in results:
-                probed += 1
-                summary.add(result)
-                if result.assessment is not None:
-                    output.emit(result)
-                else:
-                    if writer is not None:
-                        writer.omit(result)
-                    if every_row and table is not None:
-                        table.add(result)
+        # Closed ports come in bulk from worker processes (ClosedPorts): without --all,
+        # nothing is done per port for them but what a report must keep.
+        async with contextlib.aclosing(pipeline.batches(scan)) as batches:
+            async for batch in batches:
+                for result in batch:
+                    if type(result) is ClosedPorts:
+                        probed += len(result)
+                        summary.add_closed(result)
+                        if result.assessments is not None:
+                            output.emit_closed(result)
+                        else:
+                            if writer is not None:
+                                writer.omit_closed(result)
+                            if every_row and table is not None:
+                                table.add_closed(result)
+                        continue
+                    assert isinstance(result, Result)
+                    probed += 1
+                    summary.add(result)
+                    if result.assessment is not None:
+                        output.emit(result)
+                    else:
+                        if writer is not None:
+                            writer.omit(result)
+                        if every_row and table is not None:
+                            table.add(result)
     except (ScanError, OSError) as exc:
         failure = write_failure(exc)
         scan.stop()
@@ -348,8 +371,19 @@ class _Output:
             self._table.add(result)
         if self._writer is not None:
             self._writer.write(result)
-            now = time.monotonic()
-            if self._sinks and now - self._last_flush > self.FLUSH_EVERY:
-                for sink in self._sinks:
-                    sink.flush()
-                self._last_flush = now
+            self._flush()
+
+    def emit_closed(self, block: ClosedPorts) -> None:
+        """:meth:`emit` each port of an assessed block of closed ports, in bulk."""
+        if self._table is not None:
+            self._table.add_closed(block)
+        if self._writer is not None:
+            self._writer.write_closed(block)
+            self._flush()
+
+    def _flush(self) -> None:
+        now = time.monotonic()
+        if self._sinks and now - self._last_flush > self.FLUSH_EVERY:
+            for sink in self._sinks:
+                sink.flush()
+            self._last_flush = now

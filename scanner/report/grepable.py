@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import TextIO
 
-from scanner.models import Result
+from scanner.models import ClosedPorts, Result
 from scanner.report.table import printable
 from scanner.report.writers import Ending, ScanMeta
 from scanner.report.xml import HostGrouper, HostPorts, nmap_time
@@ -72,6 +72,15 @@ class GrepableWriter:
 
     def omit(self, result: Result) -> None:
         self._add(result, omitted=True)
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        for result in block.results():
+            self._add(result)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        done = self._hosts.add_closed(block)
+        if done is not None:
+            self._stream.write(self._host(*done))
 
     def _host(self, address: str, host: HostPorts) -> str:
         self._written += 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.errors import PortSpecError
-from scanner.models import Port, PortState, Reason, Result
+from scanner.models import ClosedPorts, Port, PortState, Reason, Result
 from scanner.ports import format_port_spec, parse_port_spec
 
 __all__ = ["Coverage", "ProbedLog", "collapse_hosts", "ports_of_spec", "whole_scan"]
@@ -110,6 +110,29 @@ class ProbedLog:
         by_state = self._unlisted.setdefault(result.host, {})
         by_state.setdefault(result.state.value, []).append(Port(result.protocol, result.port))
         self._counted(result.host)
+
+    def unlisted_closed(self, block: ClosedPorts) -> None:
+        """Count a block of closed ports the report leaves out (as :meth:`unlisted` each
+        of its results, in bulk)."""
+        host, ports, start = block.host, block.ports, 0
+        make, key, state = tuple.__new__, block.protocol, PortState.CLOSED.value
+        while start < len(ports):
+            count = self._count.get(host, 0)
+            # Up to the port that completes the host, if one does (a whole scan's host is
+            # complete at its last port; a port counted again starts the count anew).
+            end = len(ports) if not self._size else min(len(ports), start + self._size - count)
+            by_state = self._unlisted.setdefault(host, {})
+            by_state.setdefault(state, []).extend(
+                [make(Port, (key, number)) for number in ports[start:end]]
+            )
+            count += end - start
+            if self._size and count == self._size:
+                self._complete.add(host)
+                self._count.pop(host, None)
+                self._unlisted.pop(host, None)
+            else:
+                self._count[host] = count
+            start = end
 
     def as_dict(self) -> dict[str, Any]:
         """The ``probed`` record (see the module rules)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from scanner.models import PortState, Reason, Result
+from scanner.models import ClosedPorts, PortState, Reason, Result
 
 UNREACHABLE = frozenset({Reason.HOST_UNREACH, Reason.NET_UNREACH})
 _ANSWERED = frozenset({PortState.OPEN, PortState.CLOSED})
@@ -38,6 +38,14 @@ class Summary:
         elif result.reason in UNREACHABLE:
             self._unreachable[result.host] += 1
             self._unreach_reason[result.host] = result.reason
+
+    def add_closed(self, block: ClosedPorts) -> None:
+        """Count a block of closed ports (as :meth:`add` counts each of its results)."""
+        count = len(block)
+        if count:
+            self.states[PortState.CLOSED] += count
+            self.reasons[PortState.CLOSED, block.reason] += count
+            self.hosts_answered.add(block.host)
 
     @property
     def total(self) -> int:

@@ -21,7 +21,7 @@ import shutil
 import textwrap
 from typing import TextIO
 
-from scanner.models import Assessment, Judgement, PortState, Result
+from scanner.models import Assessment, ClosedPorts, Judgement, PortState, Result
 from scanner.report.summary import Summary
 from scanner.report.writers import Ending, ScanMeta
 from scanner.text import escape_controls
@@ -164,6 +164,11 @@ class TableReport:
         if self.show_all or result.state in SHOWN_BY_DEFAULT:
             self.rows.append(result)
 
+    def add_closed(self, block: ClosedPorts) -> None:
+        """:meth:`add` each port of ``block``."""
+        if self.show_all or PortState.CLOSED in SHOWN_BY_DEFAULT:
+            self.rows += block.results()
+
     def render(self, summary: Summary, stream: TextIO) -> None:
         """Write each host's table and warnings, the "Not shown" line and the unreachable
         hosts to ``stream``."""
@@ -246,6 +251,13 @@ class TableWriter:
         self.table.add(result)
 
     def omit(self, result: Result) -> None:
+        """Nothing: the summary counts what is not shown."""
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        """Keep the ports of ``block`` for the table."""
+        self.table.add_closed(block)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
         """Nothing: the summary counts what is not shown."""
 
     def close(self, ending: Ending) -> None:

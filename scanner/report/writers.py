@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Generic, Protocol, TextIO, TypeVar
 
-from scanner.models import Assessment, Result
+from scanner.models import Assessment, ClosedPorts, Result
 from scanner.report.probed import ProbedLog, ports_of_spec, whole_scan
 from scanner.report.summary import Summary
 from scanner.text import escape_controls
@@ -240,6 +240,9 @@ class Writer(Protocol):
 
     ``omit`` is told of each result the report leaves out (closed ports, without
     ``--all``); only formats that count them (XML's ``extraports``) use it.
+    ``write_closed`` and ``omit_closed`` do the same for a block of closed ports
+    (:class:`~scanner.models.ClosedPorts`), in bulk: the same document as ``write`` or
+    ``omit`` of each of ``block.results()`` in turn.
     """
 
     def write(self, result: Result) -> None:
@@ -247,6 +250,12 @@ class Writer(Protocol):
 
     def omit(self, result: Result) -> None:
         """Count one result that is not written."""
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        """Write every port of a block (assessed)."""
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        """Count every port of a block, not written."""
 
     def close(self, ending: Ending) -> None:
         """Finish the document (it stays valid however the scan ended)."""
@@ -271,18 +280,50 @@ class CsvWriter:
         self._keys: dict[str, tuple[int, bytes]] = {}
         self._tails = PerAssessment(_csv_tail)
 
-    def write(self, result: Result) -> None:
-        key = self._keys.get(result.host)
+    def _key(self, host: str) -> tuple[int, bytes]:
+        key = self._keys.get(host)
         if key is None:
             from scanner.report.table import address_key  # (the table imports this module)
 
-            key = self._keys[result.host] = address_key(result.host)
+            key = self._keys[host] = address_key(host)
+        return key
+
+    def write(self, result: Result) -> None:
         line = csv_line(result, self._tails)
-        self._rows.append(((key, result.protocol._value_, result.port), line))
+        self._rows.append(((self._key(result.host), result.protocol._value_, result.port), line))
+        if len(self._rows) >= CSV_RUN:
+            self._spill()
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        """The rows of ``block``, in one loop (what :func:`csv_line` makes of each result)."""
+        host, hostname = block.host, block.hostname
+        name = "" if hostname is None else csv_cell(hostname)
+        if _QUOTED.search(host) or _QUOTED.search(name):  # (never for an address)
+            for result in block.results():
+                self.write(result)
+            return
+        key, protocol, tails = self._key(host), block.protocol._value_, self._tails
+        head = f"{host},"
+        middle = f",{protocol},closed,{block.reason._value_},{name},"
+        stamp = isotime(block.timestamp)
+        assessments = block.assessments or (None,) * len(block)
+        self._rows += [
+            (
+                (key, protocol, port),
+                f"{head}{port}{middle}{'' if rtt < 0 else f'{rtt * 1000:.3f}'},{tries},{stamp},"
+                f"{_NO_TAIL if a is None else tails(a)}\n",
+            )
+            for port, rtt, tries, a in zip(
+                block.ports, block.rtts, block.tries, assessments, strict=True
+            )
+        ]
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
     def omit(self, result: Result) -> None:
+        pass
+
+    def omit_closed(self, block: ClosedPorts) -> None:
         pass
 
     def _spill(self) -> None:
@@ -447,6 +488,13 @@ class JsonWriter:
     def omit(self, result: Result) -> None:
         self._probed.unlisted(result)
 
+    def write_closed(self, block: ClosedPorts) -> None:
+        for result in block.results():
+            self.write(result)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        self._probed.unlisted_closed(block)
+
     def close(self, ending: Ending) -> None:
         end = {**ending.as_dict(), "probed": self._probed.as_dict()}
         self._stream.write('\n ],\n "end": ' + json.dumps(end) + "\n}\n")
@@ -467,6 +515,13 @@ class JsonLinesWriter:
 
     def omit(self, result: Result) -> None:
         self._probed.unlisted(result)
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        for result in block.results():
+            self.write(result)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        self._probed.unlisted_closed(block)
 
     def close(self, ending: Ending) -> None:
         end = {"type": "end", **ending.as_dict(), "probed": self._probed.as_dict()}

@@ -47,7 +47,7 @@ from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
 from scanner.errors import PortSpecError
-from scanner.models import Assessment, PortState, Proto, Result
+from scanner.models import Assessment, ClosedPorts, PortState, Proto, Result
 from scanner.ports import format_ports, parse_port_spec
 from scanner.report.probed import ports_of_spec, whole_scan
 from scanner.report.summary import Summary
@@ -181,6 +181,16 @@ class XmlWriter:
         # nmap lists a state's ports when there are 25 or fewer, closed ones too.
         self._add(result, omitted=True)
 
+    def write_closed(self, block: ClosedPorts) -> None:
+        for result in block.results():
+            self._add(result)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        done = self._hosts.add_closed(block)
+        if done is not None:
+            self._stream.write(self._host(*done))
+            self._flushed.add(done[0])
+
     def _host(self, address: str, host: HostPorts) -> str:
         names = (
             f'<hostname name={_attr(host.hostname)} type="user"/>\n'
@@ -305,6 +315,32 @@ class HostPorts:
                 key = (row.protocol.value, row.reason.value)
                 folded.setdefault(key, []).append(row.port)
 
+    def add_closed(self, block: ClosedPorts) -> None:
+        """:meth:`add` each of ``block.results()`` (omitted), in bulk once its state is
+        folded (or is about to be)."""
+        state = PortState.CLOSED.value
+        rows = self.rows.get(state, ())
+        if state not in self.folded_ports and len(rows) + len(block) <= self.max_listed:
+            for result in block.results():
+                self.add(result, omitted=True)
+            return
+        count = len(block)
+        if not count:
+            return
+        self.count += count
+        self.first = min(self.first, block.timestamp)
+        self.last = max(self.last, block.timestamp)
+        if block.hostname:
+            self.hostname = block.hostname
+        folded = self.folded_ports.get(state)
+        if folded is None:
+            folded = self.folded_ports[state] = {}
+            for row in self.rows.pop(state, ()):
+                key = (row.protocol.value, row.reason.value)
+                folded.setdefault(key, []).append(row.port)
+        key = (block.protocol.value, block.reason.value)
+        folded.setdefault(key, []).extend(block.ports)
+
     def folded(self) -> list[tuple[str, list[tuple[str, str, list[int]]]]]:
         """The folded states, most ports first (ties in nmap's state order), each with its
         (protocol, reason, ports), most ports first."""
@@ -362,6 +398,18 @@ class HostGrouper:
         host.add(result, omitted=omitted)
         if self._per_host and host.count == self._per_host:
             return result.host, self._hosts.pop(result.host)
+        return None
+
+    def add_closed(self, block: ClosedPorts) -> tuple[str, HostPorts] | None:
+        """:meth:`add` each of ``block.results()`` (omitted), in bulk."""
+        if not len(block):
+            return None
+        host = self._hosts.get(block.host)
+        if host is None:
+            host = self._hosts[block.host] = HostPorts(block.timestamp, self._max_listed)
+        host.add_closed(block)
+        if self._per_host and host.count == self._per_host:
+            return block.host, self._hosts.pop(block.host)
         return None
 
     def rest(self) -> list[tuple[str, HostPorts]]:
