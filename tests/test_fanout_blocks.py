@@ -19,6 +19,7 @@ from scanner.engine.records import (
     CLOSED,
     MAX_BLOCK,
     REASONS,
+    RESULT,
     ClosedBuffer,
     ClosedRecord,
     Decoder,
@@ -177,7 +178,7 @@ def test_runs_never_raise_on_arbitrary_bytes(chunks: list[bytes]) -> None:
             if isinstance(run, ClosedRecord):
                 assert 0 < len(run.ports) == len(run.rtts) == len(run.tries) <= MAX_BLOCK
             else:
-                assert len(run) % 31 == 0
+                assert len(run) % RESULT.size == 0
     assert len(decoder.pending) < CLOSED.size + 7 * MAX_BLOCK
 
 
