@@ -204,6 +204,7 @@ class Assessor:
         # builds a few thousand labels, not 65,535.
         self._labels: dict[tuple[int, str], _Label] = {}
         self._shared: dict[tuple[str, int, str, bool], _Label] = {}
+        self._closed: dict[str, dict[int, Assessment]] = {}  # protocol -> port -> label
 
     def _base(self, port: int, protocol: str) -> _Label:
         """The registry's side of the assessment, and the port's current names."""
@@ -226,8 +227,14 @@ class Assessor:
     def labels(self, ports: Iterable[int], protocol: Proto) -> list[Assessment]:
         """The assessments of ``ports`` of ``protocol`` when not open (what :meth:`assess`
         gives them), in bulk: the same shared objects."""
-        base, name = self._base, protocol._value_
-        return [base(port, name).assessment for port in ports]
+        name = protocol._value_
+        table = self._closed.get(name)
+        if table is None:
+            table = self._closed[name] = {}
+        ports = list(ports)
+        for port in set(ports).difference(table):
+            table[port] = self._base(port, name).assessment
+        return list(map(table.__getitem__, ports))
 
     def label(self, port: int, protocol: str) -> Assessment:
         """The registry's side of the assessment, shared by every host."""

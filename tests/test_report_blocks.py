@@ -263,3 +263,56 @@ def test_pipeline_batches_wait_for_the_registry_with_blocks() -> None:
     items = asyncio.run(go())
     labels = [[a.label for a in i.assessments or ()] for i in items if isinstance(i, ClosedPorts)]
     assert labels == [["ssh", "telnet"], ["http"]]
+
+
+# -- the CSV writer's sort -----------------------------------------------------------------
+
+_hosts = st.one_of(
+    st.ip_addresses().map(str),
+    st.text(st.characters(codec="utf-8"), max_size=6),
+    st.sampled_from(["", "a", "a\x00", "a\x00b", "a\x01", "a\x01\x02", "ab", "\x00"]),
+)
+
+
+@given(st.lists(_hosts, max_size=12))
+def test_host_sort_key_sorts_as_address_key(hosts: list[str]) -> None:
+    from scanner.report.table import address_key
+    from scanner.report.writers import host_sort_key
+
+    assert sorted(hosts, key=host_sort_key) == sorted(hosts, key=address_key)
+    for x in hosts:
+        for y in hosts:
+            assert (host_sort_key(x) == host_sort_key(y)) == (address_key(x) == address_key(y))
+
+
+@given(st.sets(st.binary(max_size=4), max_size=60), st.randoms(), st.integers(1, 5))
+def test_merge_chunks_gives_every_line_in_key_order(keys: set[bytes], rnd: Any, size: int) -> None:
+    from scanner.report.writers import merge_chunks
+
+    rows = [(key, key.hex()) for key in keys]
+    rnd.shuffle(rows)
+    runs: list[list[tuple[bytes, str]]] = [[] for _ in range(rnd.randint(1, 4))]
+    for row in rows:
+        rnd.choice(runs).append(row)
+    chunked = [iter([sorted(run)[i : i + size] for i in range(0, len(run), size)]) for run in runs]
+    merged = [line for lines in merge_chunks(chunked) for line in lines]
+    assert merged == [key.hex() for key in sorted(keys)]
+
+
+@pytest.mark.parametrize(("run", "chunk"), [(7, 3), (50, 1024)])
+def test_csv_in_blocks_through_runs_on_disk_is_the_same(
+    monkeypatch: pytest.MonkeyPatch, run: int, chunk: int
+) -> None:
+    from scanner.report import writers
+
+    items: list[Item] = [
+        block(B, list(range(1, 20)), stamp=3.0), one(A, 22, PortState.OPEN),
+        block("2001:db8::1", [5, 3, 9]), block(A, list(range(30, 60))),
+        one("198.18.0.3", 7, PortState.FILTERED), block(A, [1, 2, 3], stamp=9.5),
+    ]  # fmt: skip
+    meta = meta_of(60, listed=True)
+    want, _ = render("csv", meta, assessed(items), bulk=False)
+    monkeypatch.setattr(writers, "CSV_RUN", run)
+    monkeypatch.setattr(writers, "_RUN_CHUNK", chunk)
+    assert render("csv", meta, assessed(items), bulk=True)[0] == want
+    assert render("csv", meta, assessed(items), bulk=False)[0] == want

@@ -23,17 +23,18 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import csv
 import functools
-import heapq
 import io
 import itertools
 import json
 import operator
 import pickle
 import re
+import struct
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Generic, Protocol, TextIO, TypeVar
@@ -263,60 +264,87 @@ class Writer(Protocol):
 
 CSV_RUN = 65_536  # rows sorted in memory (one host's whole range); more go to runs on disk
 
+# A row is (sort key, line). The key is bytes that sort as (address_key(host), protocol,
+# port) do: one memcmp a comparison, where a tuple of a tuple took a dozen calls.
+Row = tuple[bytes, str]
+
+
+def host_sort_key(host: str) -> bytes:
+    """:func:`~scanner.report.table.address_key` of ``host`` as bytes that sort the same
+    way: the version, then the packed address (fixed length for each version); anything
+    else after 9, escaped so that it ends in the one NUL (a shorter name sorts first)."""
+    from scanner.report.table import address_key  # (the table imports this module)
+
+    version, packed = address_key(host)
+    if version != 9:
+        return bytes((version,)) + packed
+    return b"\x09" + packed.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01") + b"\x00"
+
 
 class CsvWriter:
     """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules).
 
     Each row is kept as its line of text (:func:`csv_line`), the assessment's part made
-    once per assessment: sorting, runs on disk and the final write then handle one string
-    a row, not 23 cells.
+    once per assessment, with a sort key of bytes: sorting, runs on disk and the final
+    write then handle one string a row, not 23 cells. A block of closed ports
+    (:meth:`write_closed`) makes its rows in C loops (``map``), not one Python step a port.
     """
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         csv.writer(stream, lineterminator="\n").writerow(CSV_COLUMNS)
-        self._rows: list[tuple[tuple[Any, ...], str]] = []
+        self._rows: list[Row] = []
         self._runs: list[IO[bytes]] = []
-        self._keys: dict[str, tuple[int, bytes]] = {}
+        self._keys: dict[tuple[str, str], bytes] = {}
         self._tails = PerAssessment(_csv_tail)
 
-    def _key(self, host: str) -> tuple[int, bytes]:
-        key = self._keys.get(host)
+    def _key(self, host: str, protocol: str) -> bytes:
+        """The start of the sort key of the rows of ``host`` and ``protocol`` (the port's
+        two bytes, big-endian, end it)."""
+        key = self._keys.get((host, protocol))
         if key is None:
-            from scanner.report.table import address_key  # (the table imports this module)
-
-            key = self._keys[host] = address_key(host)
+            # (A protocol's name ends in a NUL, as a name: "tcp" sorts before "udp".)
+            key = self._keys[host, protocol] = host_sort_key(host) + protocol.encode() + b"\0"
         return key
 
     def write(self, result: Result) -> None:
         line = csv_line(result, self._tails)
-        self._rows.append(((self._key(result.host), result.protocol._value_, result.port), line))
+        key = self._key(result.host, result.protocol._value_) + _PORT(result.port)
+        self._rows.append((key, line))
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
     def write_closed(self, block: ClosedPorts) -> None:
-        """The rows of ``block``, in one loop (what :func:`csv_line` makes of each result)."""
+        """The rows of ``block``: what :func:`csv_line` makes of each of its results."""
         host, hostname = block.host, block.hostname
         name = "" if hostname is None else csv_cell(hostname)
         if _QUOTED.search(host) or _QUOTED.search(name):  # (never for an address)
             for result in block.results():
                 self.write(result)
             return
-        key, protocol, tails = self._key(host), block.protocol._value_, self._tails
-        head = f"{host},"
-        middle = f",{protocol},closed,{block.reason._value_},{name},"
-        stamp = isotime(block.timestamp)
-        assessments = block.assessments or (None,) * len(block)
-        self._rows += [
-            (
-                (key, protocol, port),
-                f"{head}{port}{middle}{'' if rtt < 0 else f'{rtt * 1000:.3f}'},{tries},{stamp},"
-                f"{_NO_TAIL if a is None else tails(a)}\n",
-            )
-            for port, rtt, tries, a in zip(
-                block.ports, block.rtts, block.tries, assessments, strict=True
-            )
-        ]
+        count = len(block)
+        if not count:
+            return
+        protocol = block.protocol._value_
+        # One line template for the block: port, RTT, tries and the assessment vary.
+        fixed = (
+            f"{host},", f",{protocol},closed,{block.reason._value_},{name},",
+            f",{isotime(block.timestamp)},",
+        )  # fmt: skip
+        head, middle, stamp = (part.replace("{", "{{").replace("}", "}}") for part in fixed)
+        template = head + "{}" + middle + "{},{}" + stamp + "{}\n"
+        rtts = block.rtts
+        texts = list(map("{:.3f}".format, map(operator.mul, rtts, itertools.repeat(1000))))
+        if min(rtts) < 0:  # no RTT: an empty cell (rare: an answer at the send itself)
+            for index, rtt in enumerate(rtts):
+                if rtt < 0:
+                    texts[index] = ""
+        assessments = block.assessments
+        tails = [_NO_TAIL] * count if assessments is None else self._tails.each(assessments)
+        ports = block.ports
+        lines = map(template.format, ports, texts, block.tries, tails)
+        keys = map(operator.add, itertools.repeat(self._key(host, protocol)), map(_PORT, ports))
+        self._rows += zip(keys, lines, strict=True)
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
@@ -340,15 +368,14 @@ class CsvWriter:
         if self._runs and self._rows:
             self._spill()
         try:
-            rows: Iterator[tuple[tuple[Any, ...], str]]
             if self._runs:
                 for run in self._runs:
                     run.seek(0)
-                rows = heapq.merge(*map(_run_rows, self._runs))  # keys are unique
+                for lines in merge_chunks(list(map(_run_chunks, self._runs))):
+                    self._stream.writelines(lines)
             else:
                 self._rows.sort(key=_first)
-                rows = iter(self._rows)
-            self._stream.writelines(map(_second, rows))
+                self._stream.writelines(map(_second, self._rows))
         finally:
             for run in self._runs:
                 run.close()
@@ -358,13 +385,9 @@ class CsvWriter:
 _RUN_CHUNK = 1024  # rows a run holds per pickle: what the merge keeps of each run
 
 
-def _run_rows(run: IO[bytes]) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """The rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to unpickle),
-    chained in C: one generator step a chunk, not a row."""
-    return itertools.chain.from_iterable(_run_chunks(run))
-
-
-def _run_chunks(run: IO[bytes]) -> Iterator[list[tuple[tuple[Any, ...], str]]]:
+def _run_chunks(run: IO[bytes]) -> Iterator[list[Row]]:
+    """The chunks of rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to
+    unpickle)."""
     while True:
         try:
             yield pickle.load(run)
@@ -372,8 +395,38 @@ def _run_chunks(run: IO[bytes]) -> Iterator[list[tuple[tuple[Any, ...], str]]]:
             return
 
 
+def merge_chunks(runs: list[Iterator[list[Row]]]) -> Iterator[list[str]]:
+    """The lines of sorted runs of rows (each given as its chunks, in order), merged into
+    one sorted stream, a list at a time. Keys are unique.
+
+    Each step takes, from every run's chunk at hand, the rows up to the smallest last key
+    among those chunks (a bisection), and sorts them together (timsort merges sorted
+    pieces in C): every row not taken yet sorts after them. At least one chunk is used up
+    a step, so the Python work is per chunk, not per row (``heapq.merge``'s is).
+    """
+    heads: list[tuple[list[Row], Iterator[list[Row]]]] = []
+    for chunks in runs:
+        chunk = next(chunks, [])  # (a run has no empty chunk: [] is its end)
+        if chunk:
+            heads.append((chunk, chunks))
+    while heads:
+        bound = min(chunk[-1][0] for chunk, _ in heads)
+        taken: list[Row] = []
+        left: list[tuple[list[Row], Iterator[list[Row]]]] = []
+        for chunk, chunks in heads:
+            cut = bisect.bisect_right(chunk, bound, key=_first)
+            taken += chunk[:cut]
+            rest = chunk[cut:] or next(chunks, [])
+            if rest:
+                left.append((rest, chunks))
+        heads = left
+        taken.sort(key=_first)
+        yield list(map(_second, taken))
+
+
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
+_PORT = struct.Struct(">H").pack  # a port as the two bytes that end its row's sort key
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
@@ -396,18 +449,40 @@ class PerAssessment(Generic[T]):
     def __init__(self, render: Callable[[Assessment], T], size: int = 65_536) -> None:
         self._render = render
         self._size = size
-        self._known: dict[int, tuple[Assessment, T]] = {}
+        # id -> the object (kept alive, so that its id is not another's) and its rendering
+        self._objects: dict[int, Assessment] = {}
+        self._values: dict[int, T] = {}
 
     def __call__(self, assessment: Assessment) -> T:
         """``render(assessment)``, from the cache when this object was rendered before."""
-        known = self._known.get(id(assessment))
-        if known is not None and known[0] is assessment:
-            return known[1]
+        key = id(assessment)
+        if self._objects.get(key) is assessment:
+            return self._values[key]
         rendered = self._render(assessment)
-        if len(self._known) >= self._size:
-            self._known.clear()
-        self._known[id(assessment)] = (assessment, rendered)
+        if len(self._objects) >= self._size:
+            self._objects.clear()
+            self._values.clear()
+        self._objects[key] = assessment
+        self._values[key] = rendered
         return rendered
+
+    def each(self, assessments: Sequence[Assessment]) -> list[T]:
+        """``render`` of each of ``assessments``, in order, in C loops but for the ones
+        not seen before. (A known id is its own object: the cache keeps it alive.)"""
+        ids = list(map(id, assessments))
+        objects, values = self._objects, self._values
+        missing = set(ids).difference(objects)
+        if missing:
+            if len(objects) + len(missing) > self._size:
+                objects.clear()
+                values.clear()
+                missing = set(ids)
+            firsts = dict(zip(ids, assessments, strict=True))
+            render = self._render
+            for key in missing:
+                objects[key] = firsts[key]
+                values[key] = render(firsts[key])
+        return list(map(values.__getitem__, ids))
 
 
 def _csv_cells(a: Assessment) -> tuple[str, ...]:
