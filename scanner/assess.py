@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 from scanner.evidence import NO_EVIDENCE, Evidence
 from scanner.models import Assessment, Attestation, PortState, Proto, Result, Verdict
@@ -224,14 +224,17 @@ class Assessor:
             self._labels[key] = known
         return known
 
-    def labels(self, ports: Iterable[int], protocol: Proto) -> list[Assessment]:
+    def labels(self, ports: Collection[int], protocol: Proto) -> list[Assessment]:
         """The assessments of ``ports`` of ``protocol`` when not open (what :meth:`assess`
         gives them), in bulk: the same shared objects."""
         name = protocol._value_
         table = self._closed.get(name)
         if table is None:
             table = self._closed[name] = {}
-        ports = list(ports)
+        try:
+            return list(map(table.__getitem__, ports))
+        except KeyError:  # some are new
+            pass
         for port in set(ports).difference(table):
             table[port] = self._base(port, name).assessment
         return list(map(table.__getitem__, ports))

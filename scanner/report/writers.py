@@ -296,6 +296,7 @@ class CsvWriter:
         self._rows: list[Row] = []
         self._runs: list[IO[bytes]] = []
         self._keys: dict[tuple[str, str], bytes] = {}
+        self._templates: dict[tuple[Any, ...], tuple[bytes, str] | None] = {}
         self._tails = PerAssessment(_csv_tail)
 
     def _key(self, host: str, protocol: str) -> bytes:
@@ -316,23 +317,19 @@ class CsvWriter:
 
     def write_closed(self, block: ClosedPorts) -> None:
         """The rows of ``block``: what :func:`csv_line` makes of each of its results."""
-        host, hostname = block.host, block.hostname
-        name = "" if hostname is None else csv_cell(hostname)
-        if _QUOTED.search(host) or _QUOTED.search(name):  # (never for an address)
-            for result in block.results():
-                self.write(result)
-            return
         count = len(block)
         if not count:
             return
-        protocol = block.protocol._value_
-        # One line template for the block: port, RTT, tries and the assessment vary.
-        fixed = (
-            f"{host},", f",{protocol},closed,{block.reason._value_},{name},",
-            f",{isotime(block.timestamp)},",
-        )  # fmt: skip
-        head, middle, stamp = (part.replace("{", "{{").replace("}", "}}") for part in fixed)
-        template = head + "{}" + middle + "{},{}" + stamp + "{}\n"
+        what = (block.host, block.hostname, block.protocol, block.reason)
+        start = self._templates.get(what)
+        if start is None:
+            start = self._templates[what] = self._template(block)
+        if not start:  # an odd host name: each row as csv_line makes it
+            for result in block.results():
+                self.write(result)
+            return
+        key, template = start
+        template += isotime(block.timestamp) + ",{}\n"  # (a time holds no brace)
         rtts = block.rtts
         texts = list(map("{:.3f}".format, map(operator.mul, rtts, itertools.repeat(1000))))
         if min(rtts) < 0:  # no RTT: an empty cell (rare: an answer at the send itself)
@@ -343,10 +340,25 @@ class CsvWriter:
         tails = [_NO_TAIL] * count if assessments is None else self._tails.each(assessments)
         ports = block.ports
         lines = map(template.format, ports, texts, block.tries, tails)
-        keys = map(operator.add, itertools.repeat(self._key(host, protocol)), map(_PORT, ports))
+        keys = map(operator.add, itertools.repeat(key), map(_PORT, ports))
         self._rows += zip(keys, lines, strict=True)
         if len(self._rows) >= CSV_RUN:
             self._spill()
+
+    def _template(self, block: ClosedPorts) -> tuple[bytes, str] | None:
+        """The sort key's start and the start of the line template of the rows of a block
+        (port, RTT and tries to fill in; the time and the assessment's part follow), or
+        None where the host or its name needs quoting (never for an address)."""
+        host, hostname = block.host, block.hostname
+        name = "" if hostname is None else csv_cell(hostname)
+        if _QUOTED.search(host) or _QUOTED.search(name):
+            return None
+        protocol = block.protocol._value_
+        head, middle = (
+            part.replace("{", "{{").replace("}", "}}")
+            for part in (f"{host},", f",{protocol},closed,{block.reason._value_},{name},")
+        )
+        return self._key(host, protocol), head + "{}" + middle + "{},{},"
 
     def omit(self, result: Result) -> None:
         pass
@@ -470,18 +482,22 @@ class PerAssessment(Generic[T]):
         """``render`` of each of ``assessments``, in order, in C loops but for the ones
         not seen before. (A known id is its own object: the cache keeps it alive.)"""
         ids = list(map(id, assessments))
-        objects, values = self._objects, self._values
+        values = self._values
+        try:
+            return list(map(values.__getitem__, ids))
+        except KeyError:  # some are new
+            pass
+        objects = self._objects
         missing = set(ids).difference(objects)
-        if missing:
-            if len(objects) + len(missing) > self._size:
-                objects.clear()
-                values.clear()
-                missing = set(ids)
-            firsts = dict(zip(ids, assessments, strict=True))
-            render = self._render
-            for key in missing:
-                objects[key] = firsts[key]
-                values[key] = render(firsts[key])
+        if len(objects) + len(missing) > self._size:
+            objects.clear()
+            values.clear()
+            missing = set(ids)
+        firsts = dict(zip(ids, assessments, strict=True))
+        render = self._render
+        for key in missing:
+            objects[key] = firsts[key]
+            values[key] = render(firsts[key])
         return list(map(values.__getitem__, ids))
 
 
