@@ -32,7 +32,6 @@ import json
 import operator
 import pickle
 import re
-import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -264,9 +263,10 @@ class Writer(Protocol):
 
 CSV_RUN = 65_536  # rows sorted in memory (one host's whole range); more go to runs on disk
 
-# A row is (sort key, line). The key is bytes that sort as (address_key(host), protocol,
-# port) do: one memcmp a comparison, where a tuple of a tuple took a dozen calls.
-Row = tuple[bytes, str]
+# A row is kept as one string: its sort key in hex, a tab, its line. The key sorts as
+# (address_key(host), protocol, port) do, and no key is the start of another, so rows sort
+# as plain strings (a memcmp a comparison, where a tuple of a tuple took a dozen calls)
+# and the line never decides. The line is what follows the first tab.
 
 
 def host_sort_key(host: str) -> bytes:
@@ -281,42 +281,51 @@ def host_sort_key(host: str) -> bytes:
     return b"\x09" + packed.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01") + b"\x00"
 
 
+_line_of = operator.itemgetter(2)  # of a row's partition("\t")
+_split = operator.methodcaller("partition", "\t")
+
+
+def _lines(rows: Iterable[str]) -> Iterator[str]:
+    """The lines of rows (what follows each one's key), in C loops."""
+    return map(_line_of, map(_split, rows))
+
+
 class CsvWriter:
     """CSV with a header row and the columns of ``CSV_COLUMNS``, sorted (see the rules).
 
     Each row is kept as its line of text (:func:`csv_line`), the assessment's part made
-    once per assessment, with a sort key of bytes: sorting, runs on disk and the final
-    write then handle one string a row, not 23 cells. A block of closed ports
-    (:meth:`write_closed`) makes its rows in C loops (``map``), not one Python step a port.
+    once per assessment, after its sort key: sorting, runs on disk and the final write
+    then handle one string a row, not 23 cells. A block of closed ports
+    (:meth:`write_closed`) makes its rows with one template in a C loop (``map``).
     """
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
         self._stream = stream
         csv.writer(stream, lineterminator="\n").writerow(CSV_COLUMNS)
-        self._rows: list[Row] = []
+        self._rows: list[str] = []
         self._runs: list[IO[bytes]] = []
-        self._keys: dict[tuple[str, str], bytes] = {}
-        self._templates: dict[tuple[Any, ...], tuple[bytes, str] | None] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+        self._templates: dict[tuple[Any, ...], tuple[str, str] | None] = {}
         self._tails = PerAssessment(_csv_tail)
 
-    def _key(self, host: str, protocol: str) -> bytes:
-        """The start of the sort key of the rows of ``host`` and ``protocol`` (the port's
-        two bytes, big-endian, end it)."""
+    def _key(self, host: str, protocol: str) -> str:
+        """The start of the sort key of the rows of ``host`` and ``protocol``, in hex (the
+        port's four hex digits end it)."""
         key = self._keys.get((host, protocol))
         if key is None:
             # (A protocol's name ends in a NUL, as a name: "tcp" sorts before "udp".)
-            key = self._keys[host, protocol] = host_sort_key(host) + protocol.encode() + b"\0"
+            raw = host_sort_key(host) + protocol.encode() + b"\0"
+            key = self._keys[host, protocol] = raw.hex()
         return key
 
     def write(self, result: Result) -> None:
-        line = csv_line(result, self._tails)
-        key = self._key(result.host, result.protocol._value_) + _PORT(result.port)
-        self._rows.append((key, line))
+        key = self._key(result.host, result.protocol._value_)
+        self._rows.append(f"{key}{result.port:04x}\t{csv_line(result, self._tails)}")
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
     def write_closed(self, block: ClosedPorts) -> None:
-        """The rows of ``block``: what :func:`csv_line` makes of each of its results."""
+        """The rows of ``block``: what :meth:`write` makes of each of its results."""
         count = len(block)
         if not count:
             return
@@ -328,37 +337,38 @@ class CsvWriter:
             for result in block.results():
                 self.write(result)
             return
-        key, template = start
-        template += isotime(block.timestamp) + ",{}\n"  # (a time holds no brace)
+        # The row, from the port (twice: in hex for the key), the RTT, tries and the
+        # assessment's part; the block's time is fixed (and holds no brace).
+        template = start[0] + isotime(block.timestamp) + ",{3}\n"
         rtts = block.rtts
-        texts = list(map("{:.3f}".format, map(operator.mul, rtts, itertools.repeat(1000))))
-        if min(rtts) < 0:  # no RTT: an empty cell (rare: an answer at the send itself)
-            for index, rtt in enumerate(rtts):
-                if rtt < 0:
-                    texts[index] = ""
         assessments = block.assessments
         tails = [_NO_TAIL] * count if assessments is None else self._tails.each(assessments)
-        ports = block.ports
-        lines = map(template.format, ports, texts, block.tries, tails)
-        keys = map(operator.add, itertools.repeat(key), map(_PORT, ports))
-        self._rows += zip(keys, lines, strict=True)
+        if min(rtts) >= 0:
+            ms = map(operator.mul, rtts, itertools.repeat(1000))
+            self._rows += map(template.format, block.ports, ms, block.tries, tails)
+        else:  # some without an RTT (an answer at the send itself): empty cells
+            texts = ["" if rtt < 0 else f"{rtt * 1000:.3f}" for rtt in rtts]
+            template = start[1] + isotime(block.timestamp) + ",{3}\n"
+            self._rows += map(template.format, block.ports, texts, block.tries, tails)
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
-    def _template(self, block: ClosedPorts) -> tuple[bytes, str] | None:
-        """The sort key's start and the start of the line template of the rows of a block
-        (port, RTT and tries to fill in; the time and the assessment's part follow), or
-        None where the host or its name needs quoting (never for an address)."""
+    def _template(self, block: ClosedPorts) -> tuple[str, str] | None:
+        """The start of the row template of a block's ports (key, host, port, protocol,
+        state, reason, name, RTT, tries), with the RTT as a number or as text; None where
+        the host or its name needs quoting (never for an address)."""
         host, hostname = block.host, block.hostname
         name = "" if hostname is None else csv_cell(hostname)
         if _QUOTED.search(host) or _QUOTED.search(name):
             return None
         protocol = block.protocol._value_
+        key = self._key(host, protocol)
         head, middle = (
             part.replace("{", "{{").replace("}", "}}")
             for part in (f"{host},", f",{protocol},closed,{block.reason._value_},{name},")
         )
-        return self._key(host, protocol), head + "{}" + middle + "{},{},"
+        start = f"{key}{{0:04x}}\t{head}{{0}}{middle}"
+        return start + "{1:.3f},{2},", start + "{1},{2},"
 
     def omit(self, result: Result) -> None:
         pass
@@ -368,7 +378,7 @@ class CsvWriter:
 
     def _spill(self) -> None:
         """Write the rows kept so far, sorted, as one run in a temporary file."""
-        self._rows.sort(key=_first)
+        self._rows.sort()
         run = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         self._runs.append(run)
         rows = self._rows
@@ -383,11 +393,11 @@ class CsvWriter:
             if self._runs:
                 for run in self._runs:
                     run.seek(0)
-                for lines in merge_chunks(list(map(_run_chunks, self._runs))):
-                    self._stream.writelines(lines)
+                for rows in merge_chunks(list(map(_run_chunks, self._runs))):
+                    self._stream.writelines(_lines(rows))
             else:
-                self._rows.sort(key=_first)
-                self._stream.writelines(map(_second, self._rows))
+                self._rows.sort()
+                self._stream.writelines(_lines(self._rows))
         finally:
             for run in self._runs:
                 run.close()
@@ -397,7 +407,7 @@ class CsvWriter:
 _RUN_CHUNK = 1024  # rows a run holds per pickle: what the merge keeps of each run
 
 
-def _run_chunks(run: IO[bytes]) -> Iterator[list[Row]]:
+def _run_chunks(run: IO[bytes]) -> Iterator[list[str]]:
     """The chunks of rows of a run that ``CsvWriter._spill`` wrote (its own file: safe to
     unpickle)."""
     while True:
@@ -407,38 +417,33 @@ def _run_chunks(run: IO[bytes]) -> Iterator[list[Row]]:
             return
 
 
-def merge_chunks(runs: list[Iterator[list[Row]]]) -> Iterator[list[str]]:
-    """The lines of sorted runs of rows (each given as its chunks, in order), merged into
-    one sorted stream, a list at a time. Keys are unique.
+def merge_chunks(runs: list[Iterator[list[str]]]) -> Iterator[list[str]]:
+    """Sorted runs of strings (each given as its chunks, in order), merged into one sorted
+    stream, a list at a time. No string is in two runs.
 
-    Each step takes, from every run's chunk at hand, the rows up to the smallest last key
-    among those chunks (a bisection), and sorts them together (timsort merges sorted
-    pieces in C): every row not taken yet sorts after them. At least one chunk is used up
-    a step, so the Python work is per chunk, not per row (``heapq.merge``'s is).
+    Each step takes, from every run's chunk at hand, the strings up to the smallest last
+    one among those chunks (a bisection), and sorts them together (timsort merges sorted
+    pieces in C): every string not taken yet sorts after them. At least one chunk is used
+    up a step, so the Python work is per chunk, not per string (``heapq.merge``'s is).
     """
-    heads: list[tuple[list[Row], Iterator[list[Row]]]] = []
+    heads: list[tuple[list[str], Iterator[list[str]]]] = []
     for chunks in runs:
         chunk = next(chunks, [])  # (a run has no empty chunk: [] is its end)
         if chunk:
             heads.append((chunk, chunks))
     while heads:
-        bound = min(chunk[-1][0] for chunk, _ in heads)
-        taken: list[Row] = []
-        left: list[tuple[list[Row], Iterator[list[Row]]]] = []
+        bound = min(chunk[-1] for chunk, _ in heads)
+        taken: list[str] = []
+        left: list[tuple[list[str], Iterator[list[str]]]] = []
         for chunk, chunks in heads:
-            cut = bisect.bisect_right(chunk, bound, key=_first)
+            cut = bisect.bisect_right(chunk, bound)
             taken += chunk[:cut]
             rest = chunk[cut:] or next(chunks, [])
             if rest:
                 left.append((rest, chunks))
         heads = left
-        taken.sort(key=_first)
-        yield list(map(_second, taken))
-
-
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
-_PORT = struct.Struct(">H").pack  # a port as the two bytes that end its row's sort key
+        taken.sort()
+        yield taken
 
 
 # Everything a line reader may end a line on (str.splitlines' set: CR, LF, VT, FF, FS, GS,
