@@ -65,7 +65,7 @@ from scanner.engine.records import (
     new_columns,
 )
 from scanner.errors import ScanError
-from scanner.models import ClosedPorts, Port, PortState, Proto, Result, ScanConfig
+from scanner.models import ClosedPorts, Port, PortState, Proto, Reason, Result, ScanConfig
 from scanner.plan import Plan, Shard
 from scanner.transport import Answer
 
@@ -177,11 +177,14 @@ def recorder(closed: ClosedBuffer) -> Callable[[Attempt, Answer, float | None], 
     """A worker's ``emit``: a closed port goes into ``closed`` (``ClosedBuffer.add``,
     inlined) and makes no bytes of its own; any other result is its record (``_record``)."""
     columns, closed_state, codes, new = closed.columns, PortState.CLOSED, REASON_CODE, new_columns
+    # (An enum's hash is a Python call: the usual reason's code is known without one.)
+    refused, refused_code = Reason.CONN_REFUSED, REASON_CODE[Reason.CONN_REFUSED]
 
     def record(attempt: Attempt, answer: Answer, rtt: float | None) -> bytes:
         if answer.state is not closed_state:
             return _record(attempt, answer, rtt)
-        key = attempt.host << 8 | codes[answer.reason]
+        reason = answer.reason
+        key = attempt.host << 8 | (refused_code if reason is refused else codes[reason])
         block = columns.get(key)
         if block is None:
             block = columns[key] = new()
