@@ -16,6 +16,7 @@ from scanner.engine import Scan
 from scanner.engine.base import Attempt, HostCache
 from scanner.engine.fanout import _record, decode_results, recorder
 from scanner.engine.records import (
+    BLOCK_BYTES,
     CLOSED,
     MAX_BLOCK,
     REASONS,
@@ -179,7 +180,7 @@ def test_runs_never_raise_on_arbitrary_bytes(chunks: list[bytes]) -> None:
                 assert 0 < len(run.ports) == len(run.rtts) == len(run.tries) <= MAX_BLOCK
             else:
                 assert len(run) % RESULT.size == 0
-    assert len(decoder.pending) < CLOSED.size + 7 * MAX_BLOCK
+    assert len(decoder.pending) < CLOSED.size + BLOCK_BYTES * MAX_BLOCK
 
 
 # -- the worker's side ---------------------------------------------------------------------

@@ -62,7 +62,7 @@ from scanner.engine.records import (
     Decoder,
     encode_counters,
     encode_error,
-    new_columns,
+    new_buffers,
 )
 from scanner.errors import ScanError
 from scanner.models import ClosedPorts, Port, PortState, Proto, Reason, Result, ScanConfig
@@ -176,7 +176,7 @@ def _record(attempt: Attempt, answer: Answer, rtt: float | None) -> bytes:
 def recorder(closed: ClosedBuffer) -> Callable[[Attempt, Answer, float | None], bytes]:
     """A worker's ``emit``: a closed port goes into ``closed`` (``ClosedBuffer.add``,
     inlined) and makes no bytes of its own; any other result is its record (``_record``)."""
-    columns, closed_state, codes, new = closed.columns, PortState.CLOSED, REASON_CODE, new_columns
+    columns, closed_state, codes, new = closed.columns, PortState.CLOSED, REASON_CODE, new_buffers
     # (An enum's hash is a Python call: the usual reason's code is known without one.)
     refused, refused_code = Reason.CONN_REFUSED, REASON_CODE[Reason.CONN_REFUSED]
 
@@ -188,11 +188,9 @@ def recorder(closed: ClosedBuffer) -> Callable[[Attempt, Answer, float | None], 
         block = columns.get(key)
         if block is None:
             block = columns[key] = new()
-        ports, rtts, tries = block
-        ports.append(attempt.port[1])
-        rtts.append(NO_RTT if rtt is None else rtt)
         count = attempt.tries
-        tries.append(count if count < 255 else 255)
+        block[0].append(attempt.port[1] | (count if count < 255 else 255) << 16)
+        block[1].append(NO_RTT if rtt is None else rtt)
         return b""
 
     return record

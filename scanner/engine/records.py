@@ -18,6 +18,7 @@ Rules and theory:
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -35,14 +36,18 @@ REASON_CODE = {reason: i for i, reason in enumerate(REASONS)}
 RESULT = struct.Struct("<cQHBBfBd")
 COUNTERS = struct.Struct("<cQQQQ")
 ERROR = struct.Struct("<cI")
-#: A block of closed ports: kind, host index, reason code, port count, timestamp; then the
-#: columns (``array`` "H" ports, "f" RTTs, "B" tries), ``BLOCK_BYTES`` bytes a port.
+#: A block of closed ports: kind, host index, reason code, port count, timestamp; then two
+#: columns, ``BLOCK_BYTES`` bytes a port: ``array("I")`` of ``port | tries << 16`` (one
+#: append a port in the worker; two "H" columns to the parent) and ``array("f")`` RTTs.
 CLOSED = struct.Struct("<cQBId")
 _SIZES = {b"R": RESULT.size, b"C": COUNTERS.size, b"E": ERROR.size, b"K": CLOSED.size}
 NO_RTT = -1.0  #: a record's RTT when there is none
 #: The most ports one block record holds (a bigger buffer is sent as several blocks).
 MAX_BLOCK = 65536
-BLOCK_BYTES = 2 + 4 + 1
+BLOCK_BYTES = 4 + 4
+# Where a port and its tries are in the "H" view of the first column.
+_PORT_AT, _TRIES_AT = (0, 1) if sys.byteorder == "little" else (1, 0)
+_U32 = next(code for code in "IL" if array(code).itemsize == 4)  # ("I" on every Linux)
 
 
 def encode_result(
@@ -81,17 +86,26 @@ def encode_closed(
     timestamp: float,
 ) -> bytes:
     """Closed ports of one host with one reason as block records (columns of equal length;
-    tries at most 255; more than ``MAX_BLOCK`` ports make several records)."""
-    code = REASON_CODE[reason]
-    parts: list[bytes] = []
-    for start in range(0, len(ports), MAX_BLOCK):
-        end = start + MAX_BLOCK
-        part = ports[start:end]
-        parts += (
-            CLOSED.pack(b"K", host, code, len(part), timestamp),
-            part.tobytes(), rtts[start:end].tobytes(), tries[start:end].tobytes(),
-        )  # fmt: skip
-    return b"".join(parts)
+    tries above 255 count as 255, as in a result record)."""
+    pairs = array(
+        _U32, (port | min(count, 255) << 16 for port, count in zip(ports, tries, strict=True))
+    )
+    return _encode_block(host, REASON_CODE[reason], pairs, rtts, timestamp)
+
+
+def _encode_block(
+    host: int, code: int, pairs: array[int], rtts: array[float], timestamp: float
+) -> bytes:
+    """Block records of a worker's columns (more than ``MAX_BLOCK`` ports make several)."""
+    if len(pairs) <= MAX_BLOCK:  # (the usual: no copies)
+        return b"".join(
+            (CLOSED.pack(b"K", host, code, len(pairs), timestamp), pairs.tobytes(), rtts.tobytes())
+        )
+    return b"".join(
+        _encode_block(host, code, pairs[start : start + MAX_BLOCK],
+                      rtts[start : start + MAX_BLOCK], timestamp)
+        for start in range(0, len(pairs), MAX_BLOCK)
+    )  # fmt: skip
 
 
 class ClosedBuffer:
@@ -101,45 +115,34 @@ class ClosedBuffer:
     __slots__ = ("columns",)
 
     def __init__(self) -> None:
-        #: ``host << 8 | reason code`` -> (ports, RTTs, tries). The worker's hot path
-        #: appends to these directly (``engine.fanout``).
-        self.columns: dict[int, tuple[array[int], array[float], array[int]]] = {}
+        #: ``host << 8 | reason code`` -> (``port | tries << 16``, RTT) columns. The
+        #: worker's hot path appends to these directly (``engine.fanout``).
+        self.columns: dict[int, tuple[array[int], array[float]]] = {}
 
     def add(self, host: int, reason: Reason, port: int, rtt: float | None, tries: int) -> None:
         """Keep one closed port."""
         key = host << 8 | REASON_CODE[reason]
         columns = self.columns.get(key)
         if columns is None:
-            columns = self.columns[key] = new_columns()
-        columns[0].append(port)
+            columns = self.columns[key] = new_buffers()
+        columns[0].append(port | min(tries, 255) << 16)
         columns[1].append(NO_RTT if rtt is None else rtt)
-        columns[2].append(min(tries, 255))
 
     def flush(self, timestamp: float) -> bytes:
-        """Every port kept, as block records stamped ``timestamp``; the buffer is emptied.
-
-        (Runs once a batch for every host in it, often a dozen ports each: no slicing and
-        no enum lookup here.)"""
+        """Every port kept, as block records stamped ``timestamp``; the buffer is emptied."""
         if not self.columns:
             return b""
-        parts: list[bytes] = []
-        pack = CLOSED.pack
-        for key, (ports, rtts, tries) in self.columns.items():
-            if len(ports) > MAX_BLOCK:
-                parts.append(encode_closed(key >> 8, REASONS[key & 0xFF], ports, rtts, tries,
-                                           timestamp))  # fmt: skip
-                continue
-            parts += (
-                pack(b"K", key >> 8, key & 0xFF, len(ports), timestamp),
-                ports.tobytes(), rtts.tobytes(), tries.tobytes(),
-            )  # fmt: skip
+        data = b"".join(
+            [_encode_block(key >> 8, key & 0xFF, pairs, rtts, timestamp)
+             for key, (pairs, rtts) in self.columns.items()]
+        )  # fmt: skip
         self.columns.clear()
-        return b"".join(parts)
+        return data
 
 
-def new_columns() -> tuple[array[int], array[float], array[int]]:
-    """Empty columns of a block: ports, RTTs, tries."""
-    return array("H"), array("f"), array("B")
+def new_buffers() -> tuple[array[int], array[float]]:
+    """A worker's empty columns of a block: ``port | tries << 16``, RTTs."""
+    return array(_U32), array("f")
 
 
 class ClosedRecord(NamedTuple):
@@ -247,14 +250,16 @@ class Decoder:
                 start = offset + size
                 if start + count * BLOCK_BYTES > end:
                     break
-                rtts_at, tries_at = start + 2 * count, start + 6 * count
-                ports, rtts, tries = new_columns()
+                rtts_at = start + 4 * count
+                pairs, rtts = array("H"), array("f")
                 view = memoryview(buffer)
-                ports.frombytes(view[start:rtts_at])
-                rtts.frombytes(view[rtts_at:tries_at])
-                tries.frombytes(view[tries_at : tries_at + count])
-                runs.append(ClosedRecord(host, REASONS[reason], ports, rtts, tries, stamp))
-                offset = tries_at + count
+                pairs.frombytes(view[start:rtts_at])
+                rtts.frombytes(view[rtts_at : rtts_at + 4 * count])
+                runs.append(
+                    ClosedRecord(host, REASONS[reason], pairs[_PORT_AT::2], rtts,
+                                 pairs[_TRIES_AT::2], stamp)
+                )  # fmt: skip
+                offset = rtts_at + 4 * count
                 continue
             if kind == b"C":
                 self.counters = COUNTERS.unpack_from(buffer, offset)[1:]
