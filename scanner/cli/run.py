@@ -198,7 +198,7 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
             explain=request.explain,
         )
     )
-    output = _Output(table, writer, sinks)
+    output = _Output(table, writer, sinks, every_row=every_row)
     summary = Summary(ports_per_host=len(request.ports))
     failure: ScanError | None = None
     progress = Progress(scan, env, pipeline) if env.stderr_isatty and not request.quiet else None
@@ -221,13 +221,7 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
                     if type(result) is ClosedPorts:
                         probed += len(result)
                         summary.add_closed(result)
-                        if result.assessments is not None:
-                            output.emit_closed(result)
-                        else:
-                            if writer is not None:
-                                writer.omit_closed(result)
-                            if every_row and table is not None:
-                                table.add_closed(result)
+                        output.take_closed(result)
                         continue
                     assert isinstance(result, Result)
                     probed += 1
@@ -357,9 +351,15 @@ class _Output:
     FLUSH_EVERY = 0.5
 
     def __init__(
-        self, table: TableReport | None, writer: Writer | None, sinks: list[AtomicOutput]
+        self,
+        table: TableReport | None,
+        writer: Writer | None,
+        sinks: list[AtomicOutput],
+        *,
+        every_row: bool = False,
     ) -> None:
         self._table, self._writer, self._sinks = table, writer, sinks
+        self._every_row = every_row
         self.violations = 0
         self._last_flush = time.monotonic()
 
@@ -373,13 +373,19 @@ class _Output:
             self._writer.write(result)
             self._flush()
 
-    def emit_closed(self, block: ClosedPorts) -> None:
-        """:meth:`emit` each port of an assessed block of closed ports, in bulk."""
-        if self._table is not None:
+    def take_closed(self, block: ClosedPorts) -> None:
+        """Show and write an assessed block of closed ports (as :meth:`emit` each of its
+        results), or count it where it is not reported, in bulk."""
+        shown = block.assessments is not None or self._every_row
+        if shown and self._table is not None:
             self._table.add_closed(block)
-        if self._writer is not None:
-            self._writer.write_closed(block)
-            self._flush()
+        if self._writer is None:
+            return
+        if block.assessments is None:
+            self._writer.omit_closed(block)
+            return
+        self._writer.write_closed(block)
+        self._flush()
 
     def _flush(self) -> None:
         now = time.monotonic()

@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from typing import TextIO
 
-from scanner.models import ClosedPorts, Result
+from scanner.models import Result
 from scanner.report.table import printable
 from scanner.report.writers import Ending, ScanMeta
-from scanner.report.xml import HostGrouper, HostPorts, nmap_time
+from scanner.report.xml import HostGrouper, HostPorts, HostWriter, nmap_time
 
 __all__ = ["GrepableWriter", "grepable_field"]
 
@@ -48,7 +48,7 @@ def _port(result: Result) -> str:
     )
 
 
-class GrepableWriter:
+class GrepableWriter(HostWriter):
     """nmap's ``-oG`` format (see the module rules)."""
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
@@ -62,25 +62,8 @@ class GrepableWriter:
             f" as: {command}\n"
         )
 
-    def _add(self, result: Result, *, omitted: bool = False) -> None:
-        done = self._hosts.add(result, omitted=omitted)
-        if done is not None:
-            self._stream.write(self._host(*done))
-
-    def write(self, result: Result) -> None:
-        self._add(result)
-
-    def omit(self, result: Result) -> None:
-        self._add(result, omitted=True)
-
-    def write_closed(self, block: ClosedPorts) -> None:
-        for result in block.results():
-            self._add(result)
-
-    def omit_closed(self, block: ClosedPorts) -> None:
-        done = self._hosts.add_closed(block)
-        if done is not None:
-            self._stream.write(self._host(*done))
+    def _completed(self, address: str, host: HostPorts) -> None:
+        self._stream.write(self._host(address, host))
 
     def _host(self, address: str, host: HostPorts) -> str:
         self._written += 1

@@ -55,7 +55,7 @@ from scanner.report.table import address_key
 from scanner.report.writers import Ending, PerAssessment, ScanMeta, isotime
 from scanner.text import escape_char, escape_controls
 
-__all__ = ["XmlWriter", "xml_text"]
+__all__ = ["HostWriter", "XmlWriter", "xml_text"]
 
 XML_OUTPUT_VERSION = "1.05"  # nmap 7.9x's xmloutputversion
 
@@ -142,7 +142,42 @@ def _port(result: Result, service: Callable[[Assessment], str] = _service) -> st
     )
 
 
-class XmlWriter:
+class HostWriter:
+    """What the nmap formats (XML, grepable) share: every result passes ``_hosts`` (a
+    :class:`HostGrouper`; nmap lists a state's ports when there are 25 or fewer, closed
+    ones too), and a host is written by ``_completed`` once it is complete."""
+
+    _hosts: HostGrouper
+
+    def _completed(self, address: str, host: HostPorts) -> None:
+        raise NotImplementedError
+
+    def _add(self, result: Result, *, omitted: bool = False) -> None:
+        done = self._hosts.add(result, omitted=omitted)
+        if done is not None:
+            self._completed(*done)
+
+    def write(self, result: Result) -> None:
+        """Keep ``result`` for its host's element."""
+        self._add(result)
+
+    def omit(self, result: Result) -> None:
+        """Count ``result`` (listed all the same while its state has few ports)."""
+        self._add(result, omitted=True)
+
+    def write_closed(self, block: ClosedPorts) -> None:
+        """:meth:`write` each port of ``block``."""
+        for result in block.results():
+            self._add(result)
+
+    def omit_closed(self, block: ClosedPorts) -> None:
+        """:meth:`omit` each port of ``block``, in bulk."""
+        done = self._hosts.add_closed(block)
+        if done is not None:
+            self._completed(*done)
+
+
+class XmlWriter(HostWriter):
     """nmap-style XML (``-oX``); see the module rules for where portprobe's fields go."""
 
     def __init__(self, stream: TextIO, meta: ScanMeta) -> None:
@@ -168,28 +203,9 @@ class XmlWriter:
             '<debugging level="0"/>\n'
         )
 
-    def _add(self, result: Result, *, omitted: bool = False) -> None:
-        done = self._hosts.add(result, omitted=omitted)
-        if done is not None:
-            self._stream.write(self._host(*done))
-            self._flushed.add(done[0])
-
-    def write(self, result: Result) -> None:
-        self._add(result)
-
-    def omit(self, result: Result) -> None:
-        # nmap lists a state's ports when there are 25 or fewer, closed ones too.
-        self._add(result, omitted=True)
-
-    def write_closed(self, block: ClosedPorts) -> None:
-        for result in block.results():
-            self._add(result)
-
-    def omit_closed(self, block: ClosedPorts) -> None:
-        done = self._hosts.add_closed(block)
-        if done is not None:
-            self._stream.write(self._host(*done))
-            self._flushed.add(done[0])
+    def _completed(self, address: str, host: HostPorts) -> None:
+        self._stream.write(self._host(address, host))
+        self._flushed.add(address)
 
     def _host(self, address: str, host: HostPorts) -> str:
         names = (
