@@ -289,3 +289,60 @@ def test_workers_give_closed_ports_in_blocks_and_iteration_gives_results(listene
 
     assert states(expanded) == states(plain)
     assert states(plain)["127.0.0.1", listener] == ("open", "syn-ack")
+
+
+def test_a_stopped_worker_sends_every_finished_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM stops a worker's sweep: every result it finished, closed ports still in
+    their buffer included, reaches the pipe before it ends."""
+    import os
+    import signal
+    import threading
+
+    from scanner.engine import fanout
+    from scanner.engine.base import ports_of
+    from scanner.plan import Plan
+
+    emitted = 0
+    real = fanout.recorder
+
+    def counting(closed: ClosedBuffer) -> Any:
+        record = real(closed)
+
+        def counted(attempt: Attempt, answer: Answer, rtt: float | None) -> bytes:
+            nonlocal emitted
+            emitted += 1
+            return record(attempt, answer, rtt)
+
+        return counted
+
+    monkeypatch.setattr(fanout, "recorder", counting)
+    hosts = TargetSet([parse_target("127.0.0.1-4")])
+    plan = Plan(hosts.size, ports_of(range(1, 20001)), seed=1)
+    read_fd, write_fd = os.pipe()
+    received = bytearray()
+
+    def drain() -> None:
+        while data := os.read(read_fd, 1 << 16):
+            received.extend(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+
+    async def work() -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        await fanout.serve(write_fd, hosts, plan, ScanConfig(concurrency=256), None)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        asyncio.run(work())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(write_fd)
+        reader.join(timeout=10)
+        os.close(read_fd)
+    decoder = Decoder()
+    records = decoder.feed(bytes(received))
+    assert not decoder.errors and decoder.pending == b""
+    assert 0 < len(records) == emitted < plan.expected
+    assert sum(r.state is PortState.CLOSED for r in records) > 0
+    assert len({(r.host, r.port) for r in records}) == len(records)
