@@ -25,8 +25,8 @@ Rules and theory:
 - :meth:`Pipeline.stop` (Ctrl-C) cancels the evidence still running: those ports come out
   at once, without evidence (verdict ``unverified``).
 - Memory is bounded: once ``MAX_READY`` finished results wait for the consumer (checked
-  after each list of results the scan gives), the pipeline stops reading the scan until
-  the consumer catches up.
+  after each list of results the scan gives; a block of closed ports counts its ports),
+  the pipeline stops reading the scan until the consumer catches up.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class Pipeline:
         self._tasks: set[asyncio.Task[Evidence]] = set()
         self._error: BaseException | None = None
         self._ready: deque[Result | ClosedPorts] = deque()
+        self._bulk = 0  # the ports of the blocks in _ready (a block counts as its ports)
         self._wake: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         self._stopped = False
@@ -123,6 +124,7 @@ class Pipeline:
                 while ready:
                     item = ready.popleft()
                     if type(item) is ClosedPorts:  # (only if the source gave blocks itself)
+                        self._bulk -= len(item)
                         for result in item.results():
                             yield result
                     else:
@@ -141,6 +143,7 @@ class Pipeline:
             async for ready in flow:
                 batch = list(ready)
                 ready.clear()
+                self._bulk = 0
                 self._set_drained()
                 yield batch
 
@@ -204,13 +207,14 @@ class Pipeline:
                         if closed:
                             self._assess(result, None)
                         else:
+                            self._bulk += len(result)
                             ready.append(result)  # not reported: passes unassessed
                     elif closed or result.state is not _CLOSED:
                         add(result)
                     else:
                         ready.append(result)  # not reported: passes unassessed
                 self._push_wake()
-                if len(ready) >= MAX_READY:
+                if len(ready) + self._bulk >= MAX_READY:
                     self._drained.clear()
                     await self._drained.wait()
         finally:
@@ -218,7 +222,10 @@ class Pipeline:
 
     def _push(self, result: Result | ClosedPorts) -> None:
         # (A policy judges open ports only: a block of closed ports has nothing to mark.)
-        if self._policy is not None and type(result) is Result:
+        if type(result) is ClosedPorts:
+            self._bulk += len(result)
+        elif self._policy is not None:
+            assert isinstance(result, Result)
             result = self._policy.mark(result)
         self._ready.append(result)
         self._push_wake()

@@ -315,3 +315,32 @@ def test_csv_in_blocks_through_runs_on_disk_is_the_same(
     monkeypatch.setattr(writers, "_RUN_CHUNK", chunk)
     assert render("csv", meta, assessed(items), bulk=True)[0] == want
     assert render("csv", meta, assessed(items), bulk=False)[0] == want
+
+
+def test_a_slow_consumer_of_blocks_pauses_the_scan_by_their_ports() -> None:
+    """A block counts as its ports toward MAX_READY: big blocks pause the scan soon."""
+    from scanner.pipeline import MAX_READY
+
+    pulled = 0
+
+    class Many:
+        async def batches(self, *, blocks: bool = False) -> AsyncIterator[list[Any]]:
+            nonlocal pulled
+            for start in range(0, 100 * MAX_READY, 1000):
+                pulled += 1
+                yield [block(A, [1 + (p % 60000) for p in range(start, start + 1000)])]
+
+        def __aiter__(self) -> AsyncIterator[Result]:
+            raise AssertionError
+
+    async def go() -> int:
+        pipeline = Pipeline(evidence=False, assessor=ASSESSOR)
+        gen = pipeline.batches(Many())  # type: ignore[arg-type]
+        await gen.__anext__()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        seen = pulled
+        await gen.aclose()
+        return seen
+
+    assert asyncio.run(go()) <= 2 * (MAX_READY // 1000 + 2)

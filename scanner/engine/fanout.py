@@ -257,6 +257,8 @@ class WorkerPool:
         self._errors: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.out: Outbox[Result | ClosedPorts] = Outbox()
+        # How many results ``_held_in`` (the outbox's list when last counted) holds.
+        self._held, self._held_in = 0, self.out.items
 
     async def batches(self, cap: int) -> AsyncIterator[list[Result | ClosedPorts]]:
         """Fork the workers (``cap`` probes in flight between them); yield their results."""
@@ -329,8 +331,13 @@ class WorkerPool:
             self.out.wake()
             return
         items = self.out.items
-        self._stats.done += decode_results(worker.decoder.runs(data), self._host, items)
-        if len(items) >= MAX_BUFFERED and not self._paused:
+        count = decode_results(worker.decoder.runs(data), self._host, items)
+        self._stats.done += count
+        # Results waiting, blocks by their ports (the consumer swaps in a new list).
+        if items is not self._held_in:
+            self._held_in, self._held = items, 0
+        self._held += count
+        if self._held >= MAX_BUFFERED and not self._paused:
             # The consumer is behind: stop reading, and the workers block on their pipes.
             self._paused = True
             assert self._loop is not None
@@ -339,7 +346,8 @@ class WorkerPool:
         self.out.wake()
 
     def _resume_reading(self) -> None:
-        if self._paused and len(self.out.items) < MAX_BUFFERED:
+        held = self._held if self.out.items is self._held_in else len(self.out.items)
+        if self._paused and held < MAX_BUFFERED:
             self._paused = False
             assert self._loop is not None
             for worker in self._fan:
