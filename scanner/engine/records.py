@@ -8,9 +8,10 @@ Rules and theory:
 - Closed ports, nearly every answer of a large scan, do not get a record each: a worker
   gathers them per (host, reason) in a :class:`ClosedBuffer` and sends one *block*
   record per (host, reason) at the end of each batch it writes (the same latency as a
-  record each), with one timestamp, the flush time. A block is a header and three
-  columns (ports, RTTs as float32, tries) in the machine's own byte order (the stream
-  never leaves the machine), which the parent takes with a copy each, not a loop.
+  record each), with one timestamp, the flush time. A block is a header and two columns
+  (``port | tries << 16`` as 32 bits, RTTs as float32) in the machine's own byte order
+  (the stream never leaves the machine), which the parent takes with a copy each and
+  splits in C, not in a loop.
 - Everything is checked as it is decoded (kinds, state and reason codes, block sizes): a
   corrupt stream is an error, never an exception.
 """

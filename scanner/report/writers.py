@@ -264,9 +264,11 @@ class Writer(Protocol):
 CSV_RUN = 65_536  # rows sorted in memory (one host's whole range); more go to runs on disk
 
 # A row is kept as one string: its sort key in hex, a tab, its line. The key sorts as
-# (address_key(host), protocol, port) do, and no key is the start of another, so rows sort
-# as plain strings (a memcmp a comparison, where a tuple of a tuple took a dozen calls)
-# and the line never decides. The line is what follows the first tab.
+# (address_key(host), protocol, port, the row's number) do, and no key is the start of
+# another, so rows sort as plain strings (a memcmp a comparison, where a tuple of a tuple
+# took a dozen calls) and the line never decides: the same port written twice (a merge
+# of reports may) keeps its order, as a stable sort by (host, protocol, port) would. The
+# line is what follows the first tab.
 
 
 def host_sort_key(host: str) -> bytes:
@@ -303,6 +305,7 @@ class CsvWriter:
         self._stream = stream
         csv.writer(stream, lineterminator="\n").writerow(CSV_COLUMNS)
         self._rows: list[str] = []
+        self._count = 0  # rows so far: the end of each one's key
         self._runs: list[IO[bytes]] = []
         self._keys: dict[tuple[str, str], str] = {}
         self._templates: dict[tuple[Any, ...], tuple[str, str] | None] = {}
@@ -320,7 +323,9 @@ class CsvWriter:
 
     def write(self, result: Result) -> None:
         key = self._key(result.host, result.protocol._value_)
-        self._rows.append(f"{key}{result.port:04x}\t{csv_line(result, self._tails)}")
+        line = csv_line(result, self._tails)
+        self._rows.append(f"{key}{result.port:04x}{self._count:012x}\t{line}")
+        self._count += 1
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
@@ -337,19 +342,22 @@ class CsvWriter:
             for result in block.results():
                 self.write(result)
             return
-        # The row, from the port (twice: in hex for the key), the RTT, tries and the
-        # assessment's part; the block's time is fixed (and holds no brace).
+        # The row, from the port (twice: in hex for the key), the RTT, tries, the
+        # assessment's part and the row's number; the block's time is fixed (and holds
+        # no brace).
         template = start[0] + isotime(block.timestamp) + ",{3}\n"
         rtts = block.rtts
         assessments = block.assessments
         tails = [_NO_TAIL] * count if assessments is None else self._tails.each(assessments)
+        numbers = range(self._count, self._count + count)
+        self._count += count
         if min(rtts) >= 0:
             ms = map(operator.mul, rtts, itertools.repeat(1000))
-            self._rows += map(template.format, block.ports, ms, block.tries, tails)
+            self._rows += map(template.format, block.ports, ms, block.tries, tails, numbers)
         else:  # some without an RTT (an answer at the send itself): empty cells
             texts = ["" if rtt < 0 else f"{rtt * 1000:.3f}" for rtt in rtts]
             template = start[1] + isotime(block.timestamp) + ",{3}\n"
-            self._rows += map(template.format, block.ports, texts, block.tries, tails)
+            self._rows += map(template.format, block.ports, texts, block.tries, tails, numbers)
         if len(self._rows) >= CSV_RUN:
             self._spill()
 
@@ -367,7 +375,7 @@ class CsvWriter:
             part.replace("{", "{{").replace("}", "}}")
             for part in (f"{host},", f",{protocol},closed,{block.reason._value_},{name},")
         )
-        start = f"{key}{{0:04x}}\t{head}{{0}}{middle}"
+        start = f"{key}{{0:04x}}{{4:012x}}\t{head}{{0}}{middle}"
         return start + "{1:.3f},{2},", start + "{1},{2},"
 
     def omit(self, result: Result) -> None:
