@@ -456,9 +456,7 @@ async def http_and_h2c(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     if first.startswith(b"PRI * HTTP/2.0"):
         writer.write(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x08")
     elif first.startswith(b"GET "):
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Length: 0\r\n\r\n"
-        )
+        writer.write(b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Length: 0\r\n\r\n")
     await writer.drain()
     with contextlib.suppress(OSError):
         await hold(reader)

@@ -192,6 +192,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
 
     ``argv`` defaults to ``sys.argv[1:]``; ``env`` (the streams and resolver) to the real ones.
     """
+    if sys.stdout is None or sys.stderr is None:  # started with `>&-`: the fd was closed
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError):
+                sys.stderr.write("portprobe: error: standard output is closed\n")
+        sys.exit(int(ExitStatus.USAGE))
     env = env if env is not None else Environment()
     if argv is not None:
         env.argv = list(argv)
@@ -281,7 +286,7 @@ def entry() -> NoReturn:
             sys.stderr.write(code + "\n")
     atexit._run_exitfuncs()  # logging's flush, temporary files' cleanup
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # (None if closed)
             stream.flush()
     os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 

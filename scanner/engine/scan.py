@@ -82,7 +82,11 @@ class Scan:
         seed = config.seed if config.seed is not None else secrets.randbits(64)
         self.seed = seed
         self.plan = Plan(
-            hosts.size, port_list, seed=seed, shard=shard, sequential=config.sequential,
+            hosts.size,
+            port_list,
+            seed=seed,
+            shard=shard,
+            sequential=config.sequential,
             front=front,
         )
         self.stats = ScanStats(total=self.plan.expected)
