@@ -320,3 +320,13 @@ def test_likely_open_ports_come_first() -> None:
     udp = parse_port_spec("1-2000", (Proto.UDP,))
     ordered, front = likely_open_first(udp)
     assert Port(Proto.UDP, 53) in ordered[:front]
+    mixed = parse_port_spec("1-5000", (Proto.TCP, Proto.UDP))
+    ordered, front = likely_open_first(mixed)
+    assert sorted(ordered) == sorted(mixed)
+    assert {Port(Proto.UDP, 53), Port(Proto.TCP, 80)} <= set(ordered[:front])
+    assert Port(Proto.TCP, 3403) in ordered[front:]
+    # A flag is its own protocol's: 15/tcp is a top port, 15/udp is neither; 3451 (named
+    # on both) leads on both.
+    assert Port(Proto.TCP, 15) in ordered[:front]
+    assert Port(Proto.UDP, 15) in ordered[front:]
+    assert {Port(Proto.TCP, 3451), Port(Proto.UDP, 3451)} <= set(ordered[:front])
