@@ -254,6 +254,9 @@ def format_ports(ports: Sequence[int]) -> str:
     """
     items: list[str] = []
     unique = sorted(set(ports))
+    if unique and unique[-1] - unique[0] == len(unique) - 1:  # one run (-p-, -p 1-1000)
+        first, last = unique[0], unique[-1]
+        return str(first) if first == last else f"{first}-{last}"
     index = 0
     while index < len(unique):
         start = end = unique[index]
