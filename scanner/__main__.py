@@ -1,5 +1,5 @@
 """``python -m scanner`` runs the portprobe command line."""
 
-from scanner.cli import main
+from scanner.cli import entry
 
-main()
+entry()

@@ -17,6 +17,9 @@ Rules and theory:
 - Evidence is gathered while the scan goes on, one task per open port (the prober bounds
   how many run at once). Results leave in the order they become final, so an open port
   comes out after its evidence, later than the closed ports probed after it.
+- The evidence prober is made (its modules imported: h11, ssl, the decoders, about
+  0.07 s) once the scan has started, so that the scan's worker processes, if any, sweep
+  meanwhile instead of waiting for it.
 - The registry (about 0.1 s to parse) is loaded on a short-lived thread when the first
   result comes: by then the engine's worker processes, if any, have been forked (no
   thread runs across a fork). Results wait until it is loaded, so the thread runs at the
@@ -82,10 +85,9 @@ class Pipeline:
         prober: Prober | None = None,
     ) -> None:
         self._prober: Prober | None = prober
-        if evidence and prober is None:  # h11, ssl and decoders cost start-up: only if needed
-            from scanner.evidence import EvidenceConfig, Prober
-
-            self._prober = Prober(evidence_config or EvidenceConfig())
+        # Made by run() once the scan has started (see the module's rules).
+        self._evidence_config = evidence_config if evidence and prober is None else None
+        self._wants_prober = evidence and prober is None
         self._closed = closed
         self._policy = policy
         self._assessor = assessor
@@ -160,6 +162,8 @@ class Pipeline:
         self._drained = asyncio.Event()
         feeder = asyncio.get_running_loop().create_task(self._feed(results, blocks))
         try:
+            await asyncio.sleep(0)  # the feeder's first step starts the scan
+            self._make_prober()
             while True:
                 if self._ready:
                     yield self._ready
@@ -183,6 +187,13 @@ class Pipeline:
             self.stop()
             feeder.cancel()
             await asyncio.gather(feeder, *self._tasks, return_exceptions=True)
+
+    def _make_prober(self) -> None:
+        if self._wants_prober:
+            from scanner.evidence import EvidenceConfig, Prober
+
+            self._wants_prober = False
+            self._prober = Prober(self._evidence_config or EvidenceConfig())
 
     def _waiting_on_registry(self) -> bool:
         loading = self._loading
@@ -238,7 +249,9 @@ class Pipeline:
         if not self.reported(result):
             self._ready.append(result)
             self._push_wake()
-        elif self._prober is not None and _probed_for_evidence(result) and not self._stopped:
+            return
+        self._make_prober()  # (a result before run() made it: a scan without a first await)
+        if self._prober is not None and _probed_for_evidence(result) and not self._stopped:
             task = asyncio.get_running_loop().create_task(self._probe(result))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._probed, result))

@@ -13,10 +13,16 @@ Rules and theory:
   are disjoint and together cover the space exactly.
 - ``sequential`` (nmap's ``-r``) makes every round the identity: cells come in order, host
   by host and each host's ports in the order given. Shards still split it the same way.
+- ``front``: the first ``front`` ports of the list (the ones most likely open, see
+  ``scanner.ports.likely_open_first``) are probed on every host before the others. Each
+  part is its own seeded permutation of its hosts x ports, sharded the same way, so
+  shards stay disjoint and cover the whole. An open port found early gets its evidence
+  while the sweep goes on, instead of after it. ``sequential`` has no front part.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +60,7 @@ class Plan(Generic[P]):
         seed: int,
         shard: Shard = Shard(),
         sequential: bool = False,
+        front: int = 0,
     ) -> None:
         if host_count < 0:
             raise ValueError("host_count must not be negative")
@@ -61,6 +68,16 @@ class Plan(Generic[P]):
         self.ports = tuple(ports)
         self.seed = seed
         self.shard = shard
+        self.sequential = sequential
+        self.front = front if 0 < front < len(self.ports) and not sequential else 0
+        # With a front part, the plan is two plans walked one after the other.
+        self._parts: tuple[Plan[P], Plan[P]] | None = None
+        if self.front:
+            parts_seed = random.Random(seed).getrandbits(64)
+            self._parts = (
+                Plan(host_count, self.ports[: self.front], seed=parts_seed, shard=shard),
+                Plan(host_count, self.ports[self.front :], seed=parts_seed + 1, shard=shard),
+            )
         self.size = host_count * len(self.ports)
         self._bits = max(1, (self.size - 1).bit_length())
         rng = random.Random(seed)
@@ -85,6 +102,11 @@ class Plan(Generic[P]):
         return x
 
     def __iter__(self) -> Iterator[tuple[int, P]]:
+        if self._parts is not None:  # (chained in C: no generator step per cell)
+            return itertools.chain.from_iterable(self._parts)
+        return self._walk()
+
+    def _walk(self) -> Iterator[tuple[int, P]]:
         size, ports, nports = self.size, self.ports, len(self.ports)
         if size == 0:
             return
@@ -107,4 +129,6 @@ class Plan(Generic[P]):
 
         Counting a shard exactly would mean walking it, so progress uses this estimate.
         """
+        if self._parts is not None:
+            return sum(part.expected for part in self._parts)
         return self.size if self.shard.count == 1 else -(-self.size // self.shard.count)

@@ -380,8 +380,8 @@ LATE_SMTP = Evidence("smtp", "lab.test ESMTP Postfix (Debian/GNU)", "banner")
     ("config", "rtt", "wait"),
     [
         (EvidenceConfig(), None, 2.0),  # no RTT: the whole budget
-        (EvidenceConfig(), 0.0001, 1.5),  # a fast link: the floor
-        (EvidenceConfig(), 0.1, 1.5),
+        (EvidenceConfig(), 0.0001, 1.2),  # a fast link: the floor
+        (EvidenceConfig(), 0.1, 1.2),
         (EvidenceConfig(), 0.17, 1.7),  # SILENCE_RTTS round trips, above the floor
         (EvidenceConfig(), 0.5, 2.0),  # never more than the budget
         (EvidenceConfig(timeout=1.0), 0.0001, 1.0),  # nor a floor above it
@@ -411,7 +411,7 @@ def test_silence_wait_follows_the_scanned_rtt_and_a_late_greeting_is_identified(
 
     late, silent = 2525, 5001
     lab = make_lab(tcp={late: "smtp-late", silent: "silent"})
-    config = EvidenceConfig(timeout=4.0)  # the floor (1.5 s) is well under it
+    config = EvidenceConfig(timeout=4.0)  # the floor (1.2 s) is well under it
 
     async def run() -> dict[int, tuple[Evidence, float, float | None]]:
         hosts = TargetSet([parse_target(lab.server4)])
@@ -456,9 +456,7 @@ async def http_and_h2c(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     if first.startswith(b"PRI * HTTP/2.0"):
         writer.write(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x08")
     elif first.startswith(b"GET "):
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Length: 0\r\n\r\n"
-        )
+        writer.write(b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Length: 0\r\n\r\n")
     await writer.drain()
     with contextlib.suppress(OSError):
         await hold(reader)

@@ -166,3 +166,38 @@ def test_a_batched_source_gives_what_its_results_one_by_one_give(closed: bool) -
     assert asyncio.run(go(Batched(lists))) == one_by_one
     assert len(one_by_one) == 52
     assert all(assessed == (closed or state == "open") for _, state, assessed in one_by_one)
+
+
+def test_the_prober_is_made_once_the_scan_has_started() -> None:
+    """Making a pipeline imports none of evidence's modules (0.07 s): run() makes the
+    prober after the scan's first step, so a fanned-out scan's workers sweep meanwhile."""
+    import subprocess
+    import sys
+
+    code = """
+import asyncio, sys
+from scanner.pipeline import Pipeline
+
+seen = []
+
+async def results():
+    seen.append("scanner.evidence" in sys.modules)  # the scan's first step
+    await asyncio.sleep(0)
+    seen.append("scanner.evidence" in sys.modules)
+    return
+    yield
+
+async def main():
+    pipeline = Pipeline()
+    seen.append("scanner.evidence" in sys.modules)
+    async for _ in pipeline.run(results()):
+        pass
+    seen.append(pipeline._prober is not None)
+
+asyncio.run(main())
+print(seen)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[False, False, True, True]"

@@ -104,3 +104,41 @@ def test_sequential_order_is_host_by_host_ports_in_order_and_shards_still_cover_
     parts = [list(Plan(3, ports, seed=99, sequential=True, shard=Shard(k, 3))) for k in range(3)]
     assert sorted(pair for part in parts for pair in part) == sorted(plan)
     assert list(Plan(3, ports, seed=99)) != list(plan)  # without it: the seeded order
+
+
+@given(
+    hosts=st.integers(min_value=0, max_value=20),
+    ports=st.lists(st.integers(min_value=1, max_value=65535), max_size=50, unique=True),
+    front=st.integers(min_value=0, max_value=60),
+    seed=st.integers(min_value=0, max_value=2**64),
+    count=st.integers(min_value=1, max_value=5),
+)
+def test_the_front_ports_come_first_and_shards_still_cover_the_space(
+    hosts: int, ports: list[int], front: int, seed: int, count: int
+) -> None:
+    leading = set(ports[:front])
+    union: Counter[tuple[int, int]] = Counter()
+    for index in range(count):
+        plan = Plan(hosts, ports, seed=seed, shard=Shard(index, count), front=front)
+        order = list(plan)
+        union.update(order)
+        # Every front cell of the shard before every other one.
+        flags = [port in leading for _, port in order]
+        assert flags == sorted(flags, reverse=True)
+        if count == 1:
+            assert plan.expected == len(order)
+    assert sorted(union) == sorted((h, p) for h in range(hosts) for p in ports)
+    assert set(union.values()) <= {1}
+
+
+def test_the_front_is_shuffled_with_the_seed_and_sequential_has_none() -> None:
+    ports = list(range(1, 201))
+    plan = Plan(4, ports, seed=5, front=50)
+    order = list(plan)
+    assert {p for _, p in order[: 4 * 50]} == set(range(1, 51))
+    assert order[: 4 * 50] != sorted(order[: 4 * 50])  # shuffled, not walked in order
+    assert order == list(Plan(4, ports, seed=5, front=50))  # the seed fixes it
+    assert order != list(Plan(4, ports, seed=6, front=50))
+    sequential = Plan(4, ports, seed=5, front=50, sequential=True)
+    assert sequential.front == 0
+    assert list(sequential) == [(h, p) for h in range(4) for p in ports]

@@ -295,3 +295,38 @@ def test_parse_port_spec_raises_only_port_spec_errors(spec: str) -> None:
     else:
         assert all(1 <= p.number <= MAX_PORT for p in ports)
         assert ports == sorted(ports, key=lambda x: (x.protocol != TCP, x.number))
+
+
+def test_likely_open_ports_come_first() -> None:
+    from scanner.ports import likely_open_first
+
+    ports = parse_port_spec("1-65535")
+    ordered, front = likely_open_first(ports)
+    assert sorted(ordered) == sorted(ports)  # the same ports, reordered
+    head = {port.number for port in ordered[:front]}
+    # nmap's top ports and IANA's named ones (3451 asam, 2451 netchat) lead; 3403 (no
+    # named assignment in the snapshot, not a top port) does not.
+    assert {80, 443, 22, 3389, 2451, 3451} <= head
+    assert 3403 not in head
+    assert 0 < front < 20_000
+    # Each part keeps the given order.
+    assert ordered[:front] == sorted(ordered[:front])
+    assert ordered[front:] == sorted(ordered[front:])
+    # All likely, or none: no front.
+    assert likely_open_first([Port(Proto.TCP, 80), Port(Proto.TCP, 22)]) == (
+        [Port(Proto.TCP, 80), Port(Proto.TCP, 22)],
+        0,
+    )
+    udp = parse_port_spec("1-2000", (Proto.UDP,))
+    ordered, front = likely_open_first(udp)
+    assert Port(Proto.UDP, 53) in ordered[:front]
+    mixed = parse_port_spec("1-5000", (Proto.TCP, Proto.UDP))
+    ordered, front = likely_open_first(mixed)
+    assert sorted(ordered) == sorted(mixed)
+    assert {Port(Proto.UDP, 53), Port(Proto.TCP, 80)} <= set(ordered[:front])
+    assert Port(Proto.TCP, 3403) in ordered[front:]
+    # A flag is its own protocol's: 15/tcp is a top port, 15/udp is neither; 3451 (named
+    # on both) leads on both.
+    assert Port(Proto.TCP, 15) in ordered[:front]
+    assert Port(Proto.UDP, 15) in ordered[front:]
+    assert {Port(Proto.TCP, 3451), Port(Proto.UDP, 3451)} <= set(ordered[:front])

@@ -1044,6 +1044,46 @@ def test_a_closed_stdout_ends_quietly_as_sigpipe_would(fmt: str) -> None:
     assert proc.returncode == 141
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["127.0.0.1", "-p", "1", "--no-evidence"],  # the closing "portprobe done" line
+        ["127.0.0.1", "-p", "1", "--no-evidence", "-oG", "-"],
+        ["port", "22"],
+    ],
+)
+def test_a_short_output_to_a_closed_pipe_ends_quietly_too(args: list[str]) -> None:
+    """An output smaller than a pipe fails at a write outside any report (the summary
+    line): Click made that status 1; it is 141, as for a long one."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "scanner", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first write
+        proc.wait(timeout=60)
+        assert proc.stderr.read() == b""
+    assert proc.returncode == 141
+
+
+def test_a_closed_stdout_descriptor_is_one_line_and_status_2() -> None:
+    """Started with ``>&-``, Python has no sys.stdout at all: one line, not a traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m scanner 127.0.0.1 -p 1 >&-', sys.executable],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stderr == b"portprobe: error: standard output is closed\n"
+    assert proc.returncode == 2
+
+
 # -- 11. Ctrl-C during evidence -------------------------------------------------------------------
 
 

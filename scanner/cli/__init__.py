@@ -4,7 +4,8 @@ The only package that imports typer or touches the terminal. It stays thin: prob
 in the engine, assessing in the results pipeline (``scanner.pipeline``), every format in
 ``scanner.report``. Its rooms, in import order:
 
-- ``app``: the Typer app, the :class:`Environment` (streams), exit statuses, ``main``;
+- ``app``: the Typer app, the :class:`Environment` (streams), exit statuses, ``main``
+  and the console script's ``entry``;
 - ``options``: the scan command's option declarations, defaults from the config classes;
 - ``habits``: nmap's options with nmap's meaning (aliases, ``-T``, outputs, ``-6``);
 - ``request``: options checked and turned into a :class:`ScanRequest` (``--resume`` too);
@@ -17,8 +18,17 @@ in the engine, assessing in the results pipeline (``scanner.pipeline``), every f
 from __future__ import annotations
 
 from scanner.cli import commands, scan  # noqa: F401  (they register their commands)
-from scanner.cli.app import DiffStatus, Environment, ExitStatus, app, main
+from scanner.cli.app import DiffStatus, Environment, ExitStatus, app, entry, main
 from scanner.cli.request import ScanRequest
 from scanner.cli.run import run_scan
 
-__all__ = ["DiffStatus", "Environment", "ExitStatus", "ScanRequest", "app", "main", "run_scan"]
+__all__ = [
+    "DiffStatus",
+    "Environment",
+    "ExitStatus",
+    "ScanRequest",
+    "app",
+    "entry",
+    "main",
+    "run_scan",
+]

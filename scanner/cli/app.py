@@ -10,8 +10,10 @@ ports its policy (``--expect``) does not allow, 130 interrupted by SIGINT or SIG
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
+import functools
 import logging
 import os
 import sys
@@ -190,6 +192,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
 
     ``argv`` defaults to ``sys.argv[1:]``; ``env`` (the streams and resolver) to the real ones.
     """
+    if sys.stdout is None or sys.stderr is None:  # started with `>&-`: the fd was closed
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError):
+                sys.stderr.write("portprobe: error: standard output is closed\n")
+        sys.exit(int(ExitStatus.USAGE))
     env = env if env is not None else Environment()
     if argv is not None:
         env.argv = list(argv)
@@ -198,6 +205,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
         escape_unencodable(stream)
     _configure_logging(env)
     command = typer.main.get_command(app)
+    for sub in getattr(command, "commands", {}).values():
+        sub.callback = _closed_pipe_is_output_closed(sub.callback)
     if not (list(argv) if argv is not None else sys.argv[1:]):
         # Help, and one line saying why (Click would print the help as the error message).
         env.stdout.write(command.get_help(Context(command, info_name="portprobe")) + "\n")
@@ -240,6 +249,46 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> N
     if status == ExitStatus.OUTPUT_CLOSED:
         _discard_stdout()  # or the interpreter's last flush would complain on stderr
     sys.exit(int(status) if isinstance(status, int) else 0)
+
+
+def _closed_pipe_is_output_closed(callback: Any) -> Any:
+    """``callback`` with a closed pipe raised as :class:`OutputClosed`: Click turns any
+    EPIPE that leaves a command into exit status 1, and ``portprobe ... | head -1`` must
+    end as a pipe's writer does (141, quietly)."""
+    if callback is None:
+        return None
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise OutputClosed("the output was closed") from exc
+
+    return wrapper
+
+
+def entry() -> NoReturn:
+    """The console script (``portprobe``, ``python -m scanner``): :func:`main`, then a quick
+    exit.
+
+    By the time :func:`main` exits, every report is written and closed and the streams are
+    flushed. The interpreter's teardown would then free a large scan's objects one by one,
+    about 0.1 s that only delays the prompt: the exit handlers run, and the process ends
+    with ``os._exit``. (Tests call :func:`main`, which exits as usual.)
+    """
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code
+    if isinstance(code, str):  # as the interpreter does with sys.exit("message")
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(code + "\n")
+    atexit._run_exitfuncs()  # logging's flush, temporary files' cleanup
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # (None if closed)
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def _refuse_nmap_options(command: Any, args: list[str]) -> None:

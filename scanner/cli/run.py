@@ -165,8 +165,7 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
             writers.append(make_writer(wanted.format, stream, meta))
     except OSError as exc:  # stdout is a full disk or a closed pipe: nothing to scan for
         _discard(sinks)
-        env.say(f"error: {write_failure(exc)}")
-        return ExitStatus.ERROR
+        return _failed(env, write_failure(exc))
     writer: Writer | None = None
     if writers:
         writer = writers[0] if len(writers) == 1 else _Tee(writers)

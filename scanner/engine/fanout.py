@@ -311,6 +311,7 @@ class WorkerPool:
                         seed=self._plan.seed,
                         shard=shard,
                         sequential=config.sequential,
+                        front=self._plan.front,
                     )
                     # (The collector would mostly walk what the fork inherited.)
                     with rare_collections():

@@ -5,6 +5,9 @@ Rules and theory:
   engine.core.Sweep` in this process, or a :class:`~scanner.engine.fanout.WorkerPool` of
   forked processes for large TCP-only scans. Either yields final results in batches; the
   consumer is woken once per batch.
+- A long port list is probed likely-open ports first (``scanner.ports.likely_open_first``:
+  nmap's top ports and IANA's named ones, then the rest; each part in the seeded order),
+  unless ``sequential``: the evidence of an open port then overlaps the sweep.
 - Concurrency is capped below RLIMIT_NOFILE (``engine.base.fit_concurrency``), then shared
   between the workers, if any.
 """
@@ -31,12 +34,16 @@ from scanner.engine.core import Sweep
 from scanner.engine.fanout import WorkerPool
 from scanner.models import ClosedPorts, Port, Proto, Result, ScanConfig
 from scanner.plan import Plan, Shard
+from scanner.ports import likely_open_first
 from scanner.transport import Answer, Transport
 
 # Fan out to worker processes (one per CPU, at most this many) only for scans this large:
 # below it, the fork costs more than the second core saves.
 FANOUT_MIN_PROBES = 4096
 MAX_AUTO_WORKERS = 4
+# Port lists this long get the ports most likely open probed first (``Plan``'s front):
+# on a short one, every port is probed within moments anyway.
+FRONT_MIN_PORTS = 1024
 
 
 class Scan:
@@ -68,11 +75,20 @@ class Scan:
         self.hosts = hosts
         self.config = config
         port_list = ports_of(ports)
+        front = 0
+        if not config.sequential and len(port_list) > FRONT_MIN_PORTS:
+            ordered, front = likely_open_first(port_list)
+            port_list = tuple(ordered)
         self.transports = transports_for(transport, port_list)
         seed = config.seed if config.seed is not None else secrets.randbits(64)
         self.seed = seed
         self.plan = Plan(
-            hosts.size, port_list, seed=seed, shard=shard, sequential=config.sequential
+            hosts.size,
+            port_list,
+            seed=seed,
+            shard=shard,
+            sequential=config.sequential,
+            front=front,
         )
         self.stats = ScanStats(total=self.plan.expected)
         self._host = HostCache(hosts)
