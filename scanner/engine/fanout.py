@@ -185,12 +185,12 @@ def recorder(closed: ClosedBuffer) -> Callable[[Attempt, Answer, float | None], 
             return _record(attempt, answer, rtt)
         reason = answer.reason
         key = attempt.host << 8 | (refused_code if reason is refused else codes[reason])
-        block = columns.get(key)
-        if block is None:
-            block = columns[key] = new()
+        appends = columns.get(key)
+        if appends is None:
+            appends = columns[key] = new()
         count = attempt.tries
-        block[0].append(attempt.port[1] | (count if count < 255 else 255) << 16)
-        block[1].append(NO_RTT if rtt is None else rtt)
+        appends[0](attempt.port[1] | (count if count < 255 else 255) << 16)
+        appends[1](NO_RTT if rtt is None else rtt)
         return b""
 
     return record

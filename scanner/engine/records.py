@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -116,9 +117,9 @@ class ClosedBuffer:
     __slots__ = ("columns",)
 
     def __init__(self) -> None:
-        #: ``host << 8 | reason code`` -> (``port | tries << 16``, RTT) columns. The
-        #: worker's hot path appends to these directly (``engine.fanout``).
-        self.columns: dict[int, tuple[array[int], array[float]]] = {}
+        #: ``host << 8 | reason code`` -> :func:`new_buffers`. The worker's hot path
+        #: calls the appends directly (``engine.fanout``).
+        self.columns: dict[int, Buffers] = {}
 
     def add(self, host: int, reason: Reason, port: int, rtt: float | None, tries: int) -> None:
         """Keep one closed port."""
@@ -126,8 +127,8 @@ class ClosedBuffer:
         columns = self.columns.get(key)
         if columns is None:
             columns = self.columns[key] = new_buffers()
-        columns[0].append(port | min(tries, 255) << 16)
-        columns[1].append(NO_RTT if rtt is None else rtt)
+        columns[0](port | min(tries, 255) << 16)
+        columns[1](NO_RTT if rtt is None else rtt)
 
     def flush(self, timestamp: float) -> bytes:
         """Every port kept, as block records stamped ``timestamp``; the buffer is emptied."""
@@ -135,15 +136,20 @@ class ClosedBuffer:
             return b""
         data = b"".join(
             [_encode_block(key >> 8, key & 0xFF, pairs, rtts, timestamp)
-             for key, (pairs, rtts) in self.columns.items()]
+             for key, (_, _, pairs, rtts) in self.columns.items()]
         )  # fmt: skip
         self.columns.clear()
         return data
 
 
-def new_buffers() -> tuple[array[int], array[float]]:
-    """A worker's empty columns of a block: ``port | tries << 16``, RTTs."""
-    return array(_U32), array("f")
+Buffers = tuple[Callable[[int], None], Callable[[float], None], "array[int]", "array[float]"]
+
+
+def new_buffers() -> Buffers:
+    """A worker's empty columns of a block (``port | tries << 16``, RTTs): their ``append``
+    (a bound method is one lookup less a port), then the columns themselves."""
+    pairs, rtts = array(_U32), array("f")
+    return pairs.append, rtts.append, pairs, rtts
 
 
 class ClosedRecord(NamedTuple):
