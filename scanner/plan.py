@@ -91,7 +91,11 @@ class Plan(Generic[P]):
             self._add, self._mul1, self._mul2, self._shift = 0, 1, 1, self._bits
 
     def cell(self, counter: int) -> int:
-        """The permuted image of ``counter`` in ``[0, 2**k)``; a bijection on that range."""
+        """The permuted image of ``counter`` in ``[0, 2**k)``; a bijection on that range.
+
+        The order of a plan without a front part; one with a front walks its two parts'
+        own permutations (``_parts``) instead.
+        """
         mask, shift = self._mask, self._shift
         x = (counter + self._add) & mask
         x ^= x >> shift
