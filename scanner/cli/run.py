@@ -225,13 +225,7 @@ async def _scan(request: ScanRequest, env: Environment, sinks: list[AtomicOutput
                     assert isinstance(result, Result)
                     probed += 1
                     summary.add(result)
-                    if result.assessment is not None:
-                        output.emit(result)
-                    else:
-                        if writer is not None:
-                            writer.omit(result)
-                        if every_row and table is not None:
-                            table.add(result)
+                    output.take(result)
     except (ScanError, OSError) as exc:
         failure = write_failure(exc)
         scan.stop()
@@ -371,6 +365,17 @@ class _Output:
         if self._writer is not None:
             self._writer.write(result)
             self._flush()
+
+    def take(self, result: Result) -> None:
+        """A result of the pipeline: shown and written if assessed (:meth:`emit`), else
+        counted by the writer, and shown only where every row is (``every_row``)."""
+        if result.assessment is not None:
+            self.emit(result)
+            return
+        if self._every_row and self._table is not None:
+            self._table.add(result)
+        if self._writer is not None:
+            self._writer.omit(result)
 
     def take_closed(self, block: ClosedPorts) -> None:
         """Show and write an assessed block of closed ports (as :meth:`emit` each of its
