@@ -335,3 +335,25 @@ def test_rare_collections_freezes_and_restores_the_collector() -> None:
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == threshold
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "timed"),
+    [
+        (Answer(PortState.CLOSED, Reason.CONN_REFUSED, measured=True), True),  # read at once
+        (CLOSED, False),  # a local answer, known before anything was sent: no round trip
+        (UNREACH, False),
+    ],
+)
+def test_an_answer_returned_by_send_is_timed_only_when_measured(
+    answer: Answer, timed: bool
+) -> None:
+    fake = FakeTransport(default=Reply(answer))
+    results = run(Scan(Hosts("198.18.0.2"), range(1, 41), ScanConfig(timing=FAST), transport=fake))
+    assert len(results) == 40
+    assert {(r.state, r.reason) for r in results} == {(answer.state, answer.reason)}
+    if timed:
+        assert all(r.rtt is not None and 0 <= r.rtt < 0.5 for r in results)
+    else:
+        assert all(r.rtt is None for r in results)
+    assert answer == Answer(answer.state, answer.reason)  # measured takes no part in equality

@@ -1,12 +1,18 @@
-"""The TCP errno table: the one place where a finished connect becomes a port state."""
+"""The TCP errno table, where a finished connect becomes a port state, and the TCP connect
+transport on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import itertools
+import socket
 
 import pytest
 
-from scanner.transport import Backpressure, classify_errno
+from scanner.models import PortState, Reason
+from scanner.transport import Answer, Backpressure, classify_errno, tcp
+from scanner.transport.tcp import TcpConnectTransport
 
 
 @pytest.mark.parametrize(
@@ -35,3 +41,98 @@ def test_local_resource_errors_are_backpressure(err: int) -> None:
     with pytest.raises(Backpressure) as caught:
         classify_errno(err)
     assert caught.value.descriptors is (err in (errno.EMFILE, errno.ENFILE))
+
+
+def _unused_port(family: int, host: str) -> int:
+    """A loopback port nothing listens on (bound for a moment, then released)."""
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_a_refusal_already_in_when_connect_returns_is_read_at_once_and_measured(
+    family: int, host: str
+) -> None:
+    # On loopback the RST is taken in as connect() returns EINPROGRESS: SO_ERROR has it.
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    transport = TcpConnectTransport()
+    answers = [transport.send(n, family, host, _unused_port(family, host)) for n in range(20)]
+    assert all(isinstance(a, Answer) for a in answers)
+    assert {(a.state, a.reason, a.measured) for a in answers} == {  # type: ignore[union-attr]
+        (PortState.CLOSED, Reason.CONN_REFUSED, True)
+    }
+    transport.close()
+
+
+def test_an_open_loopback_port_goes_through_the_harvest() -> None:
+    delivered: list[tuple[object, Answer | None]] = []
+
+    async def scan(port: int) -> object:
+        transport = TcpConnectTransport()
+        transport.open(
+            asyncio.get_running_loop(), lambda key, answer: delivered.append((key, answer))
+        )
+        try:
+            handle = transport.send("key", socket.AF_INET, "127.0.0.1", port)
+            for _ in range(100):
+                if delivered:
+                    break
+                await asyncio.sleep(0.01)
+            return handle
+        finally:
+            transport.close()
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        handle = asyncio.run(scan(server.getsockname()[1]))
+    assert not isinstance(handle, Answer)
+    assert delivered == [("key", tcp.OPEN)]
+
+
+class _PendingSocket:
+    """A socket whose connect is always in progress with nothing read yet (a remote link)."""
+
+    reads = 0
+    _fds = itertools.count(10_000)
+
+    def __init__(self, family: int, kind: int) -> None:
+        self._fd = next(self._fds)
+
+    def connect_ex(self, address: tuple[str, int]) -> int:
+        return errno.EINPROGRESS
+
+    def getsockopt(self, level: int, option: int) -> int:
+        _PendingSocket.reads += 1
+        return 0
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        pass
+
+
+def test_early_reads_stop_where_they_find_nothing_and_are_tried_again_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tcp, "_RawSocket", _PendingSocket)
+    transport = TcpConnectTransport()
+    registered: list[int] = []
+    transport._register = lambda fd, events: registered.append(fd)  # (no epoll: a fake fd)
+
+    def reads_over(sends: int) -> int:
+        before = _PendingSocket.reads
+        for n in range(sends):
+            transport.send(n, socket.AF_INET, "198.18.0.2", 80)
+        return _PendingSocket.reads - before
+
+    assert reads_over(tcp.EAGER_CREDIT) == tcp.EAGER_CREDIT  # each read found nothing
+    assert reads_over(tcp.EAGER_TRIAL_EVERY - 1) == 0  # off: no read at all
+    assert reads_over(1 + tcp.EAGER_TRIAL + 100) == tcp.EAGER_TRIAL  # one trial, then off
+    assert len(registered) == tcp.EAGER_CREDIT + tcp.EAGER_TRIAL_EVERY + tcp.EAGER_TRIAL + 100
+    transport._pending.clear()

@@ -235,8 +235,8 @@ class Sweep(Generic[T]):
                         attempt.paced = False  # never counted as outstanding
                         self._defer(attempt, exc)
                         break
-                    if isinstance(handle, Answer):
-                        self._final(attempt, handle, None)
+                    if isinstance(handle, Answer):  # (measured: a reply read at once)
+                        self._final(attempt, handle, clock() - now if handle.measured else None)
                         continue
                     attempt.handle = handle
                     inflight += 1
@@ -311,7 +311,7 @@ class Sweep(Generic[T]):
             if from_queue:
                 pacer.released(host_index, now)
             if isinstance(handle, Answer):
-                self._final(attempt, handle, None)
+                self._final(attempt, handle, clock() - now if handle.measured else None)
                 continue
             if udp and port[0] is _UDP:
                 rtt = rtts.get(~host_index) or udp_scan_rtt

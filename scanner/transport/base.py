@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from scanner.models import PortState, Proto, Reason
@@ -26,10 +26,17 @@ FD_RESERVE = 32
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What one probe attempt established about a port."""
+    """What one probe attempt established about a port.
+
+    ``measured`` marks an answer that :meth:`Transport.send` returns at once but that came
+    from the network (a reply already in when the send returned): its round trip is real
+    and is timed. Any other answer returned at once is local (no route, a local firewall)
+    and has no round trip. It takes no part in equality.
+    """
 
     state: PortState
     reason: Reason
+    measured: bool = field(default=False, compare=False)
 
 
 class Backpressure(Exception):
@@ -57,8 +64,9 @@ class Transport(Protocol):
     """The seam between the engine and the network.
 
     ``send`` either returns an :class:`Answer` at once (the outcome was known without
-    waiting) or returns an opaque handle and later calls ``deliver(key, answer)`` exactly
-    once, unless the engine cancels the handle first.
+    waiting; ``measured`` if a reply had already come back) or returns an opaque handle and
+    later calls ``deliver(key, answer)`` exactly once, unless the engine cancels the handle
+    first.
     """
 
     protocol: Proto
