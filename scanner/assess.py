@@ -39,8 +39,8 @@ import dataclasses
 import shlex
 from collections.abc import Collection, Sequence
 
-from scanner.evidence import NO_EVIDENCE, Evidence
 from scanner.models import Assessment, Attestation, PortState, Proto, Result, Verdict
+from scanner.protocols import NO_EVIDENCE, Evidence
 from scanner.registry import PortRange, Registration, Registry, load_registry, port_range
 from scanner.registry.attest import attestation_of, common_ports
 from scanner.registry.customary import DYNAMIC_USE, CustomaryUse, customary_uses
