@@ -223,6 +223,7 @@ class Sweep(Generic[T]):
                     SEND_BATCH - sent, self._cap - self._inflight, MAX_BUFFERED - len(out.items)
                 )
                 send, inflight, count, blocked = only.send, self._inflight, 0, False
+                keep, emit, rtt_add, done = out.items.append, self._emit, self.rtt.add, 0
                 for host_index, port in islice(work, budget):
                     count += 1
                     host = cached.get(host_index) or hosts(host_index)
@@ -235,8 +236,16 @@ class Sweep(Generic[T]):
                         attempt.paced = False  # never counted as outstanding
                         self._defer(attempt, exc)
                         break
-                    if isinstance(handle, Answer):  # (measured: a reply read at once)
-                        self._final(attempt, handle, clock() - now if handle.measured else None)
+                    if isinstance(handle, Answer):
+                        if handle.measured:  # a reply read at once: _final, inlined
+                            seconds = clock() - now
+                            first = rtt_add(host_index, False, seconds)
+                            if first is not None:
+                                deadlines.retime(port[0], first)
+                            keep(emit(attempt, handle, seconds))
+                            done += 1
+                        else:
+                            self._final(attempt, handle, None)
                         continue
                     attempt.handle = handle
                     inflight += 1
@@ -249,6 +258,7 @@ class Sweep(Generic[T]):
                         attempt.deadline = now + rtt.timeout
                         young(attempt)
                 self._inflight = inflight
+                stats.done += done
                 sent += count - blocked
                 stats.sent += count - blocked
                 if blocked:
