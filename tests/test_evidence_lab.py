@@ -161,8 +161,11 @@ def test_concurrency_bounds_ports_in_flight(make_lab: Callable[..., Lab], protoc
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def on_loopback(handler: Handler, config: EvidenceConfig) -> tuple[Evidence, float]:
-    """Serve ``handler`` on 127.0.0.1 and probe it: (evidence, seconds)."""
+def on_loopback(
+    handler: Handler, config: EvidenceConfig, rtt: float | None = None
+) -> tuple[Evidence, float]:
+    """Serve ``handler`` on 127.0.0.1 and probe it (with the scan's ``rtt``, if given):
+    (evidence, seconds)."""
 
     async def run() -> tuple[Evidence, float]:
         async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -177,7 +180,7 @@ def on_loopback(handler: Handler, config: EvidenceConfig) -> tuple[Evidence, flo
         port = server.sockets[0].getsockname()[1]
         try:
             start = time.perf_counter()
-            found = await Prober(config).probe("127.0.0.1", socket.AF_INET, port)
+            found = await Prober(config).probe("127.0.0.1", socket.AF_INET, port, rtt=rtt)
             return found, time.perf_counter() - start
         finally:
             server.close()
@@ -295,7 +298,10 @@ def test_probes_do_not_depend_on_the_label() -> None:
         server = await asyncio.start_server(record, "127.0.0.1", 0)
         port: int = server.sockets[0].getsockname()[1]
         async with server:
-            await Prober(EvidenceConfig(timeout=4.0)).probe("127.0.0.1", socket.AF_INET, port)
+            # (A floor of the whole budget: a silent port is not given up before every
+            # probe has had its turn.)
+            config = EvidenceConfig(timeout=4.0, silence_floor=4.0)
+            await Prober(config).probe("127.0.0.1", socket.AF_INET, port)
         return port
 
     port = asyncio.run(run())
@@ -440,10 +446,28 @@ def test_silence_wait_follows_the_scanned_rtt_and_a_late_greeting_is_identified(
     assert config.silence_wait(silent_rtt) <= silent_seconds < config.timeout - 1.0
 
 
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads whatever comes and never sends a byte."""
+    await hold(reader)
+
+
+@pytest.mark.parametrize("rtt", [None, 0.19])
+def test_a_silent_port_is_given_up_by_the_round_trip_of_its_own_connects(
+    rtt: float | None,
+) -> None:
+    """The scan's RTT of an open port may hold a busy worker's delay (0.19 s would mean a
+    1.9 s wait), or be missing (the whole budget): the port's own connects took
+    microseconds, and the smallest RTT known counts. Given up at the floor."""
+    config = EvidenceConfig(timeout=3.0)
+    found, seconds = on_loopback(silent, config, rtt=rtt)
+    assert found == NO_EVIDENCE
+    assert config.silence_floor <= seconds < 1.7
+
+
 @pytest.mark.netns
 def test_late_greeting_is_identified_without_an_rtt(make_lab: Callable[..., Lab]) -> None:
-    """Without an RTT the whole budget applies: the greeting at 1 s is within it, whatever
-    the other probes sent the server before it."""
+    """Without the scan's RTT, the port's own connects give one (the floor then applies):
+    the greeting at 1 s is within it, whatever the other probes sent the server before it."""
     lab = make_lab(tcp={2525: "smtp-late"})
     config = EvidenceConfig(timeout=1.6)
     found, _ = probe_in(lab, config, lab.server4, 2525)
