@@ -357,3 +357,20 @@ def test_an_answer_returned_by_send_is_timed_only_when_measured(
     else:
         assert all(r.rtt is None for r in results)
     assert answer == Answer(answer.state, answer.reason)  # measured takes no part in equality
+
+
+def test_a_silent_port_sent_after_a_reply_read_at_once_is_timed_by_that_rtt() -> None:
+    """Replies read at once measure the scan's first RTT in the middle of a send batch: a
+    silent port of another host, sent later in that batch, is timed by it, not by the
+    initial timeout (2 s, twice: the retry). It was, until the batch looked the scan's
+    estimate up again."""
+    at_once = Reply(Answer(PortState.CLOSED, Reason.CONN_REFUSED, measured=True))
+    fake = FakeTransport(script={("198.18.0.3", 1): [Silence()]}, default=at_once)
+    slow_start = Timing(initial_rtt_timeout=2.0, min_rtt_timeout=0.02, max_rtt_timeout=2.0)
+    # Host by host: 198.18.0.3's port 1 comes in the first batch, after 200 replies.
+    config = ScanConfig(timing=slow_start, sequential=True)
+    hosts = Hosts("198.18.0.2", "198.18.0.3")
+    results = run(Scan(hosts, range(1, 201), config, transport=fake))
+    assert states(results)["198.18.0.3", 1] == ("filtered", "no-response", 2)
+    sends = [t for address, port, t in fake.sends if (address, port) == ("198.18.0.3", 1)]
+    assert len(sends) == 2 and sends[1] - sends[0] < 1.0  # (not 2 s)

@@ -201,7 +201,11 @@ class Sweep(Generic[T]):
         only = next(iter(transports.values())) if len(transports) == 1 else None
         udp, pacer, deadlines = self._udp, self.pacer, self._deadlines
         paced_hosts, ready = pacer.paced, pacer.ready
-        rtts, scan_rtt, udp_scan_rtt = self.rtt.hosts, self.rtt.tcp, self.rtt.udp
+        # (The scan-wide estimates may be made during this call, by a reply read at once:
+        # while one is None it is looked up again, lest the rest of the batch wait the
+        # initial timeout, which only the first measured RTT cuts short.)
+        table = self.rtt
+        rtts, scan_rtt, udp_scan_rtt = table.hosts, table.tcp, table.udp
         initial = self.config.timing.initial_rtt_timeout
         heap, seq, provisional = deadlines.heap, deadlines.seq, deadlines.provisional
         young = deadlines.young.append
@@ -249,7 +253,7 @@ class Sweep(Generic[T]):
                         continue
                     attempt.handle = handle
                     inflight += 1
-                    rtt = rtts.get(host_index) or scan_rtt
+                    rtt = rtts.get(host_index) or scan_rtt or table.tcp
                     if rtt is None:
                         provisional.append(attempt)
                         deadline = attempt.deadline = now + initial
@@ -324,9 +328,9 @@ class Sweep(Generic[T]):
                 self._final(attempt, handle, clock() - now if handle.measured else None)
                 continue
             if udp and port[0] is _UDP:
-                rtt = rtts.get(~host_index) or udp_scan_rtt
+                rtt = rtts.get(~host_index) or udp_scan_rtt or table.udp
             else:
-                rtt = rtts.get(host_index) or scan_rtt
+                rtt = rtts.get(host_index) or scan_rtt or table.tcp
             attempt.handle = handle
             self._inflight += 1
             if rtt is None:
