@@ -7,7 +7,8 @@ Rules and theory:
   counter; values outside the space are skipped ("cycle walking"), so fewer than two counter
   steps are spent per cell. Nothing proportional to the space is stored.
 - The bijection is a few rounds of add / xor-shift / multiply-by-odd modulo ``2**k``; each
-  step is invertible, so the whole is. Its constants come from the seed, so a seed fixes the
+  step is invertible, so the whole is (:meth:`Plan.locate` inverts it: when a cell comes,
+  and which shard walks it). Its constants come from the seed, so a seed fixes the
   order on every machine and Python version (``random.Random`` with an int seed is stable).
 - Shard ``K/N`` takes the counter values congruent to ``K`` modulo ``N``: shards of one seed
   are disjoint and together cover the space exactly.
@@ -89,6 +90,9 @@ class Plan(Generic[P]):
         self._shift = max(1, self._bits // 2)
         if sequential:  # nmap's -r: host by host, ports in order (the rounds become identity)
             self._add, self._mul1, self._mul2, self._shift = 0, 1, 1, self._bits
+        # The multipliers' inverses modulo 2**k, for locate().
+        self._inv1, self._inv2 = pow(self._mul1, -1, mask + 1), pow(self._mul2, -1, mask + 1)
+        self._indexes: dict[P, int] | None = None  # port -> its index, made by locate()
 
     def cell(self, counter: int) -> int:
         """The permuted image of ``counter`` in ``[0, 2**k)``; a bijection on that range.
@@ -104,6 +108,34 @@ class Plan(Generic[P]):
         x = (x * self._mul2) & mask
         x ^= x >> shift
         return x
+
+    def locate(self, host: int, port: P) -> tuple[int, int]:
+        """Where the cell of ``host`` (an index) and ``port`` comes in the walk: (part,
+        counter). Cells come in the order of these values (a shard's as well), and shard
+        ``K/N`` walks those whose counter is ``K`` modulo ``N`` (:meth:`owns`). Raises
+        KeyError for a port not in the plan."""
+        indexes = self._indexes
+        if indexes is None:  # (a port listed twice is found at its first place)
+            indexes = self._indexes = {p: i for i, p in reversed(list(enumerate(self.ports)))}
+        index = indexes[port]
+        if self._parts is None:
+            return 0, self._counter(host * len(self.ports) + index)
+        if index < self.front:
+            return 0, self._parts[0]._counter(host * self.front + index)
+        rest = self._parts[1]
+        return 1, rest._counter(host * len(rest.ports) + index - self.front)
+
+    def owns(self, counter: int) -> bool:
+        """Whether this plan's shard walks the cell of ``counter`` (see :meth:`locate`)."""
+        return counter % self.shard.count == self.shard.index
+
+    def _counter(self, cell: int) -> int:
+        """The counter whose image is ``cell``: :meth:`cell`, inverted step by step."""
+        mask, shift = self._mask, self._shift
+        x = _unshift(cell, shift)
+        x = _unshift((x * self._inv2) & mask, shift)
+        x = _unshift((x * self._inv1) & mask, shift)
+        return (x - self._add) & mask
 
     def __iter__(self) -> Iterator[tuple[int, P]]:
         if self._parts is not None:  # (chained in C: no generator step per cell)
@@ -136,3 +168,12 @@ class Plan(Generic[P]):
         if self._parts is not None:
             return sum(part.expected for part in self._parts)
         return self.size if self.shard.count == 1 else -(-self.size // self.shard.count)
+
+
+def _unshift(y: int, shift: int) -> int:
+    """The ``x`` of ``y = x ^ (x >> shift)``: ``y ^ (y >> shift) ^ (y >> 2 * shift) ...``."""
+    x, t = y, y >> shift
+    while t:
+        x ^= t
+        t >>= shift
+    return x

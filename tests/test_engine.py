@@ -359,6 +359,84 @@ def test_an_answer_returned_by_send_is_timed_only_when_measured(
     assert answer == Answer(answer.state, answer.reason)  # measured takes no part in equality
 
 
+def _fleet(hosts: int, open_ports: tuple[int, ...]) -> tuple[list[str], FakeTransport]:
+    """``hosts`` addresses, each with ``open_ports`` open (answered after 1 ms), the rest
+    closed (answered after 1 ms)."""
+    addresses = [f"198.18.0.{n + 2}" for n in range(hosts)]
+    script = {(a, p): [Reply(OPEN, 0.001)] for a in addresses for p in open_ports}
+    return addresses, FakeTransport(script=script, default=Reply(CLOSED, 0.001))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_port_found_open_is_probed_on_the_other_hosts_next_and_each_cell_once(
+    seed: int,
+) -> None:
+    addresses, fake = _fleet(8, (2999, 7))
+    ports = range(1, 3001)
+    config = ScanConfig(timing=FAST, seed=seed, concurrency=64)
+    results = run(Scan(Hosts(*addresses), ports, config, transport=fake))
+    probed = [(address, port) for address, port, _ in fake.sends]
+    # Every cell, once: one result each, and no send but its tries (a reply the busy
+    # loop took in after the 20 ms timeout is a retry).
+    assert len({(r.host, r.port) for r in results}) == len(results) == 8 * 3000
+    assert len(set(probed)) == 8 * 3000
+    assert len(probed) == sum(r.tries for r in results)
+    opened = sorted((r.host, r.port) for r in results if r.state is PortState.OPEN)
+    assert opened == sorted((a, p) for a in addresses for p in (2999, 7))
+    # Once found on one host, a port is probed on the others within a few batches, not
+    # spread over the whole sweep (24,000 probes).
+    for port in (2999, 7):
+        at = [n for n, (_, p) in enumerate(probed) if p == port]
+        assert at[-1] - at[0] < 1500, (port, at)
+
+
+def test_a_shards_sweep_promotes_only_its_own_cells() -> None:
+    """Two shards of one plan, each swept alone: together every cell once, each only its
+    own, though both found the same ports open and probed them on the other hosts."""
+    from fakes import Hosts as FakeHosts
+
+    from scanner.engine.base import HostCache, ScanStats, ports_of
+    from scanner.engine.core import Sweep
+    from scanner.plan import Shard
+
+    addresses, _ = _fleet(6, (1500, 3))
+    ports = ports_of(range(1, 2001))
+    sent: list[tuple[str, int]] = []
+    for index in range(2):
+        _, fake = _fleet(6, (1500, 3))
+        plan = Plan(6, ports, seed=9, shard=Shard(index, 2), front=700)
+        stats = ScanStats(total=plan.expected)
+        sweep = Sweep(
+            plan, HostCache(FakeHosts(*addresses)), ScanConfig(timing=FAST),
+            {Proto.TCP: fake}, lambda attempt, answer, rtt: answer, stats,
+        )  # fmt: skip
+
+        async def drain(sweep: Sweep[Answer] = sweep) -> int:
+            return sum([len(batch) async for batch in sweep.batches(64)])
+
+        assert asyncio.run(drain()) == len({(a, p) for a, p, _ in fake.sends})
+        own = {(addresses[h], p.number) for h, p in plan}
+        mine = [(address, port) for address, port, _ in fake.sends]
+        assert set(mine) == own  # (a retry sends a cell again: compared as sets)
+        assert sweep._promoted  # (it did promote)
+        sent += sorted(set(mine))
+    assert sorted(sent) == sorted((a, p) for a in addresses for p in range(1, 2001))
+
+
+@pytest.mark.parametrize(
+    "config", [ScanConfig(timing=FAST, sequential=True), ScanConfig(timing=FAST, retries=0)]
+)
+def test_sequential_scans_keep_their_order(config: ScanConfig) -> None:
+    """-r probes host by host in the given order: nothing found open jumps ahead."""
+    addresses, fake = _fleet(3, (5,))
+    run(Scan(Hosts(*addresses), range(1, 201), config, transport=fake))
+    probed = [(address, port) for address, port, _ in fake.sends]
+    assert len(set(probed)) == 600
+    if config.sequential:  # (first tries: a retry comes again later)
+        firsts = list(dict.fromkeys(probed))
+        assert firsts == [(a, p) for a in addresses for p in range(1, 201)]
+
+
 def test_a_silent_port_sent_after_a_reply_read_at_once_is_timed_by_that_rtt() -> None:
     """Replies read at once measure the scan's first RTT in the middle of a send batch: a
     silent port of another host, sent later in that batch, is timed by it, not by the

@@ -142,3 +142,32 @@ def test_the_front_is_shuffled_with_the_seed_and_sequential_has_none() -> None:
     sequential = Plan(4, ports, seed=5, front=50, sequential=True)
     assert sequential.front == 0
     assert list(sequential) == [(h, p) for h in range(4) for p in ports]
+
+
+@given(
+    hosts=st.integers(1, 12),
+    port_count=st.integers(1, 60),
+    front=st.integers(0, 60),
+    count=st.integers(1, 4),
+    seed=st.integers(0, 2**64 - 1),
+    sequential=st.booleans(),
+)
+def test_locate_gives_each_cell_its_place_in_the_walk_and_its_shard(
+    hosts: int, port_count: int, front: int, count: int, seed: int, sequential: bool
+) -> None:
+    """The cells of a shard come in the order of their locations, and a shard owns
+    exactly the cells it walks (what the sweep relies on to probe an open port's other
+    hosts early, each cell once)."""
+    ports = list(range(1000, 1000 + port_count))
+    for index in range(count):
+        plan = Plan(hosts, ports, seed=seed, shard=Shard(index, count), front=front,
+                    sequential=sequential)  # fmt: skip
+        walked = list(plan)
+        places = [plan.locate(host, port) for host, port in walked]
+        assert places == sorted(places) and len(set(places)) == len(places)
+        mine = set(walked)
+        for host in range(hosts):
+            for port in ports:
+                assert plan.owns(plan.locate(host, port)[1]) == ((host, port) in mine)
+    with pytest.raises(KeyError):
+        Plan(hosts, ports, seed=seed).locate(0, 999)

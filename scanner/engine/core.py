@@ -24,15 +24,24 @@ Rules and theory:
   the transport of its port's protocol.
 - What a final result becomes is the caller's ``emit``: a :class:`~scanner.models.Result`
   in the parent, an encoded record in a worker process.
+- A TCP port found open on one host is probed next on every other host (of this sweep's
+  shard) that the plan has not reached yet: services repeat across the hosts of a fleet,
+  and an open port found early gets its evidence while the sweep goes on. Each cell is
+  still probed once: :meth:`Plan.locate` tells which cells the plan has walked and which
+  belong to the shard, a cursor per such port walks the hosts in order, and the plan
+  later skips the cells the cursor has sent. Memory stays bounded: at most
+  ``MAX_PROMOTED`` ports, a cursor each. Not with ``sequential`` (``-r``: the user's
+  order), a ``skip`` function (resume), or UDP in the scan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import islice
 from typing import Generic
 
@@ -63,7 +72,11 @@ MAX_DEFERRALS = 250
 Emit = Callable[[Attempt, Answer, "float | None"], T]
 """``emit(attempt, answer, rtt)``: what the consumer gets for one final result."""
 
+# Ports found open that are probed on the other hosts next (see the rules), at most.
+MAX_PROMOTED = 256
+
 _TCP, _UDP = Proto.TCP, Proto.UDP  # (module constants: no enum lookup on the hot path)
+_OPEN = PortState.OPEN
 _SILENT = {
     Proto.TCP: Answer(PortState.FILTERED, Reason.NO_RESPONSE),
     Proto.UDP: Answer(PortState.OPEN_FILTERED, Reason.NO_RESPONSE),
@@ -92,7 +105,16 @@ class Sweep(Generic[T]):
         self.config, self.transports, self.stats = config, transports, stats
         self._hosts, self._emit, self._skip = hosts, emit, skip
         self._udp = Proto.UDP in transports
-        self._work = iter(plan)
+        self._plan = plan
+        self._work: Iterator[tuple[int, Port]] = iter(plan)
+        # Open ports probed on the other hosts next (see the rules): port -> the next host
+        # its cursor considers; the ports whose cursor has hosts left; the plan's last cell.
+        self._promotes = (
+            not config.sequential and skip is None and plan.host_count > 1 and not self._udp
+        )
+        self._promoted: dict[Port, int] = {}
+        self._promoting: deque[Port] = deque()
+        self._last: tuple[int, Port] | None = None
         self._requeued: deque[Item] = deque()
         self._plan_done = False
         self._stopping = False
@@ -176,11 +198,16 @@ class Sweep(Generic[T]):
             return self._requeued.popleft()
         if self._plan_done or self.pacer.parked >= MAX_PARKED:
             return None
+        if self._promoting:
+            item = self._next_promoted()
+            if item is not None:
+                return item
         skip = self._skip
         for host, port in self._work:
             if skip is not None and skip(self._hosts(host).address, port):
                 self.stats.done += 1
                 continue
+            self._last = host, port
             return host, port, 0, 0, 0
         self._plan_done = True
         return None
@@ -219,7 +246,7 @@ class Sweep(Generic[T]):
             if sent >= SEND_BATCH:
                 self._schedule_send()
                 break
-            if fast and work is not None and not self._requeued:
+            if fast and work is not None and not self._requeued and not self._promoting:
                 assert only is not None
                 # Fresh probes in one plain loop. Each takes one place in flight or one in
                 # the outbox, so the budget keeps within the loop's own limits.
@@ -263,6 +290,8 @@ class Sweep(Generic[T]):
                         young(attempt)
                 self._inflight = inflight
                 stats.done += done
+                if count:
+                    self._last = host_index, port
                 sent += count - blocked
                 stats.sent += count - blocked
                 if blocked:
@@ -282,12 +311,18 @@ class Sweep(Generic[T]):
             if ready and ready[0][0] <= now:
                 item = pacer.next_due(now)
             from_queue = item is not None
-            if item is None and work is not None and not self._requeued and not pacer.parked:
+            if (
+                item is None
+                and work is not None
+                and not self._requeued
+                and not pacer.parked
+                and not self._promoting
+            ):
                 fresh = next(work, None)
                 if fresh is None:
                     self._plan_done, work = True, None
                     continue
-                host_index, port = fresh
+                host_index, port = self._last = fresh
                 tries = deferrals = silences = 0
                 if udp and host_index in paced_hosts and port[0] is _UDP:
                     pacer.park(host_index, (host_index, port, 0, 0, 0))
@@ -388,6 +423,8 @@ class Sweep(Generic[T]):
             return
         rtt = self._clock() - attempt.sent
         protocol = attempt.port[0]
+        if answer.state is _OPEN and self._promotes:
+            self._promote(attempt.port)
         udp = self._udp and protocol is _UDP
         if udp:
             self.pacer.answer(attempt, answer, rtt, self.config.defeat_icmp_ratelimit)
@@ -401,6 +438,47 @@ class Sweep(Generic[T]):
         self.stats.done += 1
         if not self._send_scheduled:
             self._schedule_send()
+
+    # -- open ports on the other hosts -------------------------------------------------
+
+    def _promote(self, port: Port) -> None:
+        """Probe ``port``, found open, on the other hosts next (see the rules)."""
+        if port in self._promoted or len(self._promoted) >= MAX_PROMOTED or self._plan_done:
+            return
+        if not self._promoted:  # the plan skips the cells the cursors sent
+            promoted = self._promoted
+
+            def sent_early(cell: tuple[int, Port]) -> bool:
+                cursor = promoted.get(cell[1])
+                return cursor is not None and cell[0] < cursor
+
+            self._work = itertools.filterfalse(sent_early, self._work)
+        self._promoted[port] = 0
+        self._promoting.append(port)
+
+    def _next_promoted(self) -> Item | None:
+        """The next cell of a promoted port that this shard walks and the plan has not
+        reached; None when the cursors are through."""
+        plan, hosts, promoted, promoting = (
+            self._plan,
+            self._plan.host_count,
+            self._promoted,
+            self._promoting,
+        )
+        last = self._last
+        reached = (-1, -1) if last is None else plan.locate(*last)
+        while promoting:
+            port = promoting[0]
+            host = promoted[port]
+            while host < hosts:
+                where = plan.locate(host, port)
+                host += 1
+                if where > reached and plan.owns(where[1]):
+                    promoted[port] = host
+                    return host - 1, port, 0, 0, 0
+            promoted[port] = host
+            promoting.popleft()
+        return None
 
     def _final(self, attempt: Attempt, answer: Answer, rtt: float | None) -> None:
         if rtt is not None:
