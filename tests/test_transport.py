@@ -68,7 +68,9 @@ def test_a_refusal_already_in_when_connect_returns_is_read_at_once_and_measured(
     transport.close()
 
 
-def test_an_open_loopback_port_goes_through_the_harvest() -> None:
+def test_an_open_loopback_port_is_read_at_once() -> None:
+    # Connected before connect() returns: read at once like a refusal (Linux: the second
+    # connect() returns 0), otherwise harvested from epoll.
     delivered: list[tuple[object, Answer | None]] = []
 
     async def scan(port: int) -> object:
@@ -79,7 +81,7 @@ def test_an_open_loopback_port_goes_through_the_harvest() -> None:
         try:
             handle = transport.send("key", socket.AF_INET, "127.0.0.1", port)
             for _ in range(100):
-                if delivered:
+                if delivered or isinstance(handle, Answer):
                     break
                 await asyncio.sleep(0.01)
             return handle
@@ -90,8 +92,79 @@ def test_an_open_loopback_port_goes_through_the_harvest() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen(8)
         handle = asyncio.run(scan(server.getsockname()[1]))
-    assert not isinstance(handle, Answer)
-    assert delivered == [("key", tcp.OPEN)]
+    if tcp.CONNECT_AGAIN:
+        assert isinstance(handle, Answer)
+        assert (handle.state, handle.reason, handle.measured) == (
+            PortState.OPEN,
+            Reason.SYN_ACK,
+            True,
+        )
+        assert delivered == []
+    else:
+        assert not isinstance(handle, Answer)
+        assert delivered == [("key", tcp.OPEN)]
+
+
+class _CountedSocket(tcp._RawSocket):  # type: ignore[misc,name-defined]
+    """The real socket type, counting how many are made."""
+
+    made = 0
+
+    def __init__(self, family: int, kind: int) -> None:
+        super().__init__(family, kind)
+        _CountedSocket.made += 1
+
+
+@pytest.mark.skipif(not tcp.CONNECT_AGAIN, reason="Linux only: a failed socket connects again")
+def test_a_refused_socket_is_used_again_and_still_tells_each_port_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tcp, "_RawSocket", _CountedSocket)
+    _CountedSocket.made = 0
+    transport = TcpConnectTransport()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        listening = server.getsockname()[1]
+        closed = [_unused_port(socket.AF_INET, "127.0.0.1") for _ in range(5)]
+        ports = [*closed[:3], listening, *closed[3:], listening, closed[0]]
+        answers = [transport.send(n, socket.AF_INET, "127.0.0.1", p) for n, p in enumerate(ports)]
+    transport.close()
+    assert [a.state for a in answers] == [  # type: ignore[union-attr]
+        PortState.OPEN if p == listening else PortState.CLOSED for p in ports
+    ]
+    # One socket for the three refusals and the open port, one after each open port (an open
+    # port's socket is closed with a RST), and none after the last refusals.
+    assert _CountedSocket.made == 3
+
+
+class _UnroutedSocket:
+    """A socket whose connect fails at once: no route."""
+
+    made = 0
+
+    def __init__(self, family: int, kind: int) -> None:
+        _UnroutedSocket.made += 1
+
+    def connect_ex(self, address: tuple[str, int]) -> int:
+        return errno.ENETUNREACH
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_socket_whose_connect_failed_at_once_is_used_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tcp, "_RawSocket", _UnroutedSocket)
+    _UnroutedSocket.made = 0
+    transport = TcpConnectTransport()
+    answers = [transport.send(n, socket.AF_INET, "198.18.0.2", 80 + n) for n in range(10)]
+    transport.close()
+    assert {(a.state, a.reason) for a in answers} == {  # type: ignore[union-attr]
+        (PortState.FILTERED, Reason.NET_UNREACH)
+    }
+    assert _UnroutedSocket.made == (1 if tcp.CONNECT_AGAIN else 10)
 
 
 class _PendingSocket:
@@ -102,8 +175,13 @@ class _PendingSocket:
 
     def __init__(self, family: int, kind: int) -> None:
         self._fd = next(self._fds)
+        self._connecting = False
 
     def connect_ex(self, address: tuple[str, int]) -> int:
+        if self._connecting:  # connect() again: the read of tcp.CONNECT_AGAIN
+            _PendingSocket.reads += 1
+            return errno.EALREADY
+        self._connecting = True
         return errno.EINPROGRESS
 
     def getsockopt(self, level: int, option: int) -> int:

@@ -268,7 +268,8 @@ class Sweep(Generic[T]):
                         self._defer(attempt, exc)
                         break
                     if isinstance(handle, Answer):
-                        if handle.measured:  # a reply read at once: _final, inlined
+                        if handle.measured and handle.state is not _OPEN:
+                            # A reply read at once (a closed port): _final, inlined.
                             seconds = clock() - now
                             first = rtt_add(host_index, False, seconds)
                             if first is not None:
@@ -276,7 +277,7 @@ class Sweep(Generic[T]):
                             keep(emit(attempt, handle, seconds))
                             done += 1
                         else:
-                            self._final(attempt, handle, None)
+                            self._final(attempt, handle, clock() - now if handle.measured else None)
                         continue
                     attempt.handle = handle
                     inflight += 1
@@ -481,6 +482,8 @@ class Sweep(Generic[T]):
         return None
 
     def _final(self, attempt: Attempt, answer: Answer, rtt: float | None) -> None:
+        if answer.state is _OPEN and self._promotes:
+            self._promote(attempt.port)
         if rtt is not None:
             if attempt.silences:
                 self._retries = self.config.retries  # answered after a silence: probes get lost

@@ -10,12 +10,19 @@ Rules and theory:
   :func:`~scanner.transport.classify.classify_errno`.
 - Where the reply is processed before ``connect()`` returns (loopback, veth and other
   links of the same kernel: the SYN's RST is taken in as the call releases the socket),
-  ``SO_ERROR`` already holds the answer although ``connect()`` said ``EINPROGRESS``. The
-  transport then reads it at once: the probe costs no epoll registration, no harvest and
-  no deadline, and its answer is ``measured`` (its round trip is timed by the engine). On
-  any other link that read finds nothing, so it is kept only while it pays: each answer
-  found earns credit, each read that found nothing spends one, and without credit the
-  transport stops reading early, trying again every ``EAGER_TRIAL_EVERY`` sends.
+  the connect has already ended although ``connect()`` said ``EINPROGRESS``. The
+  transport then reads the outcome at once: the probe costs no epoll registration, no
+  harvest and no deadline, and its answer is ``measured`` (its round trip is timed by the
+  engine). On any other link that read finds nothing, so it is kept only while it pays:
+  each answer found earns credit, each read that found nothing spends one, and without
+  credit the transport stops reading early, trying again every ``EAGER_TRIAL_EVERY`` sends.
+- On Linux that read is a second ``connect()`` to the same address: it returns the error
+  the connect ended with (``EALREADY`` while it is under way, 0 once connected) and leaves
+  a refused or unreachable socket unconnected, ready for the next probe. Such a socket is
+  kept as the spare of its family and used again, instead of a ``close()`` now and a
+  ``socket()`` next: two system calls a closed port instead of four (``getsockopt`` of
+  ``SO_ERROR`` elsewhere, where a failed socket may not connect again). A socket whose
+  connect failed at once (``ENETUNREACH`` with no route) is kept likewise.
 - An open port's socket is closed with ``SO_LINGER`` 0, which sends a RST: no TIME_WAIT
   socket is left behind, and the server sees an aborted connection.
 - Linux can connect a socket to itself when the ephemeral port equals the probed port on a
@@ -30,6 +37,7 @@ import errno
 import select
 import socket
 import struct
+import sys
 from collections.abc import Callable
 
 from scanner.models import Proto
@@ -44,7 +52,9 @@ LINGER_RST = struct.pack("ii", 1, 0)
 _RawSocket = _socket.socket
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
-_EINPROGRESS = errno.EINPROGRESS
+_EINPROGRESS, _EALREADY = errno.EINPROGRESS, errno.EALREADY
+# Whether a socket whose connect failed may connect again (see the rules).
+CONNECT_AGAIN = sys.platform.startswith("linux")
 _EPOLLOUT = getattr(select, "EPOLLOUT", 4)
 _BATCH = 4096
 
@@ -54,6 +64,7 @@ _AT_ONCE: dict[int, Answer] = {
     for err, answer in TCP_ERRNO.items()
     if err
 }
+_OPEN_AT_ONCE = Answer(OPEN.state, OPEN.reason, measured=True)
 EAGER_CREDIT = 64  # the most credit kept: 64 reads that find nothing turn early reads off
 EAGER_HIT = 4  # credit an answer found early earns (early reads pay at one hit in five)
 EAGER_TRIAL = 8  # credit of a trial, every EAGER_TRIAL_EVERY sends while they are off
@@ -76,6 +87,8 @@ class TcpConnectTransport:
         self._eager = True
         self._credit = EAGER_CREDIT
         self._dormant = 0  # sends until the next trial while early reads are off
+        # family -> a socket whose connect failed, to connect again (see the rules).
+        self._spares: dict[int, _RawSocket] = {}
 
     def open(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._loop, self._deliver = loop, deliver
@@ -85,26 +98,35 @@ class TcpConnectTransport:
             loop.add_reader(self._epoll.fileno(), self.flush)
 
     def send(self, key: object, family: int, address: str, port: int) -> object:
-        try:
-            sock = _RawSocket(family, _STREAM_NONBLOCK)
-        except OSError as exc:
-            raise Backpressure(exc.errno or errno.EMFILE) from exc
-        err = sock.connect_ex((address, port))
+        sock = self._spares.pop(family, None)
+        if sock is None:
+            try:
+                sock = _RawSocket(family, _STREAM_NONBLOCK)
+            except OSError as exc:
+                raise Backpressure(exc.errno or errno.EMFILE) from exc
+        target = address, port
+        err = sock.connect_ex(target)
         if err == _EINPROGRESS:
             if self._eager:
-                err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
-                if err:
+                if CONNECT_AGAIN:
+                    err = sock.connect_ex(target)
+                    found = err != _EALREADY
+                else:
+                    err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                    found = err != 0
+                if found:
+                    if self._credit < EAGER_CREDIT:
+                        self._credit += EAGER_HIT
                     answer = _AT_ONCE.get(err)
                     if answer is not None:
-                        sock.close()
-                        if self._credit < EAGER_CREDIT:
-                            self._credit += EAGER_HIT
+                        self._done(family, sock)
                         return answer
                     try:
-                        return self._finish(sock, err)
+                        answer = self._finish(sock, err)
                     except Backpressure:
                         sock.close()
                         raise
+                    return _OPEN_AT_ONCE if answer is OPEN else answer
                 self._credit -= 1
                 if self._credit <= 0:
                     self._eager, self._dormant = False, EAGER_TRIAL_EVERY
@@ -120,11 +142,23 @@ class TcpConnectTransport:
                 assert self._loop is not None
                 self._loop.add_writer(fd, self._on_writable, fd)
             return fd
+        if err:
+            answer = TCP_ERRNO.get(err)
+            if answer is not None:  # failed at once (no route): the socket is as new
+                self._done(family, sock)
+                return answer
         try:
             return self._finish(sock, err)
         except Backpressure:
             sock.close()
             raise
+
+    def _done(self, family: int, sock: _RawSocket) -> None:
+        """Keep ``sock``, whose connect failed, as the spare of ``family`` (see the rules)."""
+        if CONNECT_AGAIN and family not in self._spares:
+            self._spares[family] = sock
+        else:
+            sock.close()
 
     def cancel(self, handle: object) -> None:
         entry = self._pending.pop(handle, None)  # type: ignore[call-overload]
@@ -163,6 +197,9 @@ class TcpConnectTransport:
         for fd, entry in list(self._pending.items()):
             self._forget(fd, entry[1])
         self._pending.clear()
+        for sock in self._spares.values():
+            sock.close()
+        self._spares.clear()
         if self._epoll is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._epoll.fileno())
