@@ -34,8 +34,11 @@ Rules and theory:
   does so within about the same round trips. Active probes still queued then start only
   within that grace: an HTTP server does not wait for every probe's ``probe_wait``. Nor
   do they start once the passive connection was closed at once (within ``probe_wait``)
-  without a byte: a port that closes a connection on which nothing was sent closes every
-  connection of ours (nmap's "tcpwrapped"); the attempts already running finish. An
+  without a byte, twice (it connects again after the first): a port that closes a
+  connection on which nothing was sent closes every connection of ours (nmap's
+  "tcpwrapped"); the attempts already running finish. (Once is not enough: Xvfb under
+  a scan's load was seen to drop one idle connection, and the X11 probe, queued, never
+  ran.) An
   attempt that has started to show its protocol (banner bytes without their line end,
   TLS handshake records) is waited for, up to the budget.
 - A port that has sent nothing on any connection is given up after its *silence wait*
@@ -353,6 +356,22 @@ class _Passive(_Attempt):
     """Listen for a banner."""
 
     async def talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await self._listen(reader):
+            return
+        # Closed at once, though we sent nothing. Once may be the server's own business (an
+        # X server under a scan's load dropped one such connection); a port that closes
+        # every connection of ours closes the next one as well (see the module's rules).
+        abort(writer)
+        reader, writer = await connect(self.p.address, self.p.family, self.p.port)
+        try:
+            if await self._listen(reader):
+                self.p.closes_at_once = True
+        finally:
+            abort(writer)
+
+    async def _listen(self, reader: asyncio.StreamReader) -> bool:
+        """Read a greeting; whether the peer closed at once (within ``probe_wait``) without
+        a byte."""
         loop = asyncio.get_running_loop()
         connected = loop.time()
         bounded = self.reader(reader, self.p.config.max_bytes)
@@ -361,8 +380,7 @@ class _Passive(_Attempt):
         while not bounded.full:
             chunk = await self.read_by(bounded, settle_at or self.p.deadline)
             if chunk == b"" and not data and loop.time() - connected <= self.p.probe_wait:
-                # Closed at once, though we sent nothing: see the module's rules.
-                self.p.closes_at_once = True
+                return True
             if not chunk:
                 break  # closed; or identified, and no line end came: take it as it is
             data += chunk
@@ -372,10 +390,11 @@ class _Passive(_Attempt):
                 self.found(self.partial)
                 self.promising = False
                 if rank(self.partial) == _IDENTIFIED:
-                    return
+                    return False
             elif rank(self.partial) == _IDENTIFIED and settle_at is None:
                 settle_at = min(loop.time() + SETTLE, self.p.deadline)
         self.found(self.partial)
+        return False
 
 
 class _Http(_Attempt):

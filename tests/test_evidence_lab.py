@@ -495,8 +495,9 @@ def test_h2c_ranks_with_http_and_the_server_is_named() -> None:
 
 def test_a_port_that_closes_at_once_is_not_given_every_probe() -> None:
     """Loopback server that closes each connection at once, unprompted (nmap's tcpwrapped):
-    the passive, HTTP and TLS attempts and the first round of active probes connect, the
-    queued probes do not; a port that only closes after a request gets every probe."""
+    the passive attempt (twice), HTTP, TLS and the active probes started meanwhile
+    connect, the other queued probes do not; a port that only closes after a request gets
+    every probe."""
     from scanner.evidence import PROBES_AT_ONCE
 
     async def run(close_at_once: bool) -> tuple[Evidence, int]:
@@ -519,7 +520,8 @@ def test_a_port_that_closes_at_once_is_not_given_every_probe() -> None:
 
     found, accepted = asyncio.run(run(close_at_once=True))
     assert found == NO_EVIDENCE
-    assert 3 <= accepted <= 3 + PROBES_AT_ONCE
+    # (Two passive connections; probes start while the second is tried: a round or two.)
+    assert 4 + PROBES_AT_ONCE <= accepted <= 4 + 3 * PROBES_AT_ONCE < 3 + len(tcp.active_probes())
     found, accepted = asyncio.run(run(close_at_once=False))
     assert found == NO_EVIDENCE
     assert accepted == 3 + len(tcp.active_probes())
