@@ -38,9 +38,8 @@ Rules and theory:
   connection on which nothing was sent closes every connection of ours (nmap's
   "tcpwrapped"); the attempts already running finish. (Once is not enough: Xvfb under
   a scan's load was seen to drop one idle connection, and the X11 probe, queued, never
-  ran.) An
-  attempt that has started to show its protocol (banner bytes without their line end,
-  TLS handshake records) is waited for, up to the budget.
+  ran.) An attempt that has started to show its protocol (banner bytes without their
+  line end, TLS handshake records) is waited for, up to the budget.
 - A port that has sent nothing on any connection is given up after its *silence wait*
   (``EvidenceConfig.silence_wait``): ``SILENCE_RTTS`` round trips, but never less than
   ``silence_floor`` (servers with a greet pause greet late, and must still be identified)
