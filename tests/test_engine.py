@@ -359,19 +359,27 @@ def test_an_answer_returned_by_send_is_timed_only_when_measured(
     assert answer == Answer(answer.state, answer.reason)  # measured takes no part in equality
 
 
-def _fleet(hosts: int, open_ports: tuple[int, ...]) -> tuple[list[str], FakeTransport]:
-    """``hosts`` addresses, each with ``open_ports`` open (answered after 1 ms), the rest
-    closed (answered after 1 ms)."""
+def _fleet(
+    hosts: int, open_ports: tuple[int, ...], delay: float = 0.001
+) -> tuple[list[str], FakeTransport]:
+    """``hosts`` addresses, each with ``open_ports`` open, the rest closed: answered after
+    ``delay`` seconds, or read at once from ``send`` (timed, as on loopback) with 0."""
     addresses = [f"198.18.0.{n + 2}" for n in range(hosts)]
-    script = {(a, p): [Reply(OPEN, 0.001)] for a in addresses for p in open_ports}
-    return addresses, FakeTransport(script=script, default=Reply(CLOSED, 0.001))
+    opened, closed = OPEN, CLOSED
+    if not delay:
+        opened, closed = (Answer(a.state, a.reason, measured=True) for a in (OPEN, CLOSED))
+    script = {(a, p): [Reply(opened, delay)] for a in addresses for p in open_ports}
+    return addresses, FakeTransport(script=script, default=Reply(closed, delay))
 
 
+@pytest.mark.parametrize("delay", [0.001, 0.0])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_port_found_open_is_probed_on_the_other_hosts_next_and_each_cell_once(
-    seed: int,
+    seed: int, delay: float
 ) -> None:
-    addresses, fake = _fleet(8, (2999, 7))
+    # delay 0: every answer is read at once, in the middle of a batch of sends (as on
+    # loopback): the plan's cells that the promotion sent must still be skipped.
+    addresses, fake = _fleet(8, (2999, 7), delay)
     ports = range(1, 3001)
     config = ScanConfig(timing=FAST, seed=seed, concurrency=64)
     results = run(Scan(Hosts(*addresses), ports, config, transport=fake))
@@ -388,6 +396,34 @@ def test_a_port_found_open_is_probed_on_the_other_hosts_next_and_each_cell_once(
     for port in (2999, 7):
         at = [n for n, (_, p) in enumerate(probed) if p == port]
         assert at[-1] - at[0] < 1500, (port, at)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_promotion_in_the_middle_of_a_batch_sends_no_cell_twice(seed: int) -> None:
+    """On loopback most answers are read at once from ``send`` and a few come later: an
+    open port found at once promotes in the middle of a batch of sends, and the batch
+    goes on. The cells the promotion sent must not come again from the plan (a 3-worker
+    loopback scan once yielded a port twice)."""
+    addresses = [f"198.18.0.{n + 2}" for n in range(8)]
+    at_once = {
+        state: Answer(answer.state, answer.reason, measured=True)
+        for state, answer in (("open", OPEN), ("closed", CLOSED))
+    }
+    script = {
+        (a, p): [Reply(at_once["open"])] if p % 10 == 0 else [Reply(CLOSED, 0.002)]
+        for a in addresses
+        for p in range(1, 401)
+        if p % 10 == 0 or p % 3 == 0
+    }
+    fake = FakeTransport(script=script, default=Reply(at_once["closed"]))
+    config = ScanConfig(timing=FAST, seed=seed, concurrency=64)
+    results = run(Scan(Hosts(*addresses), range(1, 401), config, transport=fake))
+    assert len({(r.host, r.port) for r in results}) == len(results) == 8 * 400
+    firsts = [(address, port) for address, port, _ in fake.sends]
+    assert len(firsts) == sum(r.tries for r in results)
+    assert sorted((r.host, r.port) for r in results if r.state is PortState.OPEN) == sorted(
+        (a, p) for a in addresses for p in range(10, 401, 10)
+    )
 
 
 def test_a_shards_sweep_promotes_only_its_own_cells() -> None:

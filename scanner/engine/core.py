@@ -237,8 +237,6 @@ class Sweep(Generic[T]):
         heap, seq, provisional = deadlines.heap, deadlines.seq, deadlines.provisional
         young = deadlines.young.append
         push, clock, cached = heapq.heappush, self._clock, hosts.cache
-        # Fresh probes straight from the plan when nothing else waits (the usual case).
-        work = self._work if self._skip is None and not self._plan_done else None
         sent = 0
         # The fast path: one TCP-like protocol, no rate, nothing paced or queued again.
         fast = only is not None and rate is None and not udp
@@ -246,6 +244,10 @@ class Sweep(Generic[T]):
             if sent >= SEND_BATCH:
                 self._schedule_send()
                 break
+            # Fresh probes straight from the plan when nothing else waits (the usual case).
+            # Looked up each time round: an open port read at once promotes, and the plan
+            # is then walked through a filter that skips the cells the promotion sent.
+            work = self._work if self._skip is None and not self._plan_done else None
             if fast and work is not None and not self._requeued and not self._promoting:
                 assert only is not None
                 # Fresh probes in one plain loop. Each takes one place in flight or one in
@@ -298,7 +300,7 @@ class Sweep(Generic[T]):
                 if blocked:
                     break
                 if count < budget:  # the plan is done
-                    self._plan_done, work = True, None
+                    self._plan_done = True
                 continue
             if rate is not None:
                 self._allowance = min(
@@ -321,7 +323,7 @@ class Sweep(Generic[T]):
             ):
                 fresh = next(work, None)
                 if fresh is None:
-                    self._plan_done, work = True, None
+                    self._plan_done = True
                     continue
                 host_index, port = self._last = fresh
                 tries = deferrals = silences = 0
