@@ -37,6 +37,7 @@ import errno
 import select
 import socket
 import struct
+import sys
 from collections.abc import Callable
 
 from scanner.models import Proto
@@ -52,12 +53,10 @@ _RawSocket = _socket.socket
 _STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
 _EINPROGRESS, _EALREADY = errno.EINPROGRESS, errno.EALREADY
-# Whether a socket whose connect failed may connect again (see the rules). OFF for now:
-# with it on, a 3-worker scan of loopback under load yielded one closed port twice
-# (tests/test_fanout.py::test_workers_find_the_same_as_one_process, 3 failures in 40
-# runs; 0 in 40 with it off). To be found and mended before it is switched back on
-# (then: ``sys.platform.startswith("linux")``).
-CONNECT_AGAIN = False
+# Whether a socket whose connect failed may connect again (see the rules). The same read
+# finds an open port connected within the call (getsockopt cannot tell it from one still
+# under way): the sweep then promotes it in the middle of a batch of sends.
+CONNECT_AGAIN = sys.platform.startswith("linux")
 _EPOLLOUT = getattr(select, "EPOLLOUT", 4)
 _BATCH = 4096
 
