@@ -153,7 +153,8 @@ def collect(scan: Scan) -> dict[tuple[str, int], tuple[str, str]]:
     async def run() -> dict[tuple[str, int], tuple[str, str]]:
         out = {}
         async for r in scan:
-            assert (r.host, r.port) not in out
+            # (Both copies in the message: which one came twice tells where it came from.)
+            assert (r.host, r.port) not in out, (r, out[r.host, r.port])
             out[r.host, r.port] = (r.state.value, r.reason.value)
         return out
 
