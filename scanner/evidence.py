@@ -1,8 +1,14 @@
 """What an open port was seen to speak: the sans-I/O probes of ``protocols/`` over TCP.
 
 Rules and theory:
-- For one port three attempts start at once, each on its own connection, so a silent
-  port costs one timeout, not the sum of three:
+- For one port three attempts run side by side, each on its own connection, so a silent
+  port costs one timeout, not the sum of three. The passive one starts first and listens
+  alone for a head start (``HEAD_START_RTTS`` round trips, at least ``HEAD_START``, at
+  most ``MAX_HEAD_START``): a server that greets within it (SSH, SMTP, FTP...) is named
+  on that one connection, and is not sent an HTTP request, a ClientHello and probes it
+  will never answer. (They cost the server a connection each: a forked sshd, a slot of
+  its ``MaxStartups``.) The others start when the head start ends or the passive attempt
+  is over, whichever comes first:
 
   1. *passive*: connect and listen. A banner (SSH, SMTP, FTP, POP3, IMAP, MySQL, VNC,
      telnet...) is classified by ``protocols.banner``, then by the decoders of the
@@ -48,7 +54,9 @@ Rules and theory:
   connects took. Each is a round trip plus whatever delay the measuring process added (a
   busy scan worker measured 30-190 ms on a link of 0.03 ms), so the smallest is the
   closest. So a silent port on a fast link costs the floor, not the whole budget; once a
-  byte has come on any connection, the attempts get the whole budget.
+  byte has come on any connection, the attempts get the whole budget. The wait is
+  counted from the end of the passive attempt's head start, so that the probes lose none
+  of it: a silent port costs the head start more (30 ms on a fast link).
 - Bounds: the whole port gets ``timeout`` seconds (from when it gets its turn: at most
   ``concurrency`` ports are probed at once, fewer under a low open-file limit so that
   the process keeps descriptors to spare), a connection reads at most ``max_bytes``
@@ -109,6 +117,9 @@ SETTLE = 0.25  # seconds to wait for the rest of an identified banner without it
 PROBE_WAIT = 0.15  # share of the budget an active probe waits for its first reply byte
 MIN_PROBE_WAIT = 0.2  # seconds, at least
 PROBES_AT_ONCE = 4  # active probes of one port running at once
+HEAD_START = 0.03  # seconds the passive connection listens alone, at least
+HEAD_START_RTTS = 3  # round trips it listens alone, if longer
+MAX_HEAD_START = 0.2  # seconds, at most
 HOST_PORTS = 24  # ports of one host probed at once
 GREETING_WAIT = 0.3  # seconds a server inside TLS gets to speak first
 # TLS-wrapped services that speak first, by the service of their greeting.
@@ -631,6 +642,7 @@ class _PortProbe:
         self.rtt = rtt if rtt is not None and rtt >= 0 else None  # the smallest one known
         self.quiet = config.silence_wait(self.rtt)  # seconds a port that sends nothing gets
         self.started = 0.0
+        self.opened = 0.0  # when every attempt had been started (the head start over)
         self.deadline = 0.0
         self.probe_wait = max(MIN_PROBE_WAIT, config.timeout * PROBE_WAIT)
         self.closes_at_once = False  # the passive connection was closed at once, unprompted
@@ -648,14 +660,26 @@ class _PortProbe:
 
     async def run(self) -> Evidence:
         loop = asyncio.get_running_loop()
-        self.started = loop.time()
+        self.started = self.opened = loop.time()
         self.deadline = self.started + self.config.timeout
-        attempts: list[_Attempt] = [_Passive(self), _Http(self), _Tls(self)]
+        passive = _Passive(self)
+        attempts: list[_Attempt] = [passive]
+        later: list[_Attempt] = [_Http(self), _Tls(self)]
+        head = max(HEAD_START, HEAD_START_RTTS * (self.rtt or 0.0))
+        head_end = self.started + min(head, MAX_HEAD_START)  # see the module's rules
         queued = [_Probe(self, spec) for spec in tcp.active_probes()]
         queued.reverse()  # pop() takes the best ranked first
-        tasks = {asyncio.create_task(a.run()): a for a in attempts}
+        tasks: dict[asyncio.Task[None], _Attempt] = {asyncio.create_task(passive.run()): passive}
 
         def start_probes() -> None:
+            if later:
+                if not passive.done and loop.time() < head_end:
+                    return  # the passive connection listens alone for a while
+                for attempt in later:
+                    attempts.append(attempt)
+                    tasks[asyncio.create_task(attempt.run())] = attempt
+                later.clear()
+                self.opened = loop.time()
             running = sum(1 for t, a in tasks.items() if isinstance(a, _Probe) and not t.done())
             while queued and running < PROBES_AT_ONCE and not self.closes_at_once:
                 attempt = queued.pop()
@@ -666,9 +690,11 @@ class _PortProbe:
         try:
             while True:
                 start_probes()
-                verdict, wake = self._decide(attempts, loop.time(), waiting=bool(queued))
+                verdict, wake = self._decide(attempts, loop.time(), waiting=bool(queued or later))
                 if verdict is not None:
                     return verdict
+                if later:
+                    wake = min(wake, head_end)
                 pending = [t for t in tasks if not t.done()]
                 done, _ = await asyncio.wait(
                     pending,
@@ -704,7 +730,7 @@ class _PortProbe:
         if best is None or rank(best) < _HTTP:
             if any(a.heard for a in attempts):
                 return None, self.deadline
-            quiet_until = self.started + self.quiet
+            quiet_until = self.opened + self.quiet  # (the probes' time is not cut short)
             if now >= quiet_until:
                 return NO_EVIDENCE, 0.0  # silent on every connection: see the module's rules
             return None, min(quiet_until, self.deadline)
