@@ -493,27 +493,22 @@ def test_h2c_ranks_with_http_and_the_server_is_named() -> None:
     assert (found.service, found.product, found.version) == ("http", "lighttpd", "1.4.69")
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.1])
-def test_a_server_that_greets_is_named_on_the_passive_connection_alone(delay: float) -> None:
-    """A greeting within the passive connection's head start (see the evidence module's
-    rules) names the port with no other connection; one that comes later still names it,
-    the other attempts having started meanwhile."""
-    from scanner.evidence import HEAD_START
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _probe_counting(serve: Serve) -> tuple[Evidence, int]:
+    """Probe a loopback server running ``serve`` for each connection (RTT 0.1 ms); the
+    evidence and how many connections it accepted."""
 
     async def run() -> tuple[Evidence, int]:
         accepted = 0
 
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal accepted
             accepted += 1
-            with contextlib.suppress(ConnectionError):
-                await asyncio.sleep(delay)
-                writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
-                await writer.drain()
-                await reader.read(1)
-            writer.close()
+            await serve(reader, writer)
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        server = await asyncio.start_server(counted, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             found = await Prober(EvidenceConfig(timeout=2.0)).probe(
@@ -521,7 +516,25 @@ def test_a_server_that_greets_is_named_on_the_passive_connection_alone(delay: fl
             )
         return found, accepted
 
-    found, accepted = asyncio.run(run())
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1])
+def test_a_server_that_greets_is_named_on_the_passive_connection_alone(delay: float) -> None:
+    """A greeting within the passive connection's head start (see the evidence module's
+    rules) names the port with no other connection; one that comes later still names it,
+    the other attempts having started meanwhile."""
+    from scanner.evidence import HEAD_START
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await asyncio.sleep(delay)
+            writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+            await writer.drain()
+            await reader.read(1)
+        writer.close()
+
+    found, accepted = _probe_counting(serve)
     assert (found.service, found.product, found.version) == ("ssh", "OpenSSH", "9.2p1")
     if delay == 0:
         assert accepted == 1
@@ -536,29 +549,19 @@ def test_a_port_that_closes_at_once_is_not_given_every_probe() -> None:
     every probe."""
     from scanner.evidence import PROBES_AT_ONCE
 
-    async def run(close_at_once: bool) -> tuple[Evidence, int]:
-        accepted = 0
-
+    def closing(close_at_once: bool) -> Serve:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal accepted
-            accepted += 1
             if not close_at_once:
                 await reader.read(1)  # closes once a request has come
             writer.close()
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            found = await Prober(EvidenceConfig(timeout=2.0)).probe(
-                "127.0.0.1", socket.AF_INET, port, rtt=0.0001
-            )
-        return found, accepted
+        return serve
 
-    found, accepted = asyncio.run(run(close_at_once=True))
+    found, accepted = _probe_counting(closing(close_at_once=True))
     assert found == NO_EVIDENCE
     # (Two passive connections, then HTTP and TLS; the probes' rounds only if the passive
     # one listened alone for its whole head start, as on a loaded machine.)
     assert 4 <= accepted <= 4 + 2 * PROBES_AT_ONCE < 3 + len(tcp.active_probes())
-    found, accepted = asyncio.run(run(close_at_once=False))
+    found, accepted = _probe_counting(closing(close_at_once=False))
     assert found == NO_EVIDENCE
     assert accepted == 3 + len(tcp.active_probes())
