@@ -671,7 +671,7 @@ class _PortProbe:
         queued.reverse()  # pop() takes the best ranked first
         tasks: dict[asyncio.Task[None], _Attempt] = {asyncio.create_task(passive.run()): passive}
 
-        def start_probes() -> None:
+        def start_attempts() -> None:
             if later:
                 if not passive.done and loop.time() < head_end:
                     return  # the passive connection listens alone for a while
@@ -688,7 +688,7 @@ class _PortProbe:
 
         try:
             while True:
-                start_probes()
+                start_attempts()
                 verdict, wake = self._decide(attempts, loop.time(), waiting=bool(queued or later))
                 if verdict is not None:
                     return verdict
